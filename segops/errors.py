@@ -1,0 +1,83 @@
+"""The exception tree of segops; the CLI maps each branch to an exit code.
+
+    SegopsError
+     ├── UsageError                 bad command-line usage (unknown plan file, no TTY without --auto-approve)
+     ├── ManifestError              segops.yaml or a manifest is malformed or inconsistent
+     ├── SourceError                a source file cannot be read or holds bad rows
+     ├── StateError                 the state cannot be read or written
+     │    └── StateLockedError      another process holds the state lock
+     ├── PlanError                  a plan file is unreadable
+     │    └── StalePlanError        the state or an input moved since the plan was made
+     └── DestinationError           a platform refused or failed a change
+          └── RetryableDestinationError
+
+Every error carries what a user needs to find the cause: the file, the line and
+the key path where one exists, never a secret and never a member identifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One located problem: ``file:line: key.path: message``."""
+
+    file: str
+    message: str
+    line: int | None = None
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SegopsError(Exception):
+    """Base of every error segops raises on purpose."""
+
+
+class UsageError(SegopsError):
+    """The command was called in a way that cannot work."""
+
+
+class ManifestError(SegopsError):
+    """One or more problems in segops.yaml or the manifests."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SourceError(SegopsError):
+    """A source cannot be read, or holds rows that are not valid members."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class StateError(SegopsError):
+    """The state cannot be read, parsed or written."""
+
+
+class StateLockedError(StateError):
+    """Another process holds the state lock."""
+
+
+class PlanError(SegopsError):
+    """A plan file cannot be read or does not belong to this workspace."""
+
+
+class StalePlanError(PlanError):
+    """The state or an input file changed since the plan was made."""
+
+
+class DestinationError(SegopsError):
+    """A platform refused or failed a change."""
+
+
+class RetryableDestinationError(DestinationError):
+    """A transient platform failure (timeout, 429, 5xx)."""

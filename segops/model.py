@@ -1,0 +1,344 @@
+"""Frozen value types shared by every stage: workspace, members, plan.
+
+Nothing here does I/O. Collections are tuples sorted by a stable key so that the
+same inputs always give the same values, and so the same plan bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+Scalar = str | int | float | bool | None
+# Platform-visible settings of one destination, flat dotted keys, sorted by key.
+Settings = tuple[tuple[str, Scalar], ...]
+
+
+class Platform(StrEnum):
+    """An API segops can talk to; `files` writes what would be sent instead."""
+
+    MEDIARITHMICS = "mediarithmics"
+    MOENGAGE = "moengage"
+    FILES = "files"
+
+
+class IdentifierKind(StrEnum):
+    """What a member's key is on the platform."""
+
+    USER_ACCOUNT_ID = "user_account_id"
+    EMAIL_HASH = "email_hash"
+    USER_AGENT_ID = "user_agent_id"
+    ATTRIBUTE = "attribute"  # MoEngage: the value of a user attribute (attribute_name)
+
+
+PLATFORM_IDENTIFIER_KINDS: Mapping[Platform, frozenset[IdentifierKind]] = {
+    Platform.MEDIARITHMICS: frozenset(
+        {IdentifierKind.USER_ACCOUNT_ID, IdentifierKind.EMAIL_HASH, IdentifierKind.USER_AGENT_ID}
+    ),
+    Platform.MOENGAGE: frozenset({IdentifierKind.ATTRIBUTE}),
+}
+
+# Hash formats a manifest may declare for an identifier: lowercase hex of this many characters.
+HASH_FORMATS: Mapping[str, int] = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+# Longest identifier accepted when no hash format pins the length.
+MAX_IDENTIFIER_LENGTH = 256
+
+# Settings that name *where* members live: a change means the old members must be removed
+# from the old place and every desired member added to the new one.
+IDENTITY_SETTINGS: Mapping[Platform, frozenset[str]] = {
+    Platform.MEDIARITHMICS: frozenset(
+        {
+            "connection",
+            "datamart_id",
+            "segment_id",
+            "segment_technical_name",
+            "identifier.kind",
+            "identifier.format",
+            "compartment_id",
+        }
+    ),
+    Platform.MOENGAGE: frozenset(
+        {"connection", "segment.name", "segment.cs_id", "attribute.name", "attribute.type",
+         "identifier.format"}
+    ),
+}
+# Settings carried by every command: a change means every member is sent again.
+REFRESH_SETTINGS: Mapping[Platform, frozenset[str]] = {
+    Platform.MEDIARITHMICS: frozenset({"expiration_duration"}),
+    Platform.MOENGAGE: frozenset(),
+}
+
+
+class SourceKind(StrEnum):
+    CSV = "csv"
+    NDJSON = "ndjson"
+    PARQUET = "parquet"
+    INLINE = "inline"
+
+
+class OnBadRows(StrEnum):
+    ERROR = "error"  # the first bad rows are reported with their line, nothing is planned
+    SKIP = "skip"  # bad rows are left out and counted in the plan
+
+
+class KeyEncoding(StrEnum):
+    """How member keys are stored: hashes as raw bytes (half the size, fixed width), the rest as text."""
+
+    HEX = "hex"
+    TEXT = "text"
+
+
+class DiffMode(StrEnum):
+    """How the member engine pairs desired members with applied ones."""
+
+    MERGE = "merge"  # add new keys, remove gone keys, update changed attributes
+    REFRESH = "refresh"  # as MERGE, and every kept member is sent again (a per-command setting changed)
+    REPLACE = "replace"  # nothing pairs: remove every applied member, add every desired one
+
+
+class Action(StrEnum):
+    """What a plan does to one destination."""
+
+    CREATE = "create"
+    ADD = "add"
+    REMOVE = "remove"
+    UPDATE = "update"
+    RECREATE = "recreate"
+    DESTROY = "destroy"
+    NO_OP = "no-op"
+
+
+def settings_digest(settings: Settings) -> str:
+    """Return the sha256 of the canonical JSON of `settings`."""
+    text = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A named way to reach a platform, from segops.yaml."""
+
+    name: str
+    platform: Platform
+    # The API whose requests are produced: the platform itself, or for `files` the one it imitates.
+    target: Platform
+    options: tuple[tuple[str, Scalar], ...] = ()
+
+    def option(self, key: str, default: Scalar = None) -> Scalar:
+        return dict(self.options).get(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    kind: IdentifierKind
+    column: str
+    format: str | None = None  # a key of HASH_FORMATS
+    attribute_name: str | None = None  # MoEngage only
+    attribute_type: str | None = None  # MoEngage only: string | double
+
+    @property
+    def encoding(self) -> KeyEncoding:
+        return KeyEncoding.HEX if self.format else KeyEncoding.TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a segment's members come from."""
+
+    kind: SourceKind
+    manifest: str  # workspace-relative path of the manifest that declares it
+    line: int
+    path: str | None = None  # workspace-relative posix path of the data file
+    # Inline members: one row per member as sorted (column, value) pairs, with its YAML line.
+    rows: tuple[tuple[tuple[str, Scalar], ...], ...] = ()
+    row_lines: tuple[int, ...] = ()
+    delimiter: str = ","
+    on_bad_rows: OnBadRows = OnBadRows.ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """One segment on one platform: the unit that is planned, applied and kept in state."""
+
+    segment: str
+    name: str  # unique within the segment; defaults to the connection name
+    connection: Connection
+    identifier: Identifier
+    settings: Settings
+    source: Source
+    manifest: str
+    line: int
+    data_bag_column: str | None = None
+    expiration_ts_column: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.segment}.{self.name}"
+
+    @property
+    def platform(self) -> Platform:
+        return self.connection.target
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    name: str
+    manifest: str
+    line: int
+    source: Source
+    destinations: tuple[Destination, ...]
+    description: str = ""
+    owner: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """A file a plan was made from, with the sha256 of its bytes."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    memory_limit: str = "1GB"
+    threads: int | None = None  # None: DuckDB's default, one per core
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """A loaded, validated workspace; `root` is the only path that is not workspace-relative."""
+
+    root: str
+    connections: tuple[Connection, ...]
+    segments: tuple[Segment, ...]
+    inputs: tuple[InputFile, ...]
+    state_backend: str = "local"
+    state_path: str = ".segops"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    @property
+    def destinations(self) -> tuple[Destination, ...]:
+        return tuple(sorted((d for s in self.segments for d in s.destinations),
+                            key=lambda d: d.address))
+
+    def connection(self, name: str) -> Connection | None:
+        return next((c for c in self.connections if c.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCounts:
+    """Member counts of one destination change; `skipped` are bad source rows left out."""
+
+    before: int = 0
+    after: int = 0
+    add: int = 0
+    remove: int = 0
+    update: int = 0
+    skipped: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.add or self.remove or self.update)
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaFile:
+    """The member delta of one destination, a Parquet file named by its digest."""
+
+    sha256: str
+    rows: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.sha256}.parquet"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRef:
+    """The applied members of one destination, as recorded in state."""
+
+    sha256: str
+    count: int
+    encoding: KeyEncoding
+
+    @property
+    def name(self) -> str:
+        return f"{self.sha256}.parquet"
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRequest:
+    """What the member engine must compare for one destination."""
+
+    address: str
+    mode: DiffMode
+    desired: Destination | None  # None: nothing is desired any more (destroy)
+    applied: SnapshotRef | None  # None: nothing was applied yet (create)
+
+
+@dataclass(frozen=True, slots=True)
+class DiffResult:
+    address: str
+    counts: MemberCounts
+    delta: DeltaFile | None  # None when there is nothing to send
+
+
+@dataclass(frozen=True, slots=True)
+class SettingChange:
+    path: str
+    before: Scalar
+    after: Scalar
+    effect: str  # "recreate" | "refresh" | "in-place"
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationChange:
+    """The planned change of one destination: everything apply needs, and why."""
+
+    address: str
+    segment: str
+    connection: str
+    platform: Platform
+    actions: tuple[Action, ...]
+    settings_before: Settings | None
+    settings_after: Settings | None
+    setting_changes: tuple[SettingChange, ...]
+    members: MemberCounts
+    delta: DeltaFile | None
+    encoding: KeyEncoding
+    reason: str = ""  # why a recreate or destroy happens, for people
+
+    @property
+    def action(self) -> Action:
+        """Return the headline action, the most consequential of `actions`."""
+        for action in (Action.DESTROY, Action.RECREATE, Action.CREATE):
+            if action in self.actions:
+                return action
+        return Action.NO_OP if self.actions == (Action.NO_OP,) else Action.UPDATE
+
+    @property
+    def is_change(self) -> bool:
+        return self.actions != (Action.NO_OP,)
+
+
+PLAN_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A complete, immutable plan: what apply sends and what it was computed from."""
+
+    segops_version: str
+    lineage: str | None  # the state's lineage; None when there was no state yet
+    serial: int  # the state serial the plan was computed against (0: no state)
+    inputs: tuple[InputFile, ...]
+    changes: tuple[DestinationChange, ...]
+    format_version: int = PLAN_FORMAT_VERSION
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.is_change for c in self.changes)
