@@ -264,6 +264,7 @@ class SnapshotRef:
     sha256: str
     count: int
     encoding: KeyEncoding
+    attributes: tuple[str, ...] = ()  # per-member attribute columns stored beside the key
 
     @property
     def name(self) -> str:
@@ -311,6 +312,7 @@ class DestinationChange:
     delta: DeltaFile | None
     encoding: KeyEncoding
     reason: str = ""  # why a recreate or destroy happens, for people
+    attributes: tuple[str, ...] = ()  # per-member attributes kept in the new snapshot
 
     @property
     def action(self) -> Action:

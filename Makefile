@@ -1,0 +1,43 @@
+# segops developer tasks. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test check lint golden schemas bench
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install segops with its test and lint tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: install ## Run validate → plan → apply → plan on a temporary copy of manifests/
+	@sh scripts/demo.sh $(BIN)/segops
+
+test: install ## Run the test suite
+	$(BIN)/pytest
+
+check: install ## Lint, format check and type check; changes nothing
+	$(BIN)/ruff check segops tests bench
+	$(BIN)/ruff format --check segops tests bench
+	$(BIN)/mypy
+
+lint: install ## Fix what ruff can fix and format the code
+	$(BIN)/ruff check --fix segops tests bench
+	$(BIN)/ruff format segops tests bench
+
+golden: install ## Rewrite the golden files of tests/golden and tests/cases (review the diff!)
+	SEGOPS_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_cases.py tests/test_golden.py
+
+schemas: ## Copy schemas/ into the package (the test suite checks they match)
+	cp schemas/*.json segops/schemas/
+
+bench: install ## Time `segops plan` at 1e6 and 1e7 members against an ad-hoc DuckDB anti-join
+	$(BIN)/python bench/bench.py

@@ -1,0 +1,136 @@
+"""Benchmark: `segops plan` against an ad-hoc DuckDB anti-join of the same two CSV files.
+
+For each size N it generates two seeded membership files of N 64-hex email hashes (the
+second with 1% churn: 0.5% of members gone, as many new), applies the first to a `files`
+connection, then times `segops plan` of the second and an ad-hoc two-way DuckDB
+anti-join of the two CSV files, in the same run, each in its own process. It prints wall
+time (median of --repeat runs) and peak RSS (largest of the runs) for both, and their
+ratio. Targets at 1e7: segops <= 0.8x the ad-hoc anti-join, peak RSS <= 1.5 GiB.
+
+    python bench/bench.py                 # 1e6 and 1e7
+    python bench/bench.py --sizes 100000  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+ADHOC = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute(f'''COPY (
+  SELECT 'add' AS op, email_hash FROM read_csv('{sys.argv[2]}') ANTI JOIN read_csv('{sys.argv[1]}') USING (email_hash)
+  UNION ALL
+  SELECT 'remove', email_hash FROM read_csv('{sys.argv[1]}') ANTI JOIN read_csv('{sys.argv[2]}') USING (email_hash)
+) TO '{sys.argv[3]}' (HEADER)''')
+"""
+
+SEGOPS_YAML = """version: 1
+manifests: ["segments/*.yaml"]
+engine: {memory_limit: 1GB}
+connections:
+  files:
+    platform: files
+    target: mediarithmics
+    path: out
+"""
+
+MANIFEST = """apiVersion: segops/v1
+kind: Segment
+metadata: {name: bench_members}
+spec:
+  source:
+    csv: {path: ../data/members.csv}
+  destinations:
+    - connection: files
+      datamart_id: "1"
+      segment_technical_name: bench_members
+      identifier: {kind: email_hash, column: email_hash, format: sha256}
+"""
+
+
+def generate(n: int, folder: Path) -> tuple[Path, Path]:
+    """Write base.csv and churned.csv with n seeded hashes each; return their paths."""
+    base, churned = folder / "base.csv", folder / "churned.csv"
+    if base.exists() and churned.exists():
+        return base, churned
+    con = duckdb.connect()
+    gone = n // 200  # 0.5% leave, as many join: 1% churn
+    con.execute(
+        f"COPY (SELECT sha256('segops-bench-' || i::VARCHAR) AS email_hash FROM range({n}) t(i)) "
+        f"TO '{base}' (HEADER)"
+    )
+    con.execute(
+        f"COPY (SELECT sha256('segops-bench-' || i::VARCHAR) AS email_hash FROM range({n}) t(i) "
+        f"WHERE i % 200 <> 7 UNION ALL SELECT sha256('segops-bench-new-' || i::VARCHAR) "
+        f"FROM range({gone}) t(i)) TO '{churned}' (HEADER)"
+    )
+    con.close()
+    return base, churned
+
+
+def measure(cmd: list[str], cwd: Path) -> tuple[float, int]:
+    """Run `cmd`; return (wall seconds, peak RSS bytes) of that process and its children."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode not in (0, 2):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def run_size(n: int, root: Path, repeat: int) -> dict[str, float]:
+    folder = root / f"n{n}"
+    (folder / "segments").mkdir(parents=True, exist_ok=True)
+    (folder / "data").mkdir(exist_ok=True)
+    base, churned = generate(n, folder)
+    (folder / "segops.yaml").write_text(SEGOPS_YAML)
+    (folder / "segments" / "bench.yaml").write_text(MANIFEST)
+    for stale in (folder / ".segops", folder / "out"):
+        shutil.rmtree(stale, ignore_errors=True)
+    segops = [sys.executable, "-m", "segops", "-C", str(folder)]
+    shutil.copyfile(base, folder / "data" / "members.csv")
+    apply_wall, apply_rss = measure([*segops, "apply", "--auto-approve"], folder)
+    shutil.copyfile(churned, folder / "data" / "members.csv")
+    plan = [measure([*segops, "plan"], folder) for _ in range(repeat)]
+    adhoc_cmd = [sys.executable, "-c", ADHOC, str(base), str(churned), str(folder / "adhoc.csv")]
+    adhoc = [measure(adhoc_cmd, folder) for _ in range(repeat)]
+    return {
+        "apply_wall": apply_wall, "apply_rss": apply_rss,
+        "plan_wall": statistics.median(w for w, _ in plan), "plan_rss": max(r for _, r in plan),
+        "adhoc_wall": statistics.median(w for w, _ in adhoc), "adhoc_rss": max(r for _, r in adhoc),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path(".bench"))
+    args = parser.parse_args()
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    gib = 1024**3
+    print(f"{'members':>12} {'first apply':>12} {'segops plan':>12} {'ad-hoc join':>12} "
+          f"{'ratio':>6} {'plan RSS':>9} {'ad-hoc RSS':>10}")
+    for n in sizes:
+        r = run_size(n, args.workdir.resolve(), args.repeat)
+        print(f"{n:>12,} {r['apply_wall']:>11.2f}s {r['plan_wall']:>11.2f}s "
+              f"{r['adhoc_wall']:>11.2f}s {r['plan_wall'] / r['adhoc_wall']:>5.2f}x "
+              f"{r['plan_rss'] / gib:>7.2f}GiB {r['adhoc_rss'] / gib:>8.2f}GiB", flush=True)
+    print("targets at 1e7: ratio <= 0.80x, segops plan peak RSS <= 1.50 GiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m segops` runs the command line."""
+
+from segops.cli import main
+
+main()

@@ -1,0 +1,233 @@
+"""The segops command line: parse options, call segops.operations, print, set the exit code.
+
+Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from segops import __version__
+from segops.destinations import ApplyResult
+from segops.errors import SegopsError, UsageError
+from segops.model import Plan
+from segops.operations import (
+    Context,
+    check_not_stale,
+    engine_for,
+    load_saved_plan,
+    make_plan,
+    run_apply,
+    store_for,
+    validate_workspace,
+)
+from segops.planfile import read_plan, save_plan
+from segops.render.human import render_text
+from segops.render.json import render_json
+from segops.workspace import load_workspace
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+class _Group(TyperGroup):
+    """Report usage errors with exit code 1, keeping 2 for "changes present"."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(EXIT_ERROR)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(EXIT_ERROR)
+        except click.Abort:
+            typer.echo("Aborted.", err=True)
+            sys.exit(EXIT_ERROR)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Terraform for audience segments: plan and apply segment membership from manifests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+_state: dict[str, Path] = {"chdir": Path(".")}
+
+
+@app.callback()
+def _main(
+    chdir: Annotated[Path, typer.Option("--chdir", "-C", help="Workspace folder (holds segops.yaml).")] = Path("."),
+) -> None:
+    _state["chdir"] = chdir
+
+
+@app.command()
+def version() -> None:
+    """Print the segops version."""
+    typer.echo(f"segops {__version__}")
+
+
+@app.command()
+def validate() -> None:
+    """Check segops.yaml, every manifest and every source's columns."""
+    with _context() as ctx:
+        count = validate_workspace(ctx)
+    segments = len(ctx.workspace.segments)
+    typer.echo(f"Success! {segments} segments and {count} destinations are valid.")
+
+
+@app.command()
+def plan(
+    out: Annotated[Path | None, typer.Option("-out", "--out", "-o", help="Save the plan to this file for `segops apply FILE`.")] = None,
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+) -> None:
+    """Show what apply would change: members to add, update and remove per destination."""
+    with _context() as ctx, engine_for(ctx) as engine:
+        result = make_plan(ctx, engine, __version__)
+        if out is not None:
+            save_plan(result, ctx.work / "deltas", out)
+    typer.echo(_render(result, fmt), nl=False)
+    if out is not None and fmt is Format.text:
+        typer.echo(f"\nSaved the plan to: {out}\nTo apply exactly this plan, run: segops apply {out}")
+    if detailed_exitcode and result.has_changes:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="A plan file written by `segops plan -out`.")],
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+) -> None:
+    """Show a saved plan."""
+    with _errors():
+        saved = read_plan(file)
+    typer.echo(_render(saved, fmt), nl=False)
+
+
+@app.command()
+def apply(
+    file: Annotated[Path | None, typer.Argument(help="A saved plan; without it, segops plans first and asks.")] = None,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking (needed when not on a terminal).")] = False,
+) -> None:
+    """Send the planned changes and record the new state."""
+    with _context() as ctx, engine_for(ctx) as engine:
+        lock = ctx.store.lock("apply")
+        try:
+            state = ctx.store.read()
+            if file is not None:
+                chosen = load_saved_plan(ctx, file)
+                check_not_stale(ctx, chosen, state)
+            else:
+                chosen = make_plan(ctx, engine, __version__)
+                typer.echo(render_text(chosen), nl=False)
+                if not chosen.has_changes:
+                    return
+                _confirm(auto_approve)
+            report = run_apply(ctx, engine, chosen, __version__, _print_result)
+        finally:
+            ctx.store.unlock(lock.id)
+    _print_summary(report.results)
+    if not report.ok:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command("force-unlock")
+def force_unlock(lock_id: Annotated[str, typer.Argument(help="The Lock ID printed by the run that holds it.")]) -> None:
+    """Release a stale state lock left by a run that is gone."""
+    with _context() as ctx:
+        ctx.store.unlock(lock_id)
+    typer.echo(f"segops state has been unlocked (lock {lock_id}).")
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+class _context:
+    """Load the workspace and give a scratch folder; turn SegopsError into exit code 1."""
+
+    def __enter__(self) -> Context:
+        self._errors = _errors()
+        self._errors.__enter__()
+        self._tmp = tempfile.TemporaryDirectory(prefix="segops-")
+        try:
+            workspace = load_workspace(_state["chdir"])
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return Context(workspace, store_for(workspace), Path(self._tmp.name))
+
+    def __exit__(self, *exc: Any) -> bool:
+        self._tmp.cleanup()
+        return bool(self._errors.__exit__(*exc))
+
+
+class _errors:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if isinstance(exc, SegopsError):
+            label = "Error" if not isinstance(exc, UsageError) else "Usage error"
+            typer.echo(f"{label}: {exc}", err=True)
+            raise typer.Exit(EXIT_ERROR)
+        return False
+
+
+def _render(result: Plan, fmt: Format) -> str:
+    return render_json(result) if fmt is Format.json else render_text(result)
+
+
+def _confirm(auto_approve: bool) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("not on a terminal: re-run with --auto-approve, or save a plan with "
+                         "`segops plan -out FILE` and run `segops apply FILE`")
+    answer = typer.prompt("\nDo you want to perform these actions? Only 'yes' will be accepted",
+                          default="", show_default=False)
+    if answer.strip() != "yes":
+        typer.echo("Apply cancelled.")
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _print_result(result: ApplyResult) -> None:
+    sent = result.sent
+    counts = f"+{sent.add:,} ~{sent.update:,} -{sent.remove:,}"
+    if result.ok:
+        typer.echo(f"{result.address}: done ({counts}; {len(result.files)} file(s) written)")
+    else:
+        typer.echo(f"{result.address}: FAILED: {result.message}", err=True)
+
+
+def _print_summary(results: tuple[ApplyResult, ...]) -> None:
+    failed = sum(not r.ok for r in results)
+    done = len(results) - failed
+    if failed:
+        typer.echo(f"\nApply finished with errors: {done} destination(s) applied, "
+                   f"{failed} failed; run `segops plan` to see what is left.", err=True)
+    else:
+        typer.echo(f"\nApply complete! {done} destination(s) applied.")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,119 @@
+"""The steps behind each command, wired together: load, plan, apply.
+
+Each function takes what it needs and returns values; printing and exit codes belong
+to the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from segops import plan as planner
+from segops.apply import ApplyReport, apply_plan
+from segops.destinations import ApplyResult, Destination
+from segops.destinations.files import FilesDestination
+from segops.errors import DestinationError, SourceError, StalePlanError
+from segops.members import MemberEngine
+from segops.model import DestinationChange, DiffResult, Plan, Platform, Workspace
+from segops.planfile import open_plan
+from segops.state.local import LocalStateStore
+from segops.state.model import State
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """A loaded workspace with its state store and a scratch folder for one command."""
+
+    workspace: Workspace
+    store: LocalStateStore
+    work: Path
+
+    @property
+    def root(self) -> Path:
+        return Path(self.workspace.root)
+
+
+def store_for(workspace: Workspace) -> LocalStateStore:
+    return LocalStateStore(Path(workspace.root) / workspace.state_path)
+
+
+@contextmanager
+def engine_for(ctx: Context) -> Iterator[MemberEngine]:
+    engine = MemberEngine(ctx.root, ctx.work, ctx.workspace.engine)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def validate_workspace(ctx: Context) -> int:
+    """Check that every source can be opened and has the columns its destinations read.
+
+    Returns the number of destinations checked; raises SourceError with every problem.
+    """
+    problems = []
+    with engine_for(ctx) as engine:
+        for destination in ctx.workspace.destinations:
+            try:
+                engine.check_columns(destination)
+            except SourceError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise SourceError(problems)
+    return len(ctx.workspace.destinations)
+
+
+def make_plan(ctx: Context, engine: MemberEngine, version: str) -> Plan:
+    """Read state and sources, diff members, and return the plan; deltas go to work/deltas."""
+    state = ctx.store.read()
+    ws = ctx.workspace
+    decisions = planner.decide(ws.destinations, state, {c.name for c in ws.connections})
+    results: dict[str, DiffResult] = {}
+    for decision in decisions:
+        request = decision.request
+        snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
+        results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
+    return planner.build_plan(decisions, results, state, ws.inputs, version)
+
+
+def check_not_stale(ctx: Context, plan: Plan, state: State | None) -> None:
+    reasons = planner.stale_reasons(plan, state, ctx.workspace.inputs)
+    if reasons:
+        listed = "\n".join(f"  - {r}" for r in reasons)
+        raise StalePlanError(
+            "the saved plan is stale: it no longer matches the state or the workspace\n"
+            f"{listed}\nRun `segops plan` again and apply the new plan."
+        )
+
+
+def load_saved_plan(ctx: Context, path: Path) -> Plan:
+    return open_plan(path, ctx.work / "deltas")
+
+
+def run_apply(
+    ctx: Context,
+    engine: MemberEngine,
+    plan: Plan,
+    version: str,
+    on_result: Callable[[ApplyResult], None],
+) -> ApplyReport:
+    """Apply `plan` (the caller holds the lock and has checked staleness)."""
+    run = f"run-{plan.serial + 1:06d}"
+
+    def destination_for(change: DestinationChange) -> Destination:
+        connection = ctx.workspace.connection(change.connection)
+        if connection is None:
+            raise DestinationError(f"connection '{change.connection}' is not in segops.yaml")
+        if connection.platform is Platform.FILES:
+            return FilesDestination(ctx.root, connection, run)
+        raise DestinationError(
+            f"the {connection.platform.value} API client is not available in this version; "
+            "use a connection of platform `files` to write what would be sent"
+        )
+
+    return apply_plan(plan, ctx.store, engine, ctx.work / "deltas", destination_for, version,
+                      on_result)
+

@@ -1,0 +1,1 @@
+"""Renderers: pure functions from a Plan (via its canonical JSON form) to text."""

@@ -1,0 +1,88 @@
+"""The terminal view of a plan, in Terraform's spirit, built from the canonical JSON form.
+
+Counts only: no member identifier ever appears here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from segops.model import Plan
+from segops.render.json import plan_to_dict
+
+_SYMBOL = {"create": "  +", "update": "  ~", "recreate": "-/+", "destroy": "  -", "no-op": "   "}
+_VERB = {
+    "create": "will be created",
+    "update": "will be updated in place",
+    "recreate": "must be recreated",
+    "destroy": "will be destroyed",
+}
+_EFFECT_NOTE = {"recreate": "   # forces recreate", "refresh": "   # every member is sent again"}
+
+
+def render_text(plan: Plan) -> str:
+    """Return the plan as text for a terminal or a CI log."""
+    data = plan_to_dict(plan)
+    changes = [c for c in data["changes"] if c["action"] != "no-op"]
+    if not changes:
+        return _no_changes(data)
+    blocks = ["segops will perform the following actions:\n"]
+    blocks += [_block(c) for c in changes]
+    blocks.append(_totals(data["summary"]))
+    return "\n".join(blocks)
+
+
+def _block(change: Mapping[str, Any]) -> str:
+    action = change["action"]
+    head = f"  # {change['address']} {_VERB[action]}"
+    if change["reason"]:
+        head += f": {change['reason']}"
+    lines = [head, f"{_SYMBOL[action]} {change['address']}  "
+                   f"({change['platform']} via {change['connection']})"]
+    lines += [_setting_line(s) for s in change["setting_changes"]]
+    lines.append(f"      members: {_counts(change['members'])}")
+    skipped = change["members"]["skipped"]
+    if skipped:
+        lines.append(f"      ! {skipped:,} bad source row(s) skipped (on_bad_rows: skip)")
+    return "\n".join(lines) + "\n"
+
+
+def _setting_line(setting: Mapping[str, Any]) -> str:
+    note = _EFFECT_NOTE.get(setting["effect"], "")
+    before, after = setting["before"], setting["after"]
+    if before is None:
+        return f"      + {setting['path']}: {_value(after)}{note}"
+    if after is None:
+        return f"      - {setting['path']}: {_value(before)}{note}"
+    return f"      ~ {setting['path']}: {_value(before)} → {_value(after)}{note}"
+
+
+def _counts(members: Mapping[str, int]) -> str:
+    parts = [f"{sign}{members[op]:,}" for sign, op in (("+", "add"), ("~", "update"),
+                                                       ("-", "remove")) if members[op]]
+    change = " ".join(parts) or "no member change"
+    return f"{change}  ({members['before']:,} → {members['after']:,})"
+
+
+def _totals(summary: Mapping[str, Any]) -> str:
+    d, m = summary["destinations"], summary["members"]
+    return (
+        f"Plan: {d['create']} to create, {d['update']} to update, {d['recreate']} to recreate, "
+        f"{d['destroy']} to destroy.\n"
+        f"Members: +{m['add']:,} to add, ~{m['update']:,} to update, -{m['remove']:,} to remove.\n"
+    )
+
+
+def _no_changes(data: Mapping[str, Any]) -> str:
+    total = sum(c["members"]["after"] for c in data["changes"])
+    count = len(data["changes"])
+    return (
+        "No changes. The platforms match the manifests "
+        f"({count} destination{'s' if count != 1 else ''}, {total:,} members).\n"
+    )
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
