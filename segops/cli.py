@@ -11,8 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+from typer.exceptions import TyperException
 from typer.core import TyperGroup
 
 from segops import __version__
@@ -44,13 +44,14 @@ class _Group(TyperGroup):
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
-        except click.UsageError as exc:
-            exc.show()
+        except TyperException as exc:  # usage errors: bad option, missing argument...
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show()
+            else:
+                typer.echo(f"Error: {exc.format_message()}", err=True)
             sys.exit(EXIT_ERROR)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(EXIT_ERROR)
-        except click.Abort:
+        except typer.Abort:
             typer.echo("Aborted.", err=True)
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -58,7 +58,8 @@ def data_bag_sql(value: str, is_text: bool) -> str:
 
 def expiration_ts_sql(value: str) -> str:
     """Return SQL giving a non-negative epoch-milliseconds BIGINT, NULL when invalid."""
-    return f"CASE WHEN try_cast({value} AS BIGINT) >= 0 THEN try_cast({value} AS BIGINT) END"
+    text = f"trim(CAST({value} AS VARCHAR))"
+    return f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,18}}') THEN CAST({text} AS BIGINT) END"
 
 
 def identifier_problem(identifier: Identifier, value: str | None) -> str | None:
@@ -103,10 +104,9 @@ def expiration_ts_problem(column: str, value: str | None) -> str | None:
     """Return why `value` is not a non-negative integer, or None when it is (or is absent)."""
     if value is None:
         return None
-    try:
-        number = int(value.strip())
-    except ValueError:
-        return f"expiration_ts in column '{column}' is not an integer (epoch milliseconds)"
-    if number < 0:
-        return f"expiration_ts in column '{column}' is negative"
+    if not re.fullmatch("[0-9]{1,18}", value.strip()):
+        return (
+            f"expiration_ts in column '{column}' is not a non-negative integer "
+            "(epoch milliseconds)"
+        )
     return None

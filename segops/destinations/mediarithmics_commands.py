@@ -13,7 +13,7 @@ million rows stream through in seconds without ever being held in memory togethe
 
 from __future__ import annotations
 
-import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -130,22 +130,24 @@ def csv_columns(target: CommandTarget, *, expiration_ts: bool, data_bag: bool) -
     )
 
 
-class _LastWrite:
-    """A file-like sink keeping the line csv.writer produced last (it writes once per row)."""
+# What makes csv.writer (QUOTE_MINIMAL, "\n" line terminator) quote a cell.
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
 
-    __slots__ = ("text",)
 
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, text: str) -> int:
-        self.text = text
-        return len(text)
+def _cell(value: str | int | None) -> str:
+    """Return `value` as one CSV cell, quoted exactly as csv.writer would (RFC 4180)."""
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    if _NEEDS_QUOTES(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
 
 
 def csv_header(columns: tuple[str, ...]) -> str:
     """Return the header line of a CSV command file with `columns`."""
-    return ",".join(columns) + "\n"  # field names never need quoting
+    return ",".join(map(_cell, columns)) + "\n"
 
 
 def csv_rows(
@@ -153,29 +155,34 @@ def csv_rows(
 ) -> Iterator[str]:
     """Yield one RFC 4180 line per row, in `columns` (from `csv_columns`); absent is empty.
 
+    Each line equals what `csv.writer(f, lineterminator="\n").writerow(cells)` writes (a test
+    holds them equal); cells are quoted here because the csv module costs twice as much per row.
+
     Raises:
         DestinationError: an UPDATE row has a value whose column is not in `columns`.
     """
-    sink = _LastWrite()
-    writer = csv.writer(sink, lineterminator="\n")
     with_ts, with_bag = "expiration_ts" in columns, "data_bag" in columns
-    fixed = [target.compartment_id] if target.compartment_id is not None else []
-    fixed.append(target.segment_value)
+    ids = (target.compartment_id,) if target.compartment_id is not None else ()
+    tail = "".join("," + _cell(v) for v in (*ids, target.segment_value))
+    duration = f",{target.expiration_duration}"
+    # A DELETE leaves the optional cells empty.
+    delete_head = "DELETE" + duration + ("," if with_ts else "") + ","
+    delete_tail = tail + ("," if with_bag else "") + "\n"
+    update_head = "UPDATE" + duration
     for row in rows:
-        delete = _operation(row.op) == "DELETE"
-        cells: list[object] = ["DELETE" if delete else "UPDATE", target.expiration_duration]
-        if with_ts:
-            cells.append(None if delete else row.expiration_ts)
-        elif row.expiration_ts is not None and not delete:
-            raise DestinationError("a row has expiration_ts but the CSV file has no such column")
-        cells.append(row.key)
-        cells.extend(fixed)
-        if with_bag:
-            cells.append(None if delete else row.data_bag)
-        elif row.data_bag is not None and not delete:
-            raise DestinationError("a row has a data_bag but the CSV file has no such column")
-        writer.writerow(cells)
-        yield sink.text
+        op = row.op
+        if op == REMOVE:
+            yield delete_head + _cell(row.key) + delete_tail
+        elif op == ADD or op == UPDATE:
+            ts, bag = row.expiration_ts, row.data_bag
+            if (ts is not None and not with_ts) or (bag is not None and not with_bag):
+                raise DestinationError("a row has an expiration_ts or data_bag but the CSV file "
+                                       f"has only the columns {columns}")
+            ts_cell = f",{_cell(ts)}" if with_ts else ""
+            bag_cell = f",{_cell(bag)}" if with_bag else ""
+            yield f"{update_head}{ts_cell},{_cell(row.key)}{tail}{bag_cell}\n"
+        else:
+            _operation(op)  # raises
 
 
 def csv_lines(

@@ -1,0 +1,339 @@
+"""YAML text -> documents with the line of every key, checked against a JSON Schema; nothing else.
+
+The only module that imports yaml. Loading is safe: a SafeLoader that keeps mapping keys
+and dates as text, refuses duplicate keys, files over 5 MiB, text that is not UTF-8 (a
+BOM is fine) and aliases that expand a document past 100,000 nodes ("billion laughs").
+Every problem names the file, the line and the key path, e.g.
+``manifests/a.yaml:12: spec.destinations[0].identifier.kind: must be one of ...``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from segops.errors import ManifestError, Problem
+from segops.schemas import load_schema
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+# Aliases may not expand a document past this many nodes; a document without aliases is
+# bounded by MAX_FILE_BYTES instead, so a long alias-free file is not taken for a bomb.
+MAX_EXPANDED_NODES = 100_000
+
+KeyPath = tuple[str | int, ...]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose mapping keys are always strings and whose dates stay strings.
+
+    Duplicate keys, non-scalar keys and alias bombs are caught on the node graph before
+    anything is constructed (see `_Walker` and `_check_expansion`).
+    """
+
+    # `2024-01-01` stays text: JSON Schema and member values know no dates.
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        self.flatten_mapping(node)  # resolve `<<` merge keys; later keys win, as in PyYAML
+        return {
+            str(key.value): self.construct_object(value, deep=deep) for key, value in node.value
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One YAML document of a file, with the 1-based line of every key path in it."""
+
+    file: str  # as named in problems: workspace-relative posix path
+    index: int  # position in the file, from 0
+    data: Any
+    # Mapping entries: the line of the key; sequence entries: the line of the item.
+    lines: Mapping[KeyPath, int] = field(repr=False, compare=False)
+
+    @property
+    def line(self) -> int:
+        """Return the line where the document's content starts."""
+        return self.lines[()]
+
+    def line_of(self, path: Sequence[str | int]) -> int:
+        """Return the line of `path`, or of its nearest ancestor that has one."""
+        key = tuple(path)
+        while key not in self.lines:
+            key = key[:-1]
+        return self.lines[key]
+
+    def problem(self, path: Sequence[str | int], message: str) -> Problem:
+        """Return a Problem located at `path` in this document."""
+        return Problem(self.file, message, self.line_of(path), format_path(path))
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """Return `path` as a dotted key path, e.g. ``spec.destinations[0].identifier.kind``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
+
+
+def load_documents(data: bytes, file: str) -> tuple[Document, ...]:
+    """Return the YAML documents held in `data`; `file` names it in problems.
+
+    Raises:
+        ManifestError: the file is too large, not UTF-8 or not valid YAML, has duplicate
+            keys, or aliases that expand too far.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        message = f"file is {len(data):,} bytes or more; the limit is {MAX_FILE_BYTES:,} (5 MiB)"
+        raise ManifestError([Problem(file, message)])
+    text = _decode(data, file)
+    loader = _Loader(text)
+    try:
+        return tuple(_documents(loader, file))
+    except yaml.MarkedYAMLError as error:
+        raise ManifestError([_syntax_problem(file, error)]) from None
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        message = f"invalid YAML: character {error.character:#06x} is not allowed"
+        raise ManifestError([Problem(file, message, line)]) from None
+    except RecursionError:
+        raise ManifestError([Problem(file, "invalid YAML: nested too deeply")]) from None
+    finally:
+        loader.dispose()
+
+
+def _decode(data: bytes, file: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start]
+        message = f"not valid UTF-8 (byte {byte:#04x}); save the file as UTF-8"
+        raise ManifestError([Problem(file, message, line)]) from None
+
+
+def _documents(loader: _Loader, file: str) -> Iterator[Document]:
+    problems: list[Problem] = []
+    index = 0
+    while loader.check_node():
+        node = loader.get_node()
+        assert node is not None  # check_node() said a document follows
+        _check_expansion(node, file)
+        walker = _Walker(file)
+        walker.walk(node, ())
+        problems.extend(walker.problems)
+        if not walker.problems:
+            yield Document(file, index, loader.construct_document(node), walker.lines)
+        index += 1
+    if problems:
+        raise ManifestError(problems)
+
+
+def _syntax_problem(file: str, error: yaml.MarkedYAMLError) -> Problem:
+    mark = error.problem_mark or error.context_mark
+    message = "; ".join(str(part) for part in (error.context, error.problem) if part)
+    return Problem(file, f"invalid YAML: {message}", mark.line + 1 if mark else None)
+
+
+def _children(node: Node) -> Iterator[Node]:
+    if isinstance(node, SequenceNode):
+        yield from node.value
+    elif isinstance(node, MappingNode):
+        for key, value in node.value:
+            yield key
+            yield value
+
+
+def _check_expansion(root: Node, file: str) -> None:
+    """Refuse recursive aliases and aliases that expand the document past the limit."""
+    distinct: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in distinct:
+            distinct.add(id(node))
+            stack.extend(_children(node))
+    limit = max(MAX_EXPANDED_NODES, len(distinct))
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Node) -> int:  # memoised: each distinct node is counted once
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in active:
+            raise ManifestError([Problem(file, "recursive alias", node.start_mark.line + 1)])
+        active.add(id(node))
+        total = 1 + sum(size(child) for child in _children(node))
+        active.discard(id(node))
+        if total > limit:
+            message = f"alias expansion too large: more than {limit:,} nodes"
+            raise ManifestError([Problem(file, message, node.start_mark.line + 1)])
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+class _Walker:
+    """Records the line of every key path and finds duplicate or non-string keys."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[KeyPath, int] = {}
+        self.problems: list[Problem] = []
+        self._checked: set[int] = set()  # mappings already checked (an alias is checked once)
+
+    def walk(self, node: Node, path: KeyPath) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, SequenceNode):
+            for index, item in enumerate(node.value):
+                self.walk(item, (*path, index))
+        elif isinstance(node, MappingNode):
+            self._walk_mapping(node, path, frozenset())
+
+    def _walk_mapping(self, node: MappingNode, path: KeyPath, taken: frozenset[str]) -> set[str]:
+        """Walk `node`'s entries except the `taken` keys; return the keys it defines."""
+        first = id(node) not in self._checked
+        self._checked.add(id(node))
+        own: dict[str, int] = {}
+        merged: list[MappingNode] = []
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.tag == _MERGE_TAG:
+                merged.extend(_merge_sources(value))
+            elif not isinstance(key, ScalarNode):
+                self._report(first, line, path, "a mapping key must be a plain string")
+            elif key.value in own:
+                message = f"duplicate key {key.value!r} (first at line {own[key.value]})"
+                self._report(first, line, (*path, key.value), message)
+            else:
+                own[key.value] = line
+                if key.value not in taken:
+                    self.lines[(*path, key.value)] = line
+                    self.walk(value, (*path, key.value))
+        defined = set(taken) | set(own)
+        for source in merged:  # a mapping's own keys win over merged ones, earlier merges win
+            defined |= self._walk_mapping(source, path, frozenset(defined))
+        return defined
+
+    def _report(self, first: bool, line: int, path: KeyPath, message: str) -> None:
+        if first:
+            self.problems.append(Problem(self.file, message, line, format_path(path)))
+
+
+def _merge_sources(node: Node) -> list[MappingNode]:
+    if isinstance(node, MappingNode):
+        return [node]
+    if isinstance(node, SequenceNode):
+        return [item for item in node.value if isinstance(item, MappingNode)]
+    return []  # PyYAML reports the bad merge when constructing
+
+
+# -- schema validation ---------------------------------------------------------------------
+
+
+@cache
+def _validator(schema: str) -> Any:
+    return Draft202012Validator(load_schema(schema))
+
+
+def validate_document(doc: Document, schema: str) -> list[Problem]:
+    """Return the problems of `doc` against the packaged JSON Schema `schema`, by line.
+
+    `schema` is a name known to `segops.schemas.load_schema` ("segops" or "segment").
+    """
+    problems: set[Problem] = set()
+    for error in _validator(schema).iter_errors(doc.data):
+        problems.update(_error_problems(doc, error))
+    return sorted(problems, key=lambda p: (p.line or 0, p.path, p.message))
+
+
+def _error_problems(doc: Document, error: ValidationError) -> list[Problem]:
+    path: KeyPath = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        allowed = ", ".join(sorted(known))
+        return [
+            doc.problem((*path, key), f"unknown key {key!r}; allowed keys: {allowed}")
+            for key in sorted(set(error.instance) - set(known))
+        ]
+    if "propertyNames" in error.schema_path:  # the error is about a key, not a value
+        key = str(error.instance)
+        return [doc.problem((*path, key), f"key {key!r}: {_message(error)}")]
+    return [doc.problem(path, _message(error))]
+
+
+def _message(error: ValidationError) -> str:
+    custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
+    if custom:
+        return str(custom)
+    value, instance = error.validator_value, error.instance
+    if error.validator == "required":
+        missing = [key for key in value if key not in instance]
+        return "missing required key " + ", ".join(repr(key) for key in missing)
+    if error.validator == "oneOf":
+        return _one_of_message(error)
+    if error.validator == "type":
+        expected = " or ".join(
+            _TYPE_NAMES[t] for t in ([value] if isinstance(value, str) else value)
+        )
+        return f"expected {expected}, got {_describe(instance)}"
+    if error.validator == "enum":
+        return f"must be one of {', '.join(map(_short, value))}; got {_describe(instance)}"
+    if error.validator == "const":
+        return f"must be {_short(value)}; got {_describe(instance)}"
+    if error.validator in ("minItems", "minProperties", "minLength") and value == 1:
+        return "must not be empty"
+    return str(error.message)
+
+
+def _one_of_message(error: ValidationError) -> str:
+    """Say "exactly one of a, b" for a oneOf whose branches each require one key."""
+    branches = error.validator_value
+    keys = [
+        b["required"][0] for b in branches if list(b) == ["required"] and len(b["required"]) == 1
+    ]
+    if len(keys) != len(branches) or not isinstance(error.instance, dict):
+        return str(best_match(error.context).message) if error.context else str(error.message)
+    found = [key for key in keys if key in error.instance]
+    return f"exactly one of {', '.join(keys)}; found {', '.join(found) if found else 'none'}"
+
+
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    kind = "boolean" if isinstance(value, bool) else type(value).__name__
+    return f"{_short(value)} ({kind})"
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,203 @@
+"""Load a workspace: segops.yaml, its Segment manifests and their data files -> model.Workspace.
+
+Every problem is collected before anything is raised, so one run lists them all, each
+with its workspace-relative file, line and key path. Nothing here reads member rows:
+data files are only located and digested (sources and the member engine read them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from segops.errors import ManifestError, Problem
+from segops.manifest import MAX_FILE_BYTES, Document, load_documents, validate_document
+from segops.model import Connection, EngineConfig, InputFile, Platform, Scalar, Segment, Workspace
+from segops.workspace_checks import Placed, cross_check
+from segops.workspace_segments import SegmentBuilder
+
+CONFIG_FILE = "segops.yaml"
+DEFAULT_MANIFEST_GLOBS = ("manifests/**/*.yaml", "manifests/**/*.yml")
+# Options a connection gets when segops.yaml leaves them out, by the API it targets.
+_DEFAULT_OPTIONS: Mapping[Platform, Mapping[str, Scalar]] = {
+    Platform.MEDIARITHMICS: {"mime_type": "APPLICATION_X_NDJSON"},
+    Platform.MOENGAGE: {},
+}
+_API_DEFAULTS: Mapping[Platform, Mapping[str, Scalar]] = {
+    Platform.MEDIARITHMICS: {"base_url": "https://api.mediarithmics.com"},
+    Platform.MOENGAGE: {"data_center": "01"},
+    Platform.FILES: {},
+}
+
+
+def load_workspace(root: Path) -> Workspace:
+    """Return the validated workspace whose segops.yaml is in `root`.
+
+    Raises:
+        ManifestError: every problem found, sorted by file and line.
+    """
+    files = _Files(root.resolve())
+    config = files.config()
+    connections = {c.name: c for c in _connections(config, files)}
+    segments: list[Segment] = []
+    placed: list[Placed] = []
+    documents = 0
+    for path, name in _manifest_files(config, files):
+        for doc in files.read_yaml(path, name):
+            if doc.data is None:  # an empty document, e.g. after a trailing `---`
+                continue
+            documents += 1
+            built = _segment(doc, path, connections, files)
+            if built is not None:
+                segments.append(built[0])
+                placed.extend(built[1])
+    if documents == 0 and not files.problems:
+        files.problems.append(config.problem(("manifests",), "no Segment document found"))
+    files.problems.extend(cross_check(segments, placed))
+    if files.problems:
+        problems = sorted(set(files.problems), key=lambda p: (p.file, p.line or 0, p.path))
+        raise ManifestError(problems)
+    return _workspace(files, config, connections, segments)
+
+
+def _segment(
+    doc: Document, path: Path, connections: Mapping[str, Connection], files: _Files
+) -> tuple[Segment, tuple[Placed, ...]] | None:
+    problems = validate_document(doc, "segment")
+    if problems:  # a document that fails its schema is not built: its fields cannot be trusted
+        files.problems.extend(problems)
+        return None
+    builder = SegmentBuilder(doc, path, connections, files.data_file)
+    built = builder.build()
+    files.problems.extend(builder.problems)
+    return built
+
+
+def _workspace(
+    files: _Files, config: Document, connections: Mapping[str, Connection], segments: list[Segment]
+) -> Workspace:
+    state = config.data.get("state", {})
+    engine = config.data.get("engine", {})
+    return Workspace(
+        root=str(files.root),
+        connections=tuple(connections[name] for name in sorted(connections)),
+        segments=tuple(sorted(segments, key=lambda s: s.name)),
+        inputs=tuple(InputFile(path, files.inputs[path]) for path in sorted(files.inputs)),
+        state_backend=state.get("backend", "local"),
+        state_path=files.inside(files.root / state.get("path", ".segops")) or ".segops",
+        engine=EngineConfig(engine.get("memory_limit", "1GB"), engine.get("threads")),
+    )
+
+
+class _Files:
+    """Reads workspace files, records the digest of each, and collects problems."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[Problem] = []
+        self.inputs: dict[str, str] = {}  # workspace-relative posix path -> sha256
+
+    def inside(self, path: Path) -> str | None:
+        """Return `path` relative to the workspace once resolved, or None when it is outside."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root):
+            return None
+        return resolved.relative_to(self.root).as_posix()
+
+    def config(self) -> Document:
+        """Return the schema-checked segops.yaml document; raise at once when it is unusable."""
+        path = self.root / CONFIG_FILE
+        if not path.is_file():
+            raise ManifestError([Problem(CONFIG_FILE, f"not found in {self.root}")])
+        docs = [doc for doc in self.read_yaml(path, CONFIG_FILE)]
+        if not docs and not self.problems:
+            self.problems.append(Problem(CONFIG_FILE, "empty: it needs at least `version: 1`"))
+        for extra in docs[1:]:
+            self.problems.append(Problem(CONFIG_FILE, "holds more than one document", extra.line))
+        if docs:
+            self.problems.extend(validate_document(docs[0], "segops"))
+        if self.problems:  # the rest of the workspace cannot be read without it
+            raise ManifestError(self.problems)
+        return docs[0]
+
+    def read_yaml(self, path: Path, name: str) -> tuple[Document, ...]:
+        """Return the documents of the YAML file `path`, named `name` in problems."""
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)  # one byte more tells it is too large
+        except OSError as error:
+            self.problems.append(Problem(name, f"cannot read: {error.strerror}"))
+            return ()
+        self.inputs[name] = hashlib.sha256(data).hexdigest()
+        try:
+            return load_documents(data, name)
+        except ManifestError as error:
+            self.problems.extend(error.problems)
+            return ()
+
+    def data_file(self, path: Path) -> str:
+        """Return the workspace-relative path of a data file, recording its digest.
+
+        Raises:
+            ValueError: the file is outside the workspace, missing or unreadable.
+        """
+        name = self.inside(path)
+        if name is None:
+            raise ValueError(f"{path.as_posix()} is outside the workspace {self.root}")
+        if name not in self.inputs:
+            try:
+                with path.open("rb") as handle:
+                    self.inputs[name] = hashlib.file_digest(handle, "sha256").hexdigest()
+            except OSError as error:
+                raise ValueError(f"cannot read {name}: {error.strerror}") from None
+        return name
+
+
+def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
+    """Return the manifest files the `manifests` globs match, sorted by relative path."""
+    globs = config.data.get("manifests", list(DEFAULT_MANIFEST_GLOBS))
+    found: dict[str, Path] = {}
+    for index, pattern in enumerate(globs):
+        if Path(pattern).is_absolute():
+            files.problems.append(config.problem(("manifests", index), "must be relative"))
+            continue
+        for match in files.root.glob(pattern):
+            name = files.inside(match)
+            if name is None:
+                message = f"matches {match.as_posix()}, which is outside the workspace"
+                files.problems.append(config.problem(("manifests", index), message))
+            elif match.is_file() and name != CONFIG_FILE:
+                found.setdefault(name, match)
+    if not found:
+        message = f"no manifest file matches {', '.join(globs)}"
+        files.problems.append(config.problem(("manifests",), message))
+    return [(found[name], name) for name in sorted(found)]
+
+
+def _connections(config: Document, files: _Files) -> Iterator[Connection]:
+    for name, raw in config.data["connections"].items():
+        platform = Platform(raw["platform"])
+        target = Platform(raw["target"]) if platform is Platform.FILES else platform
+        options: dict[str, Scalar] = {**_API_DEFAULTS[platform], **_DEFAULT_OPTIONS[target]}
+        options.update(_flatten({k: v for k, v in raw.items() if k not in ("platform", "target")}))
+        if "path" in raw:
+            path = files.inside(files.root / raw["path"])
+            if path is None:
+                key = ("connections", name, "path")
+                files.problems.append(config.problem(key, "must stay inside the workspace"))
+            options["path"] = path or raw["path"]
+        yield Connection(name, platform, target, tuple(sorted(options.items())))
+
+
+def _flatten(value: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Scalar]]:
+    """Yield nested mappings as flat dotted keys; lists become compact JSON text."""
+    for key, item in value.items():
+        if isinstance(item, dict):
+            yield from _flatten(item, f"{prefix}{key}.")
+        elif isinstance(item, list):
+            yield f"{prefix}{key}", json.dumps(item, sort_keys=True, separators=(",", ":"))
+        else:
+            yield f"{prefix}{key}", item

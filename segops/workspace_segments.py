@@ -1,0 +1,217 @@
+"""Build a typed Segment from one schema-checked Segment document.
+
+The schema has already checked shapes and types; what is left needs segops.yaml (which
+platform a connection targets) or the file system (where the source file is).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from segops.errors import Problem
+from segops.manifest import Document, KeyPath, format_path
+from segops.model import (
+    Connection,
+    Destination,
+    Identifier,
+    IdentifierKind,
+    OnBadRows,
+    Platform,
+    Scalar,
+    Segment,
+    Settings,
+    Source,
+    SourceKind,
+)
+from segops.workspace_checks import Placed, target_problems
+
+# Locates a data file: returns its workspace-relative path or raises ValueError saying why not.
+DataFileLocator = Callable[[Path], str]
+
+_FILE_KINDS = (SourceKind.CSV, SourceKind.NDJSON, SourceKind.PARQUET)
+DEFAULT_EXPIRY_DAYS = 365
+
+
+class SegmentBuilder:
+    """Turns one Segment document into a Segment; problems are kept in `problems`."""
+
+    def __init__(
+        self,
+        doc: Document,
+        manifest: Path,
+        connections: Mapping[str, Connection],
+        data_file: DataFileLocator,
+    ) -> None:
+        self.doc = doc
+        self.manifest = manifest  # where the document's relative paths start
+        self.connections = connections
+        self.data_file = data_file
+        self.problems: list[Problem] = []
+
+    def build(self) -> tuple[Segment, tuple[Placed, ...]] | None:
+        """Return the Segment and where each destination sits, or None if one is unusable."""
+        data = self.doc.data
+        name = data["metadata"]["name"]
+        source = self._source(data["spec"]["source"])
+        self._check_names(data["spec"]["destinations"])
+        placed: list[Placed] = []
+        for index, raw in enumerate(data["spec"]["destinations"]):
+            path: KeyPath = ("spec", "destinations", index)
+            destination = self._destination(name, source, raw, path)
+            if destination is not None:
+                placed.append(Placed(destination, format_path(path)))
+        if self.problems:
+            return None
+        segment = Segment(
+            name=name,
+            manifest=self.doc.file,
+            line=self.doc.line_of(("metadata", "name")),
+            source=source,
+            destinations=tuple(sorted((p.destination for p in placed), key=lambda d: d.name)),
+            description=data["metadata"].get("description", ""),
+            owner=data["metadata"].get("owner", ""),
+        )
+        return segment, tuple(placed)
+
+    def _source(self, raw: Mapping[str, Any]) -> Source:
+        path: KeyPath = ("spec", "source")
+        line = self.doc.line_of(path)
+        on_bad_rows = OnBadRows(raw.get("on_bad_rows", OnBadRows.ERROR.value))
+        if "members" in raw:
+            rows = tuple(_row(member) for member in raw["members"])
+            lines = tuple(self.doc.line_of((*path, "members", i)) for i in range(len(rows)))
+            return Source(
+                SourceKind.INLINE,
+                self.doc.file,
+                line,
+                rows=rows,
+                row_lines=lines,
+                on_bad_rows=on_bad_rows,
+            )
+        kind = next(kind for kind in _FILE_KINDS if kind.value in raw)
+        spec = raw[kind.value]
+        try:
+            located: str | None = self.data_file(self.manifest.parent / spec["path"])
+        except ValueError as error:
+            self.problems.append(self.doc.problem((*path, kind.value, "path"), str(error)))
+            located = None
+        return Source(
+            kind,
+            self.doc.file,
+            line,
+            path=located,
+            delimiter=spec.get("delimiter", ","),
+            on_bad_rows=on_bad_rows,
+        )
+
+    def _check_names(self, destinations: list[Any]) -> None:
+        """Report destinations of this segment that share a name (default: the connection)."""
+        first: dict[str, int] = {}
+        for index, raw in enumerate(destinations):
+            name = raw.get("name", raw["connection"])
+            key: KeyPath = (
+                "spec",
+                "destinations",
+                index,
+                "name" if "name" in raw else "connection",
+            )
+            if name in first:
+                other = self.doc.line_of(("spec", "destinations", first[name]))
+                message = (
+                    f"destination name {name!r} is already used by spec.destinations[{first[name]}]"
+                    f" (line {other}); give one of them a distinct `name`"
+                )
+                self.problems.append(self.doc.problem(key, message))
+            else:
+                first[name] = index
+
+    def _destination(
+        self, segment: str, source: Source, raw: Mapping[str, Any], path: KeyPath
+    ) -> Destination | None:
+        connection = self.connections.get(raw["connection"])
+        if connection is None:
+            known = ", ".join(sorted(self.connections))
+            message = f"unknown connection {raw['connection']!r}; segops.yaml defines: {known}"
+            self.problems.append(self.doc.problem((*path, "connection"), message))
+            return None
+        problems = target_problems(self.doc, path, raw, connection)
+        if problems:
+            self.problems.extend(problems)
+            return None
+        if connection.target is Platform.MEDIARITHMICS:
+            identifier, settings = _mediarithmics(raw)
+        else:
+            identifier, settings = _moengage(raw)
+        return Destination(
+            segment=segment,
+            name=raw.get("name", connection.name),
+            connection=connection,
+            identifier=identifier,
+            settings=settings,
+            source=source,
+            manifest=self.doc.file,
+            line=self.doc.line_of(path),
+            data_bag_column=raw.get("data_bag", {}).get("column"),
+            expiration_ts_column=raw.get("expiration_ts", {}).get("column"),
+        )
+
+
+def _row(member: Mapping[str, Any]) -> tuple[tuple[str, Scalar], ...]:
+    """Return an inline member as sorted (column, value) pairs; objects become JSON text."""
+    return tuple(sorted((column, _scalar(value)) for column, value in member.items()))
+
+
+def _scalar(value: Any) -> Scalar:
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return value  # type: ignore[no-any-return]  # the schema allows only scalars and objects
+
+
+def _settings(values: Mapping[str, Scalar]) -> Settings:
+    """Return the settings sorted by key, without the unset ones."""
+    return tuple(sorted((k, v) for k, v in values.items() if v is not None))
+
+
+def _mediarithmics(raw: Mapping[str, Any]) -> tuple[Identifier, Settings]:
+    spec = raw["identifier"]
+    kind = IdentifierKind(spec["kind"])
+    identifier = Identifier(kind, spec.get("column", kind.value), spec.get("format"))
+    settings = _settings(
+        {
+            "connection": raw["connection"],
+            "datamart_id": raw["datamart_id"],
+            "segment_id": raw.get("segment_id"),
+            "segment_technical_name": raw.get("segment_technical_name"),
+            "identifier.kind": kind.value,
+            "identifier.format": identifier.format,
+            "compartment_id": raw.get("compartment_id"),
+            "expiration_duration": int(raw.get("expiration_duration", 0)),
+        }
+    )
+    return identifier, settings
+
+
+def _moengage(raw: Mapping[str, Any]) -> tuple[Identifier, Settings]:
+    attribute = raw["attribute"]
+    identifier = Identifier(
+        kind=IdentifierKind.ATTRIBUTE,
+        column=attribute.get("column", attribute["name"]),
+        format=attribute.get("format"),
+        attribute_name=attribute["name"],
+        attribute_type=attribute.get("type", "string"),
+    )
+    settings = _settings(
+        {
+            "connection": raw["connection"],
+            "segment.name": raw["segment"]["name"],
+            "segment.cs_id": raw["segment"].get("cs_id"),
+            "attribute.name": identifier.attribute_name,
+            "attribute.type": identifier.attribute_type,
+            "identifier.format": identifier.format,
+            "expiry_days": int(raw.get("expiry_days", DEFAULT_EXPIRY_DAYS)),
+        }
+    )
+    return identifier, settings

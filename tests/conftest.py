@@ -1,0 +1,74 @@
+"""Shared fixtures: small workspaces written into a temporary folder, and the CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from segops.cli import app
+
+UPDATE_GOLDEN = os.environ.get("SEGOPS_UPDATE_GOLDEN") == "1"
+
+SEGOPS_YAML = """\
+version: 1
+manifests: ["segments/**/*.yaml"]
+engine: {memory_limit: 512MB, threads: 1}
+connections:
+  files-mics:
+    platform: files
+    target: mediarithmics
+    path: out/mics
+  files-mics-csv:
+    platform: files
+    target: mediarithmics
+    path: out/mics-csv
+    mime_type: TEXT_CSV
+  files-moe:
+    platform: files
+    target: moengage
+    path: out/moe
+"""
+
+
+def write_tree(root: Path, files: Mapping[str, str]) -> None:
+    """Write `files` (relative path -> text) under `root`."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode())
+
+
+def run(root: Path, *args: str, input: str | None = None) -> tuple[int, str, str]:
+    """Run the CLI in-process on workspace `root`; return (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(app, ["-C", str(root), *args], input=input)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def check_golden(path: Path, actual: str) -> None:
+    """Compare `actual` with the golden file; `make golden` rewrites it instead."""
+    if UPDATE_GOLDEN or not path.exists():
+        path.write_text(actual)
+        if not UPDATE_GOLDEN:
+            pytest.fail(f"{path} did not exist and was written: review it and commit it")
+    assert actual == path.read_text(), f"{path} differs (run `make golden` and review the diff)"
+
+
+def plan_json(root: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    code, out, err = run(root, "plan", "--format", "json", *args)
+    assert code == 0, err
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """An empty workspace with the three standard `files` connections."""
+    root = tmp_path / "ws"
+    write_tree(root, {"segops.yaml": SEGOPS_YAML})
+    return root
