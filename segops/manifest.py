@@ -10,10 +10,10 @@ Every problem names the file, the line and the key path, e.g.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
@@ -34,17 +34,16 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose mapping keys are always strings and whose dates stay strings.
-
-    Duplicate keys, non-scalar keys and alias bombs are caught on the node graph before
-    anything is constructed (see `_Walker` and `_check_expansion`).
+class _Rules(yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """What segops changes in PyYAML's safe loading: mapping keys are always strings and
+    dates stay strings. Duplicate keys, non-scalar keys and alias bombs are caught on the
+    node graph before anything is constructed (see `_Walker` and `_check_expansion`).
     """
 
     # `2024-01-01` stays text: JSON Schema and member values know no dates.
     yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
     }
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
@@ -52,6 +51,28 @@ class _Loader(yaml.SafeLoader):
         return {
             str(key.value): self.construct_object(value, deep=deep) for key, value in node.value
         }
+
+
+class _PyLoader(_Rules, yaml.SafeLoader):
+    """The pure-Python loader, used when PyYAML was built without libyaml."""
+
+
+class _NodeLoader(Protocol):
+    def check_node(self) -> bool: ...
+    def get_node(self) -> Node | None: ...
+    def construct_document(self, node: Node) -> Any: ...
+    def dispose(self) -> None: ...
+
+
+# The loaders by name, fastest first; the first is used, and tests run with each one.
+LOADERS: dict[str, Callable[[str], _NodeLoader]] = {"python": _PyLoader}
+if yaml.__with_libyaml__:
+
+    class _CLoader(_Rules, yaml.CSafeLoader):
+        """The libyaml loader: the same nodes, marks and errors, about three times faster."""
+
+    LOADERS = {"libyaml": _CLoader, **LOADERS}
+loader_name = next(iter(LOADERS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +121,8 @@ def load_documents(data: bytes, file: str) -> tuple[Document, ...]:
         message = f"file is {len(data):,} bytes or more; the limit is {MAX_FILE_BYTES:,} (5 MiB)"
         raise ManifestError([Problem(file, message)])
     text = _decode(data, file)
-    loader = _Loader(text)
     try:
-        return tuple(_documents(loader, file))
+        return _documents(text, file)
     except yaml.MarkedYAMLError as error:
         raise ManifestError([_syntax_problem(file, error)]) from None
     except yaml.reader.ReaderError as error:
@@ -111,8 +131,6 @@ def load_documents(data: bytes, file: str) -> tuple[Document, ...]:
         raise ManifestError([Problem(file, message, line)]) from None
     except RecursionError:
         raise ManifestError([Problem(file, "invalid YAML: nested too deeply")]) from None
-    finally:
-        loader.dispose()
 
 
 def _decode(data: bytes, file: str) -> str:
@@ -125,21 +143,25 @@ def _decode(data: bytes, file: str) -> str:
         raise ManifestError([Problem(file, message, line)]) from None
 
 
-def _documents(loader: _Loader, file: str) -> Iterator[Document]:
+def _documents(text: str, file: str) -> tuple[Document, ...]:
+    loader = LOADERS[loader_name](text)
+    documents: list[Document] = []
     problems: list[Problem] = []
-    index = 0
-    while loader.check_node():
-        node = loader.get_node()
-        assert node is not None  # check_node() said a document follows
-        _check_expansion(node, file)
-        walker = _Walker(file)
-        walker.walk(node, ())
-        problems.extend(walker.problems)
-        if not walker.problems:
-            yield Document(file, index, loader.construct_document(node), walker.lines)
-        index += 1
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            assert node is not None  # check_node() said a document follows
+            _check_expansion(node, file)
+            walker = _Walker(file)
+            walker.walk(node, ())
+            problems.extend(walker.problems)
+            data = None if walker.problems else loader.construct_document(node)
+            documents.append(Document(file, len(documents), data, walker.lines))
+    finally:
+        loader.dispose()
     if problems:
         raise ManifestError(problems)
+    return tuple(documents)
 
 
 def _syntax_problem(file: str, error: yaml.MarkedYAMLError) -> Problem:
@@ -283,7 +305,9 @@ def _message(error: ValidationError) -> str:
     value, instance = error.validator_value, error.instance
     if error.validator == "required":
         missing = [key for key in value if key not in instance]
-        return "missing required key " + ", ".join(repr(key) for key in missing)
+        return f"missing required key{'s' if len(missing) > 1 else ''} " + ", ".join(
+            repr(key) for key in missing
+        )
     if error.validator == "oneOf":
         return _one_of_message(error)
     if error.validator == "type":

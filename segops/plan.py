@@ -124,7 +124,7 @@ def _actions(decision: Decision, result: DiffResult) -> tuple[tuple[Action, ...]
     if "recreate" in effects:
         keys = ", ".join(c.path for c in decision.setting_changes if c.effect == "recreate")
         return (Action.RECREATE,), (
-            f"{keys} changed: members leave the old segment and join the new one")
+            f"{keys} changed: applied members are removed under the old value, desired ones added under the new")
     if "refresh" in effects:
         keys = ", ".join(c.path for c in decision.setting_changes if c.effect == "refresh")
         return (Action.RECREATE,), f"{keys} changed: every member is sent again"

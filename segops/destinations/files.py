@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import groupby, islice
 from operator import attrgetter
 from pathlib import Path
 from typing import IO
@@ -27,6 +27,7 @@ from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange, Platform, Settings
 
 DEFAULT_PATH = "out"
+_LINES_PER_WRITE = 4096  # encode and write command lines in batches, not one by one
 
 
 class FilesDestination:
@@ -81,11 +82,17 @@ class FilesDestination:
         before = self._command_file(change.settings_before, change.address, mime, ())
         after = self._command_file(change.settings_after, change.address, mime,
                                    change.attributes)
-        if before and after and before.path == after.path and before.columns != after.columns:
-            # Same datamart, different CSV columns (identifier or segment field changed): a CSV
-            # file has one header, so the removes get a file of their own.
-            before = _CommandFile(before.target, before.path.with_suffix(".remove.csv"),
-                                  before.columns)
+        if before and after and before.path == after.path:
+            # One file for both: the DELETEs leave the optional columns empty. A CSV file has
+            # one header, so when the identifier or segment field changed the removes get a
+            # file of their own.
+            shared = mics.csv_columns(before.target, expiration_ts="expiration_ts" in
+                                      change.attributes, data_bag="data_bag" in change.attributes)
+            if shared == after.columns or not after.columns:
+                before = _CommandFile(before.target, after.path, after.columns)
+            else:
+                before = _CommandFile(before.target, before.path.with_suffix(".remove.csv"),
+                                      before.columns)
         handles: dict[Path, IO[bytes]] = {}
         for removing, group in groupby(rows, key=_is_remove):
             target = before if removing else after
@@ -94,12 +101,14 @@ class FilesDestination:
                                        "to send but no settings to send them with")
             handle = handles.get(target.path)
             if handle is None:
-                files.write_json(target.path.parent / "document_import.json", body)
+                if not any(p.parent == target.path.parent for p in handles):
+                    files.write_json(target.path.parent / "document_import.json", body)
                 handle = handles[target.path] = files.open(target.path)
                 if target.columns:
                     handle.write(mics.csv_header(target.columns).encode())
             lines = mics.command_lines(target.target, group, mime, target.columns or None)
-            handle.writelines(line.encode() for line in lines)
+            while batch := "".join(islice(lines, _LINES_PER_WRITE)):
+                handle.write(batch.encode())
 
     def _command_file(self, settings: Settings | None, address: str, mime: str,
                       attributes: tuple[str, ...]) -> _CommandFile | None:

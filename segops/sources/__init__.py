@@ -23,7 +23,7 @@ def relation_sql(source: Source, root: Path, table: str | None = None) -> str:
     `table` names the temporary table that holds inline members (created by the engine).
     """
     if source.kind is SourceKind.CSV:
-        return csv.relation_sql(_path(source, root), source.delimiter)
+        return csv.relation_sql(_path(source, root), source.delimiter, source.path or "")
     if source.kind is SourceKind.NDJSON:
         return ndjson.relation_sql(_path(source, root))
     if source.kind is SourceKind.PARQUET:
