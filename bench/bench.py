@@ -28,9 +28,11 @@ ADHOC = """
 import duckdb, sys
 con = duckdb.connect()
 con.execute(f'''COPY (
-  SELECT 'add' AS op, email_hash FROM read_csv('{sys.argv[2]}') ANTI JOIN read_csv('{sys.argv[1]}') USING (email_hash)
+  SELECT 'add' AS op, n.email_hash FROM read_csv('{sys.argv[2]}') n
+    ANTI JOIN read_csv('{sys.argv[1]}') o ON n.email_hash = o.email_hash
   UNION ALL
-  SELECT 'remove', email_hash FROM read_csv('{sys.argv[1]}') ANTI JOIN read_csv('{sys.argv[2]}') USING (email_hash)
+  SELECT 'remove', o.email_hash FROM read_csv('{sys.argv[1]}') o
+    ANTI JOIN read_csv('{sys.argv[2]}') n ON n.email_hash = o.email_hash
 ) TO '{sys.argv[3]}' (HEADER)''')
 """
 

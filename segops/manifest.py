@@ -9,7 +9,6 @@ Every problem names the file, the line and the key path, e.g.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,10 +16,11 @@ from typing import Any, Protocol
 
 import yaml
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
+from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from segops.errors import ManifestError, Problem
+from segops.schema_messages import message_for
 from segops.schemas import load_schema
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -294,70 +294,5 @@ def _error_problems(doc: Document, error: ValidationError) -> list[Problem]:
         ]
     if "propertyNames" in error.schema_path:  # the error is about a key, not a value
         key = str(error.instance)
-        return [doc.problem((*path, key), f"key {key!r}: {_message(error)}")]
-    return [doc.problem(path, _message(error))]
-
-
-def _message(error: ValidationError) -> str:
-    custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
-    if custom:
-        return str(custom)
-    value, instance = error.validator_value, error.instance
-    if error.validator == "required":
-        missing = [key for key in value if key not in instance]
-        return f"missing required key{'s' if len(missing) > 1 else ''} " + ", ".join(
-            repr(key) for key in missing
-        )
-    if error.validator == "oneOf":
-        return _one_of_message(error)
-    if error.validator == "type":
-        expected = " or ".join(
-            _TYPE_NAMES[t] for t in ([value] if isinstance(value, str) else value)
-        )
-        return f"expected {expected}, got {_describe(instance)}"
-    if error.validator == "enum":
-        return f"must be one of {', '.join(map(_short, value))}; got {_describe(instance)}"
-    if error.validator == "const":
-        return f"must be {_short(value)}; got {_describe(instance)}"
-    if error.validator in ("minItems", "minProperties", "minLength") and value == 1:
-        return "must not be empty"
-    return str(error.message)
-
-
-def _one_of_message(error: ValidationError) -> str:
-    """Say "exactly one of a, b" for a oneOf whose branches each require one key."""
-    branches = error.validator_value
-    keys = [
-        b["required"][0] for b in branches if list(b) == ["required"] and len(b["required"]) == 1
-    ]
-    if len(keys) != len(branches) or not isinstance(error.instance, dict):
-        return str(best_match(error.context).message) if error.context else str(error.message)
-    found = [key for key in keys if key in error.instance]
-    return f"exactly one of {', '.join(keys)}; found {', '.join(found) if found else 'none'}"
-
-
-_TYPE_NAMES = {
-    "object": "a mapping",
-    "array": "a list",
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true or false",
-    "null": "null",
-}
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    kind = "boolean" if isinstance(value, bool) else type(value).__name__
-    return f"{_short(value)} ({kind})"
-
-
-def _short(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
+        return [doc.problem((*path, key), f"key {key!r}: {message_for(error)}")]
+    return [doc.problem(path, message_for(error))]

@@ -42,6 +42,7 @@ def load_workspace(root: Path) -> Workspace:
     files = _Files(root.resolve())
     config = files.config()
     connections = {c.name: c for c in _connections(config, files)}
+    state_path = _state_path(config, files)
     segments: list[Segment] = []
     placed: list[Placed] = []
     documents = 0
@@ -58,9 +59,17 @@ def load_workspace(root: Path) -> Workspace:
         files.problems.append(config.problem(("manifests",), "no Segment document found"))
     files.problems.extend(cross_check(segments, placed))
     if files.problems:
-        problems = sorted(set(files.problems), key=lambda p: (p.file, p.line or 0, p.path))
-        raise ManifestError(problems)
-    return _workspace(files, config, connections, segments)
+        order = sorted(set(files.problems), key=lambda p: (p.file, p.line or 0, p.path, p.message))
+        raise ManifestError(order)
+    return _workspace(files, config, connections, segments, state_path)
+
+
+def _state_path(config: Document, files: _Files) -> str:
+    given = config.data.get("state", {}).get("path", ".segops")
+    path = files.inside(files.root / given)
+    if path is None:
+        files.problems.append(config.problem(("state", "path"), "must stay inside the workspace"))
+    return path or given
 
 
 def _segment(
@@ -77,17 +86,20 @@ def _segment(
 
 
 def _workspace(
-    files: _Files, config: Document, connections: Mapping[str, Connection], segments: list[Segment]
+    files: _Files,
+    config: Document,
+    connections: Mapping[str, Connection],
+    segments: list[Segment],
+    state_path: str,
 ) -> Workspace:
-    state = config.data.get("state", {})
     engine = config.data.get("engine", {})
     return Workspace(
         root=str(files.root),
         connections=tuple(connections[name] for name in sorted(connections)),
         segments=tuple(sorted(segments, key=lambda s: s.name)),
         inputs=tuple(InputFile(path, files.inputs[path]) for path in sorted(files.inputs)),
-        state_backend=state.get("backend", "local"),
-        state_path=files.inside(files.root / state.get("path", ".segops")) or ".segops",
+        state_backend=config.data.get("state", {}).get("backend", "local"),
+        state_path=state_path,
         engine=EngineConfig(engine.get("memory_limit", "1GB"), engine.get("threads")),
     )
 

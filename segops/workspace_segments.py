@@ -51,8 +51,12 @@ class SegmentBuilder:
         self.data_file = data_file
         self.problems: list[Problem] = []
 
-    def build(self) -> tuple[Segment, tuple[Placed, ...]] | None:
-        """Return the Segment and where each destination sits, or None if one is unusable."""
+    def build(self) -> tuple[Segment, tuple[Placed, ...]]:
+        """Return the Segment and where each destination sits.
+
+        A destination with a problem is left out, and the problem kept in `problems`: the
+        segment still takes part in the checks between manifests.
+        """
         data = self.doc.data
         name = data["metadata"]["name"]
         source = self._source(data["spec"]["source"])
@@ -63,8 +67,6 @@ class SegmentBuilder:
             destination = self._destination(name, source, raw, path)
             if destination is not None:
                 placed.append(Placed(destination, format_path(path)))
-        if self.problems:
-            return None
         segment = Segment(
             name=name,
             manifest=self.doc.file,

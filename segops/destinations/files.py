@@ -33,8 +33,9 @@ _LINES_PER_WRITE = 4096  # encode and write command lines in batches, not one by
 class FilesDestination:
     """Write each change as the files its target platform would receive, under one run folder."""
 
-    def __init__(self, root: Path, connection: Connection, run: str,
-                 max_file_bytes: int = moe.MAX_FILE_BYTES) -> None:
+    def __init__(
+        self, root: Path, connection: Connection, run: str, max_file_bytes: int = moe.MAX_FILE_BYTES
+    ) -> None:
         if not run or run in (".", "..") or "/" in run or "\\" in run:
             raise DestinationError(f"run name {run!r} is not a single folder name")
         self._root = root
@@ -53,8 +54,10 @@ class FilesDestination:
         tally = {REMOVE: 0, ADD: 0, UPDATE: 0}
         target = self._connection.target
         if target not in (Platform.MEDIARITHMICS, Platform.MOENGAGE):
-            raise DestinationError(f"{change.address}: the files connection "
-                                   f"{self._connection.name!r} has no target platform")
+            raise DestinationError(
+                f"{change.address}: the files connection "
+                f"{self._connection.name!r} has no target platform"
+            )
         try:
             with AtomicFiles() as files:
                 if target is Platform.MEDIARITHMICS:
@@ -66,39 +69,53 @@ class FilesDestination:
         except OSError as exc:
             raise DestinationError(f"{change.address}: cannot write files: {exc}") from exc
         sent = Sent(add=tally[ADD], remove=tally[REMOVE], update=tally[UPDATE])
-        return ApplyResult(change.address, True, sent, written,
-                           f"wrote {len(written)} files: +{sent.add} -{sent.remove} ~{sent.update}")
+        return ApplyResult(
+            change.address,
+            True,
+            sent,
+            written,
+            f"wrote {len(written)} files: +{sent.add} -{sent.remove} ~{sent.update}",
+        )
 
     def _relative(self, path: Path) -> str:
-        return path.relative_to(self._root).as_posix() if path.is_relative_to(self._root) \
+        return (
+            path.relative_to(self._root).as_posix()
+            if path.is_relative_to(self._root)
             else path.as_posix()
+        )
 
     # mediarithmics
 
-    def _write_mediarithmics(self, change: DestinationChange, rows: Iterable[MemberRow],
-                             files: AtomicFiles) -> None:
+    def _write_mediarithmics(
+        self, change: DestinationChange, rows: Iterable[MemberRow], files: AtomicFiles
+    ) -> None:
         mime = str(self._connection.option("mime_type", mics.NDJSON))
         body = mics.document_import_body(mime, f"segops {self._connection.name} {self._run}")
         before = self._command_file(change.settings_before, change.address, mime, ())
-        after = self._command_file(change.settings_after, change.address, mime,
-                                   change.attributes)
+        after = self._command_file(change.settings_after, change.address, mime, change.attributes)
         if before and after and before.path == after.path:
             # One file for both: the DELETEs leave the optional columns empty. A CSV file has
             # one header, so when the identifier or segment field changed the removes get a
             # file of their own.
-            shared = mics.csv_columns(before.target, expiration_ts="expiration_ts" in
-                                      change.attributes, data_bag="data_bag" in change.attributes)
+            shared = mics.csv_columns(
+                before.target,
+                expiration_ts="expiration_ts" in change.attributes,
+                data_bag="data_bag" in change.attributes,
+            )
             if shared == after.columns or not after.columns:
                 before = _CommandFile(before.target, after.path, after.columns)
             else:
-                before = _CommandFile(before.target, before.path.with_suffix(".remove.csv"),
-                                      before.columns)
+                before = _CommandFile(
+                    before.target, before.path.with_suffix(".remove.csv"), before.columns
+                )
         handles: dict[Path, IO[bytes]] = {}
         for removing, group in groupby(rows, key=_is_remove):
             target = before if removing else after
             if target is None:
-                raise DestinationError(f"{change.address}: {'removes' if removing else 'adds'} "
-                                       "to send but no settings to send them with")
+                raise DestinationError(
+                    f"{change.address}: {'removes' if removing else 'adds'} "
+                    "to send but no settings to send them with"
+                )
             handle = handles.get(target.path)
             if handle is None:
                 if not any(p.parent == target.path.parent for p in handles):
@@ -110,8 +127,9 @@ class FilesDestination:
             while batch := "".join(islice(lines, _LINES_PER_WRITE)):
                 handle.write(batch.encode())
 
-    def _command_file(self, settings: Settings | None, address: str, mime: str,
-                      attributes: tuple[str, ...]) -> _CommandFile | None:
+    def _command_file(
+        self, settings: Settings | None, address: str, mime: str, attributes: tuple[str, ...]
+    ) -> _CommandFile | None:
         """Return where the commands sent with `settings` go.
 
         A CSV file's columns come from the attributes the destination declares, not from the
@@ -127,32 +145,42 @@ class FilesDestination:
         folder = self.run_dir / "mediarithmics" / f"datamart-{target.datamart_id}"
         columns: tuple[str, ...] = ()
         if mime == mics.CSV:
-            columns = mics.csv_columns(target, expiration_ts="expiration_ts" in attributes,
-                                       data_bag="data_bag" in attributes)
+            columns = mics.csv_columns(
+                target,
+                expiration_ts="expiration_ts" in attributes,
+                data_bag="data_bag" in attributes,
+            )
         return _CommandFile(target, folder / f"{address}.{ext}", columns)
 
     # MoEngage
 
-    def _write_moengage(self, change: DestinationChange, rows: Iterable[MemberRow],
-                        files: AtomicFiles) -> None:
+    def _write_moengage(
+        self, change: DestinationChange, rows: Iterable[MemberRow], files: AtomicFiles
+    ) -> None:
         before = _segment(change.settings_before)
         after = _segment(change.settings_after)
         create = _needs_create(change.settings_before, change.settings_after)
-        steps = _Steps(self.run_dir / "moengage" / change.address, files, self._max_file_bytes,
-                       _callback_url(self._connection))
+        steps = _Steps(
+            self.run_dir / "moengage" / change.address,
+            files,
+            self._max_file_bytes,
+            _callback_url(self._connection),
+        )
         for op, group in groupby(rows, key=attrgetter("op")):
             if op == UPDATE:
                 continue  # groupby skips the group's rows
             segment = before if op == REMOVE else after
             if segment is None:
-                raise DestinationError(f"{change.address}: {op} rows to send but no settings "
-                                       "to send them with")
+                raise DestinationError(
+                    f"{change.address}: {op} rows to send but no settings to send them with"
+                )
             keys = (row.key for row in group)
             if op == REMOVE:
                 steps.write(moe.REMOVE_USERS, segment, keys)
             else:
-                steps.write(moe.CREATE if create and not steps.created else moe.ADD_USERS,
-                            segment, keys)
+                steps.write(
+                    moe.CREATE if create and not steps.created else moe.ADD_USERS, segment, keys
+                )
         if create and after is not None and not steps.created:
             steps.write(moe.CREATE, after, ())  # the segment must exist for later add-users
 
@@ -167,8 +195,9 @@ class _CommandFile:
 class _Steps:
     """Numbered MoEngage requests, each a JSON request next to the member CSV it names."""
 
-    def __init__(self, folder: Path, files: AtomicFiles, max_bytes: int,
-                 callback_url: str | None) -> None:
+    def __init__(
+        self, folder: Path, files: AtomicFiles, max_bytes: int, callback_url: str | None
+    ) -> None:
         self.folder, self.files, self.max_bytes = folder, files, max_bytes
         self.callback_url = callback_url
         self.count = 0
@@ -183,8 +212,9 @@ class _Steps:
                 if handle is not None:
                     handle.close()  # fsynced by the commit; frees the descriptor now
                 part = chunk.part
-                handle = self._open(operation if part == 0 or operation != moe.CREATE
-                                    else moe.ADD_USERS, segment)
+                handle = self._open(
+                    operation if part == 0 or operation != moe.CREATE else moe.ADD_USERS, segment
+                )
             assert handle is not None
             handle.write(chunk.data)
         if handle is None and operation == moe.CREATE:
@@ -200,12 +230,15 @@ class _Steps:
         handle = self.files.open(member_file)
         method, path = moe.ENDPOINTS[operation]
         url = member_file.resolve().as_uri()
-        self.files.write_json(self.folder / f"{stem}.json", {
-            "method": method,
-            "path": path,
-            "headers": {"Content-Type": "application/json"},
-            "body": moe.request_body(operation, segment, url, self.callback_url),
-        })
+        self.files.write_json(
+            self.folder / f"{stem}.json",
+            {
+                "method": method,
+                "path": path,
+                "headers": {"Content-Type": "application/json"},
+                "body": moe.request_body(operation, segment, url, self.callback_url),
+            },
+        )
         return handle
 
 

@@ -59,13 +59,22 @@ class CommandTarget:
         duration = values.get("expiration_duration", 0)
         if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
             raise DestinationError(f"expiration_duration {duration!r} is not an integer >= 0")
-        return cls(_text(values, "datamart_id"), duration, kind, compartment, refs[0],
-                   _text(values, refs[0]))
+        return cls(
+            _text(values, "datamart_id"),
+            duration,
+            kind,
+            compartment,
+            refs[0],
+            _text(values, refs[0]),
+        )
 
     @property
     def identifier_fields(self) -> tuple[str, ...]:
-        return (self.identifier_kind, "compartment_id") if self.compartment_id else (
-            self.identifier_kind,)
+        return (
+            (self.identifier_kind, "compartment_id")
+            if self.compartment_id
+            else (self.identifier_kind,)
+        )
 
 
 def _text(values: dict[str, Scalar], key: str) -> str:
@@ -79,8 +88,12 @@ def document_import_body(mime_type: str, name: str) -> dict[str, str]:
     """Return the JSON body that creates a USER_SEGMENT document import (reference §4)."""
     if mime_type not in MIME_TYPES:
         raise DestinationError(f"mime_type {mime_type!r} is not one of {MIME_TYPES}")
-    return {"document_type": "USER_SEGMENT", "mime_type": mime_type, "encoding": "utf-8",
-            "name": name}
+    return {
+        "document_type": "USER_SEGMENT",
+        "mime_type": mime_type,
+        "encoding": "utf-8",
+        "name": name,
+    }
 
 
 def _operation(op: str) -> str:
@@ -176,8 +189,10 @@ def csv_rows(
         elif op == ADD or op == UPDATE:
             ts, bag = row.expiration_ts, row.data_bag
             if (ts is not None and not with_ts) or (bag is not None and not with_bag):
-                raise DestinationError("a row has an expiration_ts or data_bag but the CSV file "
-                                       f"has only the columns {columns}")
+                raise DestinationError(
+                    "a row has an expiration_ts or data_bag but the CSV file "
+                    f"has only the columns {columns}"
+                )
             ts_cell = f",{_cell(ts)}" if with_ts else ""
             bag_cell = f",{_cell(bag)}" if with_bag else ""
             yield f"{update_head}{ts_cell},{_cell(row.key)}{tail}{bag_cell}\n"
@@ -194,7 +209,9 @@ def csv_lines(
 
 
 def command_lines(
-    target: CommandTarget, rows: Iterable[MemberRow], mime_type: str,
+    target: CommandTarget,
+    rows: Iterable[MemberRow],
+    mime_type: str,
     columns: tuple[str, ...] | None = None,
 ) -> Iterator[str]:
     """Yield one command line per row in `mime_type`; CSV needs its `columns` (no header here)."""

@@ -20,10 +20,23 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 IDENTIFIERS = ("email_hash", "user_agent_id", "user_account_id")
-SEGMENT_REFERENCES = ("segment_id", "segment_ids", "segment_technical_name",
-                      "segment_technical_names")
-FIELDS = ("operation", "expiration_duration", "expiration_ts", "user_account_id",
-          "compartment_id", "email_hash", "user_agent_id", *SEGMENT_REFERENCES, "data_bag")
+SEGMENT_REFERENCES = (
+    "segment_id",
+    "segment_ids",
+    "segment_technical_name",
+    "segment_technical_names",
+)
+FIELDS = (
+    "operation",
+    "expiration_duration",
+    "expiration_ts",
+    "user_account_id",
+    "compartment_id",
+    "email_hash",
+    "user_agent_id",
+    *SEGMENT_REFERENCES,
+    "data_bag",
+)
 OPENAPI = Path(__file__).parent / "data" / "moengage-file-segments-api-openapi.yml"
 OPENAPI_URI = "urn:segops-test:moengage-file-segments"
 
@@ -100,10 +113,21 @@ def body_validator(method: str, path: str) -> Draft202012Validator:
     document, registry = _openapi()
     operation = document["paths"][path][method.lower()]
     assert "application/json" in operation["requestBody"]["content"]
-    pointer = "/".join(["#", "paths", path.replace("~", "~0").replace("/", "~1"), method.lower(),
-                        "requestBody", "content", "application~1json", "schema"])
-    return Draft202012Validator({"$ref": OPENAPI_URI + pointer}, registry=registry,
-                                format_checker=FormatChecker())
+    pointer = "/".join(
+        [
+            "#",
+            "paths",
+            path.replace("~", "~0").replace("/", "~1"),
+            method.lower(),
+            "requestBody",
+            "content",
+            "application~1json",
+            "schema",
+        ]
+    )
+    return Draft202012Validator(
+        {"$ref": OPENAPI_URI + pointer}, registry=registry, format_checker=FormatChecker()
+    )
 
 
 def declared_properties(method: str, path: str) -> set[str]:
@@ -132,7 +156,8 @@ def check_request_body(method: str, path: str, body: dict[str, Any]) -> None:
     errors = sorted(body_validator(method, path).iter_errors(body), key=str)
     assert not errors, [e.message for e in errors]
     assert set(body) <= declared_properties(method, path), set(body) - declared_properties(
-        method, path)
+        method, path
+    )
     for field in ("file_url", "callback_url"):
         if field in body:
             url = urlparse(body[field])

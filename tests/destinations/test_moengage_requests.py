@@ -14,8 +14,13 @@ SEGMENT = moe.FileSegment("cart_abandoners_7d", "email", "string", expiry_days=3
 
 
 def settings(**extra: object) -> tuple[tuple[str, object], ...]:
-    values = {"connection": "moe-eu", "segment.name": "cart", "attribute.name": "email",
-              "attribute.type": "string", **extra}
+    values = {
+        "connection": "moe-eu",
+        "segment.name": "cart",
+        "attribute.name": "email",
+        "attribute.type": "string",
+        **extra,
+    }
     return tuple(sorted(values.items()))
 
 
@@ -41,22 +46,32 @@ def test_the_schema_check_is_live() -> None:
     assert not validator.is_valid({**body, "expiry_time": "30"})
     update_method, update_path = moe.ENDPOINTS[moe.ADD_USERS]
     assert not body_validator(update_method, update_path).is_valid(
-        {k: v for k, v in body.items() if k != "file_url"})
+        {k: v for k, v in body.items() if k != "file_url"}
+    )
 
 
 def test_create_body_sends_expiry_days_and_never_cs_id() -> None:
     segment = moe.FileSegment("s", "email", "string", cs_id="6a1d", expiry_days=90)
-    assert moe.create_body(segment, URL) == {"name": "s", "attribute_name": "email",
-                                             "attribute_type": "string", "file_url": URL,
-                                             "expiry_time": 90}
+    assert moe.create_body(segment, URL) == {
+        "name": "s",
+        "attribute_name": "email",
+        "attribute_type": "string",
+        "file_url": URL,
+        "expiry_time": 90,
+    }
 
 
 def test_update_bodies_send_cs_id_when_known() -> None:
     segment = moe.FileSegment("s", "email", "string", cs_id="6a1d")
     for operation in (moe.ADD_USERS, moe.REMOVE_USERS, moe.REPLACE):
         body = moe.request_body(operation, segment, URL)
-        assert body == {"name": "s", "attribute_name": "email", "attribute_type": "string",
-                        "file_url": URL, "cs_id": "6a1d"}
+        assert body == {
+            "name": "s",
+            "attribute_name": "email",
+            "attribute_type": "string",
+            "file_url": URL,
+            "cs_id": "6a1d",
+        }
     assert "cs_id" not in moe.update_body(SEGMENT, URL)
 
 
@@ -77,13 +92,16 @@ def test_segment_from_settings() -> None:
     assert moe.FileSegment.from_settings(settings()).expiry_days == 365  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"segment.name": None}, "segment.name"),
-    ({"attribute.name": ""}, "attribute.name"),
-    ({"attribute.type": "int"}, "attribute.type"),
-    ({"expiry_days": 0}, "expiry_days"),
-    ({"expiry_days": 2**31}, "expiry_days"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"segment.name": None}, "segment.name"),
+        ({"attribute.name": ""}, "attribute.name"),
+        ({"attribute.type": "int"}, "attribute.type"),
+        ({"expiry_days": 0}, "expiry_days"),
+        ({"expiry_days": 2**31}, "expiry_days"),
+    ],
+)
 def test_bad_segment_settings_are_refused(extra: dict[str, object], message: str) -> None:
     with pytest.raises(DestinationError, match=message):
         moe.FileSegment.from_settings(settings(**extra))  # type: ignore[arg-type]
@@ -128,10 +146,17 @@ def test_a_key_longer_than_the_limit_is_refused() -> None:
         parts(["ab", "abcdefgh"], 5)
 
 
-@pytest.mark.parametrize(("key", "what"), [
-    ("a,b", "a comma"), ('"a"', "a quote"), ("a\nb", "a line break"), ("a\rb", "a line break"),
-    ("a#bc", "a '#'"), ("", "empty"),
-])
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [
+        ("a,b", "a comma"),
+        ('"a"', "a quote"),
+        ("a\nb", "a line break"),
+        ("a\rb", "a line break"),
+        ("a#bc", "a '#'"),
+        ("", "empty"),
+    ],
+)
 @pytest.mark.parametrize("position", [0, 1, 70_000])
 def test_keys_the_file_rules_forbid_are_refused_by_position(
     key: str, what: str, position: int

@@ -56,7 +56,14 @@ def test_hash_keys_are_stored_as_bytes_and_sent_as_lowercase_hex() -> None:
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [('{"a": 1}', True), ("{}", True), ("[1]", False), ("nope", False), ('"s"', False), (None, True)],
+    [
+        ('{"a": 1}', True),
+        ("{}", True),
+        ("[1]", False),
+        ("nope", False),
+        ('"s"', False),
+        (None, True),
+    ],
 )
 def test_data_bag_rules_agree(value: str | None, ok: bool) -> None:
     sql = identifiers.data_bag_sql("?::VARCHAR", is_text=True)
@@ -66,8 +73,19 @@ def test_data_bag_rules_agree(value: str | None, ok: bool) -> None:
         assert (bag is not None) is ok
 
 
-@pytest.mark.parametrize(("value", "ok"), [("0", True), ("1700000000000", True), ("-1", False), (" 42 ", True), ("+5", False), ("1_000", False),
-                                           ("1.5", False), ("soon", False)])
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("0", True),
+        ("1700000000000", True),
+        ("-1", False),
+        (" 42 ", True),
+        ("+5", False),
+        ("1_000", False),
+        ("1.5", False),
+        ("soon", False),
+    ],
+)
 def test_expiration_ts_rules_agree(value: str, ok: bool) -> None:
     sql = identifiers.expiration_ts_sql("?::VARCHAR")
     (ts,) = duckdb.execute(f"SELECT {sql}", [value] * sql.count("?")).fetchone() or (None,)

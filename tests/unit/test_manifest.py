@@ -261,7 +261,7 @@ def test_enum_type_and_pattern_messages() -> None:
          'must be a string of digits in quotes, e.g. "1509"'),
         (13, "spec.destinations[0].identifier.kind",
          'must be one of "user_account_id", "email_hash", "user_agent_id"; '
-         'got "email" (str)'),
+         'got "email" (string)'),
     ]  # fmt: skip
 
 
@@ -284,7 +284,7 @@ def test_empty_destinations_and_wrong_api_version() -> None:
     text = SEGMENT.split("  destinations:")[0] + "  destinations: []\n"
     text = text.replace("segops/v1", "segops/v2")
     assert schema_problems(text) == [
-        (1, "apiVersion", 'must be "segops/v1"; got "segops/v2" (str)'),
+        (1, "apiVersion", 'must be "segops/v1"; got "segops/v2" (string)'),
         (8, "spec.destinations", "must not be empty"),
     ]
 
