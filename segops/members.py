@@ -102,7 +102,9 @@ class MemberEngine:
         """Return SQL for the desired members: key (NULL when invalid), bad flag, attributes."""
         types = self.columns(destination)
         ident = destination.identifier
-        value = f"CAST({quote_ident(ident.column)} AS VARCHAR)"
+        value = quote_ident(ident.column)
+        if types.get(ident.column) != "VARCHAR":
+            value = f"CAST({value} AS VARCHAR)"
         selects = [f"{identifiers.key_sql(ident, value)} AS k"]
         bad = ["k IS NULL"]
         if destination.data_bag_column:

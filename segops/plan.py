@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from deepdiff import DeepDiff
-
 from segops.errors import PlanError
 from segops.members_attrs import attributes_of
 from segops.model import (
@@ -148,6 +146,8 @@ def _setting_changes(
     """Diff the settings with deepdiff and convert at once to segops' own SettingChange."""
     if have is None or want is None:
         return ()
+    from deepdiff import DeepDiff  # imported here: it costs 0.1 s at start-up, needed rarely
+
     before, after = dict(have.settings), dict(want.settings)
     diff = DeepDiff(before, after, ignore_order=False)
     platforms = {have.platform, want.platform}

@@ -113,13 +113,9 @@ class SegmentBuilder:
         """Report destinations of this segment that share a name (default: the connection)."""
         first: dict[str, int] = {}
         for index, raw in enumerate(destinations):
-            name = raw.get("name", raw["connection"])
-            key: KeyPath = (
-                "spec",
-                "destinations",
-                index,
-                "name" if "name" in raw else "connection",
-            )
+            field = "name" if "name" in raw else "connection"
+            name = raw[field]
+            key: KeyPath = ("spec", "destinations", index, field)
             if name in first:
                 other = self.doc.line_of(("spec", "destinations", first[name]))
                 message = (
