@@ -110,9 +110,12 @@ def run_size(n: int, root: Path, repeat: int) -> dict[str, float]:
     adhoc_cmd = [sys.executable, "-c", ADHOC, str(base), str(churned), str(folder / "adhoc.csv")]
     adhoc = [measure(adhoc_cmd, folder) for _ in range(repeat)]
     return {
-        "apply_wall": apply_wall, "apply_rss": apply_rss,
-        "plan_wall": statistics.median(w for w, _ in plan), "plan_rss": max(r for _, r in plan),
-        "adhoc_wall": statistics.median(w for w, _ in adhoc), "adhoc_rss": max(r for _, r in adhoc),
+        "apply_wall": apply_wall,
+        "apply_rss": apply_rss,
+        "plan_wall": statistics.median(w for w, _ in plan),
+        "plan_rss": max(r for _, r in plan),
+        "adhoc_wall": statistics.median(w for w, _ in adhoc),
+        "adhoc_rss": max(r for _, r in adhoc),
     }
 
 
@@ -124,13 +127,18 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     gib = 1024**3
-    print(f"{'members':>12} {'first apply':>12} {'segops plan':>12} {'ad-hoc join':>12} "
-          f"{'ratio':>6} {'plan RSS':>9} {'ad-hoc RSS':>10}")
+    print(
+        f"{'members':>12} {'first apply':>12} {'segops plan':>12} {'ad-hoc join':>12} "
+        f"{'ratio':>6} {'plan RSS':>9} {'ad-hoc RSS':>10}"
+    )
     for n in sizes:
         r = run_size(n, args.workdir.resolve(), args.repeat)
-        print(f"{n:>12,} {r['apply_wall']:>11.2f}s {r['plan_wall']:>11.2f}s "
-              f"{r['adhoc_wall']:>11.2f}s {r['plan_wall'] / r['adhoc_wall']:>5.2f}x "
-              f"{r['plan_rss'] / gib:>7.2f}GiB {r['adhoc_rss'] / gib:>8.2f}GiB", flush=True)
+        print(
+            f"{n:>12,} {r['apply_wall']:>11.2f}s {r['plan_wall']:>11.2f}s "
+            f"{r['adhoc_wall']:>11.2f}s {r['plan_wall'] / r['adhoc_wall']:>5.2f}x "
+            f"{r['plan_rss'] / gib:>7.2f}GiB {r['adhoc_rss'] / gib:>8.2f}GiB",
+            flush=True,
+        )
     print("targets at 1e7: ratio <= 0.80x, segops plan peak RSS <= 1.50 GiB")
 
 

@@ -55,7 +55,9 @@ def apply_plan(
         result = _send(change, deltas, engine, destination_for)
         if result.ok:
             entry = _recorded(change, state, store, engine, deltas)
-            state = state.without(change.address) if entry is None else state.with_destination(entry)
+            state = (
+                state.without(change.address) if entry is None else state.with_destination(entry)
+            )
             state = store.write(_stamped(state, segops_version))
         results.append(result)
         on_result(result)
@@ -63,7 +65,10 @@ def apply_plan(
 
 
 def _send(
-    change: DestinationChange, deltas: Path, engine: MemberEngine, destination_for: DestinationFactory
+    change: DestinationChange,
+    deltas: Path,
+    engine: MemberEngine,
+    destination_for: DestinationFactory,
 ) -> ApplyResult:
     if not change.members.changed:
         return ApplyResult(change.address, True, Sent(), message="settings recorded")
@@ -89,7 +94,8 @@ def _recorded(
     old = store.snapshot_path(before.snapshot.sha256) if before else None
     delta = deltas / change.delta.name if change.delta else None
     path, digest, count = engine.merge_snapshot(
-        old, delta, change.attributes, change.encoding, engine.work / "snapshots")
+        old, delta, change.attributes, change.encoding, engine.work / "snapshots"
+    )
     store.put_snapshot(path, digest)
     return DestinationState(
         address=change.address,

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.exceptions import TyperException
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from segops import __version__
 from segops.destinations import ApplyResult
@@ -76,7 +78,9 @@ _state: dict[str, Path] = {"chdir": Path(".")}
 
 @app.callback()
 def _main(
-    chdir: Annotated[Path, typer.Option("--chdir", "-C", help="Workspace folder (holds segops.yaml).")] = Path("."),
+    chdir: Annotated[
+        Path, typer.Option("--chdir", "-C", help="Workspace folder (holds segops.yaml).")
+    ] = Path("."),
 ) -> None:
     _state["chdir"] = chdir
 
@@ -98,8 +102,15 @@ def validate() -> None:
 
 @app.command()
 def plan(
-    out: Annotated[Path | None, typer.Option("-out", "--out", "-o", help="Save the plan to this file for `segops apply FILE`.")] = None,
-    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "-out", "--out", "-o", help="Save the plan to this file for `segops apply FILE`."
+        ),
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
+    ] = False,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
 ) -> None:
     """Show what apply would change: members to add, update and remove per destination."""
@@ -109,7 +120,9 @@ def plan(
             save_plan(result, ctx.work / "deltas", out)
     typer.echo(_render(result, fmt), nl=False)
     if out is not None and fmt is Format.text:
-        typer.echo(f"\nSaved the plan to: {out}\nTo apply exactly this plan, run: segops apply {out}")
+        typer.echo(
+            f"\nSaved the plan to: {out}\nTo apply exactly this plan, run: segops apply {out}"
+        )
     if detailed_exitcode and result.has_changes:
         raise typer.Exit(EXIT_CHANGES)
 
@@ -127,8 +140,15 @@ def show(
 
 @app.command()
 def apply(
-    file: Annotated[Path | None, typer.Argument(help="A saved plan; without it, segops plans first and asks.")] = None,
-    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking (needed when not on a terminal).")] = False,
+    file: Annotated[
+        Path | None, typer.Argument(help="A saved plan; without it, segops plans first and asks.")
+    ] = None,
+    auto_approve: Annotated[
+        bool,
+        typer.Option(
+            "--auto-approve", help="Apply without asking (needed when not on a terminal)."
+        ),
+    ] = False,
 ) -> None:
     """Send the planned changes and record the new state."""
     with _context() as ctx, engine_for(ctx) as engine:
@@ -153,7 +173,9 @@ def apply(
 
 
 @app.command("force-unlock")
-def force_unlock(lock_id: Annotated[str, typer.Argument(help="The Lock ID printed by the run that holds it.")]) -> None:
+def force_unlock(
+    lock_id: Annotated[str, typer.Argument(help="The Lock ID printed by the run that holds it.")],
+) -> None:
     """Release a stale state lock left by a run that is gone."""
     with _context() as ctx:
         ctx.store.unlock(lock_id)
@@ -163,35 +185,23 @@ def force_unlock(lock_id: Annotated[str, typer.Argument(help="The Lock ID printe
 # -- helpers ---------------------------------------------------------------------------
 
 
-class _context:
-    """Load the workspace and give a scratch folder; turn SegopsError into exit code 1."""
-
-    def __enter__(self) -> Context:
-        self._errors = _errors()
-        self._errors.__enter__()
-        self._tmp = tempfile.TemporaryDirectory(prefix="segops-")
-        try:
-            workspace = load_workspace(_state["chdir"])
-        except BaseException:
-            self.__exit__(*sys.exc_info())
-            raise
-        return Context(workspace, store_for(workspace), Path(self._tmp.name))
-
-    def __exit__(self, *exc: Any) -> bool:
-        self._tmp.cleanup()
-        return bool(self._errors.__exit__(*exc))
+@contextmanager
+def _context() -> Iterator[Context]:
+    """Load the workspace and give a scratch folder that is removed afterwards."""
+    with _errors(), tempfile.TemporaryDirectory(prefix="segops-") as tmp:
+        workspace = load_workspace(_state["chdir"])
+        yield Context(workspace, store_for(workspace), Path(tmp))
 
 
-class _errors:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        if isinstance(exc, SegopsError):
-            label = "Error" if not isinstance(exc, UsageError) else "Usage error"
-            typer.echo(f"{label}: {exc}", err=True)
-            raise typer.Exit(EXIT_ERROR)
-        return False
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Print a SegopsError as one clear message and exit 1."""
+    try:
+        yield
+    except SegopsError as exc:
+        label = "Usage error" if isinstance(exc, UsageError) else "Error"
+        typer.echo(f"{label}: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
 
 
 def _render(result: Plan, fmt: Format) -> str:
@@ -202,10 +212,15 @@ def _confirm(auto_approve: bool) -> None:
     if auto_approve:
         return
     if not sys.stdin.isatty():
-        raise UsageError("not on a terminal: re-run with --auto-approve, or save a plan with "
-                         "`segops plan -out FILE` and run `segops apply FILE`")
-    answer = typer.prompt("\nDo you want to perform these actions? Only 'yes' will be accepted",
-                          default="", show_default=False)
+        raise UsageError(
+            "not on a terminal: re-run with --auto-approve, or save a plan with "
+            "`segops plan -out FILE` and run `segops apply FILE`"
+        )
+    answer = typer.prompt(
+        "\nDo you want to perform these actions? Only 'yes' will be accepted",
+        default="",
+        show_default=False,
+    )
     if answer.strip() != "yes":
         typer.echo("Apply cancelled.")
         raise typer.Exit(EXIT_ERROR)
@@ -224,8 +239,11 @@ def _print_summary(results: tuple[ApplyResult, ...]) -> None:
     failed = sum(not r.ok for r in results)
     done = len(results) - failed
     if failed:
-        typer.echo(f"\nApply finished with errors: {done} destination(s) applied, "
-                   f"{failed} failed; run `segops plan` to see what is left.", err=True)
+        typer.echo(
+            f"\nApply finished with errors: {done} destination(s) applied, "
+            f"{failed} failed; run `segops plan` to see what is left.",
+            err=True,
+        )
     else:
         typer.echo(f"\nApply complete! {done} destination(s) applied.")
 

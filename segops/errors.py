@@ -1,7 +1,7 @@
 """The exception tree of segops; the CLI maps each branch to an exit code.
 
     SegopsError
-     ├── UsageError                 bad command-line usage (unknown plan file, no TTY without --auto-approve)
+     ├── UsageError                 the command cannot work as called (no TTY, no --auto-approve)
      ├── ManifestError              segops.yaml or a manifest is malformed or inconsistent
      ├── SourceError                a source file cannot be read or holds bad rows
      ├── StateError                 the state cannot be read or written

@@ -14,7 +14,10 @@ import re
 from segops.model import HASH_FORMATS, MAX_IDENTIFIER_LENGTH, Identifier, KeyEncoding
 
 # Whitespace (ASCII and Unicode) and control characters never belong in an identifier.
-_BAD_CHARS = r"[\s\x00-\x1f\x7f\x{85}\x{a0}\x{1680}\x{2000}-\x{200b}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}\x{feff}]"
+_BAD_CHARS = (
+    r"[\s\x00-\x1f\x7f\x{85}\x{a0}\x{1680}\x{2000}-\x{200b}"
+    r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}\x{feff}]"
+)
 _BAD_CHARS_PY = re.compile(
     "[\\s\x00-\x1f\x7f\x85\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]"
 )
@@ -49,7 +52,9 @@ def key_text_sql(encoding: KeyEncoding, key: str) -> str:
 def data_bag_sql(value: str, is_text: bool) -> str:
     """Return SQL giving compact JSON object text for a data bag value, NULL when invalid."""
     if not is_text:
-        return f"CASE WHEN json_type(to_json({value})) = 'OBJECT' THEN to_json({value})::VARCHAR END"
+        return (
+            f"CASE WHEN json_type(to_json({value})) = 'OBJECT' THEN to_json({value})::VARCHAR END"
+        )
     return (
         f"CASE WHEN json_valid({value}) AND json_type({value}::JSON) = 'OBJECT' "
         f"THEN json({value})::VARCHAR END"
@@ -106,7 +111,6 @@ def expiration_ts_problem(column: str, value: str | None) -> str | None:
         return None
     if not re.fullmatch("[0-9]{1,18}", value.strip()):
         return (
-            f"expiration_ts in column '{column}' is not a non-negative integer "
-            "(epoch milliseconds)"
+            f"expiration_ts in column '{column}' is not a non-negative integer (epoch milliseconds)"
         )
     return None

@@ -22,6 +22,7 @@ import duckdb
 from segops import identifiers, sources
 from segops.destinations import MemberRow
 from segops.errors import Problem, SourceError
+from segops.members_attrs import ATTRIBUTES, attributes_of
 from segops.model import (
     DeltaFile,
     Destination,
@@ -35,7 +36,6 @@ from segops.model import (
     SnapshotRef,
     SourceKind,
 )
-from segops.members_attrs import ATTRIBUTES, attributes_of
 from segops.sources import inline
 from segops.sources._sql import quote_ident, quote_literal
 
@@ -129,19 +129,28 @@ class MemberEngine:
         or when one member appears twice with different attributes.
         """
         desired = request.desired
-        attrs = _union(attributes_of(desired) if desired else (),
-                       request.applied.attributes if request.applied else ())
+        attrs = _union(
+            attributes_of(desired) if desired else (),
+            request.applied.attributes if request.applied else (),
+        )
         d_sql = self.desired_sql(desired) if desired else None
         s_sql = _snapshot_sql(snapshot, attrs) if snapshot and request.applied else None
         query = _delta_query(request.mode, d_sql, s_sql, desired, request.applied, attrs)
         # Duplicate source rows collapse here; bad rows (all keyed NULL) collapse too, so
         # each row keeps how many source rows it stands for.
-        self._run(desired, lambda: self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE delta AS SELECT *, count(*) AS n FROM ({query}) "
-            "GROUP BY ALL"))
-        counts = dict(self.con.execute(
-            "SELECT op, CASE op WHEN 'invalid' THEN sum(n) ELSE count(*) END FROM delta "
-            "GROUP BY op").fetchall())
+        self._run(
+            desired,
+            lambda: self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE delta AS SELECT *, count(*) AS n FROM ({query}) "
+                "GROUP BY ALL"
+            ),
+        )
+        counts = dict(
+            self.con.execute(
+                "SELECT op, CASE op WHEN 'invalid' THEN sum(n) ELSE count(*) END FROM delta "
+                "GROUP BY op"
+            ).fetchall()
+        )
         invalid = int(counts.pop("invalid", 0))
         if desired is not None and invalid:
             if desired.source.on_bad_rows is OnBadRows.ERROR:
@@ -151,7 +160,11 @@ class MemberEngine:
         before = request.applied.count if request.applied else 0
         add, remove, update = (int(counts.get(op, 0)) for op in ("add", "remove", "update"))
         member_counts = MemberCounts(
-            before=before, after=before + add - remove, add=add, remove=remove, update=update,
+            before=before,
+            after=before + add - remove,
+            add=add,
+            remove=remove,
+            update=update,
             skipped=invalid,
         )
         delta = self._write_delta(out_dir, attrs) if member_counts.changed else None
@@ -159,12 +172,9 @@ class MemberEngine:
 
     def _write_delta(self, out_dir: Path, attrs: Sequence[str]) -> DeltaFile:
         cols = "".join(f", {a}" for a in attrs)
-        sql = (
-            f"SELECT op, k{cols} FROM delta WHERE op <> 'invalid' ORDER BY {_OP_ORDER}, k"
-        )
+        sql = f"SELECT op, k{cols} FROM delta WHERE op <> 'invalid' ORDER BY {_OP_ORDER}, k"
         path, digest = self._copy_addressed(sql, out_dir)
-        rows = int(self.con.execute(f"SELECT count(*) FROM read_parquet({quote_literal(str(path))})")
-                   .fetchone()[0])  # type: ignore[index]
+        rows = self._count(path)
         return DeltaFile(digest, rows)
 
     def _check_conflicts(self, destination: Destination, d_sql: str) -> None:
@@ -176,11 +186,15 @@ class MemberEngine:
         row = self._run(destination, lambda: self.con.execute(sql).fetchone())
         conflicts = int(row[0]) if row else 0
         if conflicts:
-            raise SourceError([Problem(
-                destination.source.path or destination.manifest,
-                f"{conflicts} member(s) appear more than once with different attributes "
-                f"for destination {destination.address}; keep one row per member",
-            )])
+            raise SourceError(
+                [
+                    Problem(
+                        destination.source.path or destination.manifest,
+                        f"{conflicts} member(s) appear more than once with different attributes "
+                        f"for destination {destination.address}; keep one row per member",
+                    )
+                ]
+            )
 
     # -- snapshots and deltas --------------------------------------------------------------
 
@@ -201,12 +215,19 @@ class MemberEngine:
         if snapshot is None and delta is None:
             key_type = "BLOB" if encoding is KeyEncoding.HEX else "VARCHAR"
             typed = {"data_bag": "VARCHAR", "expiration_ts": "BIGINT"}
-            sql = "SELECT NULL::" + key_type + " AS k" + "".join(
-                f", NULL::{typed[a]} AS {a}" for a in attrs) + " WHERE FALSE"
+            sql = (
+                "SELECT NULL::"
+                + key_type
+                + " AS k"
+                + "".join(f", NULL::{typed[a]} AS {a}" for a in attrs)
+                + " WHERE FALSE"
+            )
         elif snapshot is None:
             assert delta is not None
-            sql = (f"SELECT k{cols} FROM ({_delta_sql(delta, attrs)}) "
-                   "WHERE op IN ('add', 'update') ORDER BY k")
+            sql = (
+                f"SELECT k{cols} FROM ({_delta_sql(delta, attrs)}) "
+                "WHERE op IN ('add', 'update') ORDER BY k"
+            )
         elif delta is None:
             sql = f"SELECT k{cols} FROM ({_snapshot_sql(snapshot, attrs)}) ORDER BY k"
         else:
@@ -218,8 +239,7 @@ class MemberEngine:
                 f"UNION ALL SELECT k{cols} FROM ({d}) WHERE op IN ('add', 'update')) ORDER BY k"
             )
         path, digest = self._copy_addressed(sql, out_dir)
-        count = self.con.execute(f"SELECT count(*) FROM read_parquet({quote_literal(str(path))})")
-        return path, digest, int(count.fetchone()[0])  # type: ignore[index]
+        return path, digest, self._count(path)
 
     def read_delta(self, delta: Path, encoding: KeyEncoding) -> Iterator[MemberRow]:
         """Yield the delta's rows in order (removes, adds, updates), keys as text."""
@@ -238,6 +258,12 @@ class MemberEngine:
                     yield MemberRow(op, k, data_bag, expiration_ts)
         finally:
             cursor.close()
+
+    def _count(self, parquet: Path) -> int:
+        row = self.con.execute(
+            f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def _copy_addressed(self, sql: str, out_dir: Path) -> tuple[Path, str]:
         """COPY a query to a Parquet file named by its sha256; return (path, digest)."""
@@ -286,7 +312,8 @@ class MemberEngine:
             cols = inline.columns(destination.source)
             defs = ", ".join(f"{quote_ident(c)} VARCHAR" for c in cols)
             self.con.execute(
-                f"CREATE TEMP TABLE {name} (_segops_line INTEGER{', ' if defs else ''}{defs})")
+                f"CREATE TEMP TABLE {name} (_segops_line INTEGER{', ' if defs else ''}{defs})"
+            )
             rows = inline.table_rows(destination.source)
             if rows:
                 marks = ", ".join("?" for _ in range(len(cols) + 1))
@@ -329,13 +356,15 @@ def _delta_query(
         return desired_only
     if mode is DiffMode.REPLACE:
         return f"{applied_only} UNION ALL {desired_only}"
+    own = _own(desired)
+
+    def desired_attr(a: str) -> str:
+        return f"d.{a}" if a in own else "NULL"
+
     d_vals = "".join(
-        f", CASE WHEN d.bad IS NULL THEN s.{a} ELSE {('d.' + a) if a in _own(desired) else 'NULL'} END AS {a}"
-        for a in attrs
+        f", CASE WHEN d.bad IS NULL THEN s.{a} ELSE {desired_attr(a)} END AS {a}" for a in attrs
     )
-    changed = " OR ".join(
-        f"{('d.' + a) if a in _own(desired) else 'NULL'} IS DISTINCT FROM s.{a}" for a in attrs
-    )
+    changed = " OR ".join(f"{desired_attr(a)} IS DISTINCT FROM s.{a}" for a in attrs)
     keep = "TRUE" if mode is DiffMode.REFRESH else f"({changed or 'FALSE'})"
     return (
         "SELECT CASE WHEN d.bad IS NULL THEN 'remove' WHEN d.bad THEN 'invalid' "
@@ -400,8 +429,10 @@ def _duckdb_problem(destination: Destination, exc: duckdb.Error) -> Problem:
     text = str(exc)
     match = _LINE.search(text)
     reasons = [
-        ln.strip() for ln in text.splitlines()[1:]
-        if ln.strip() and not ln.lstrip().startswith(("Original Line", "Possible", "*", "file ="))
+        ln.strip()
+        for ln in text.splitlines()[1:]
+        if ln.strip()
+        and not ln.lstrip().startswith(("Original Line", "Possible", "*", "file ="))
         and "=" not in ln
     ]
     first = text.splitlines()[0] if text else type(exc).__name__

@@ -10,4 +10,4 @@ ATTRIBUTES = ("data_bag", "expiration_ts")
 def attributes_of(destination: Destination) -> tuple[str, ...]:
     """Return the per-member attributes a destination sends, in their fixed order."""
     present = (destination.data_bag_column, destination.expiration_ts_column)
-    return tuple(a for a, col in zip(ATTRIBUTES, present) if col)
+    return tuple(a for a, col in zip(ATTRIBUTES, present, strict=True) if col)

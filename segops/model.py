@@ -61,8 +61,14 @@ IDENTITY_SETTINGS: Mapping[Platform, frozenset[str]] = {
         }
     ),
     Platform.MOENGAGE: frozenset(
-        {"connection", "segment.name", "segment.cs_id", "attribute.name", "attribute.type",
-         "identifier.format"}
+        {
+            "connection",
+            "segment.name",
+            "segment.cs_id",
+            "attribute.name",
+            "attribute.type",
+            "identifier.format",
+        }
     ),
 }
 # Settings carried by every command: a change means every member is sent again.
@@ -85,7 +91,7 @@ class OnBadRows(StrEnum):
 
 
 class KeyEncoding(StrEnum):
-    """How member keys are stored: hashes as raw bytes (half the size, fixed width), the rest as text."""
+    """How member keys are stored: hashes as raw bytes (half the size), the rest as text."""
 
     HEX = "hex"
     TEXT = "text"
@@ -95,7 +101,9 @@ class DiffMode(StrEnum):
     """How the member engine pairs desired members with applied ones."""
 
     MERGE = "merge"  # add new keys, remove gone keys, update changed attributes
-    REFRESH = "refresh"  # as MERGE, and every kept member is sent again (a per-command setting changed)
+    REFRESH = (
+        "refresh"  # as MERGE, and every kept member is sent again (a per-command setting changed)
+    )
     REPLACE = "replace"  # nothing pairs: remove every applied member, add every desired one
 
 
@@ -222,8 +230,9 @@ class Workspace:
 
     @property
     def destinations(self) -> tuple[Destination, ...]:
-        return tuple(sorted((d for s in self.segments for d in s.destinations),
-                            key=lambda d: d.address))
+        return tuple(
+            sorted((d for s in self.segments for d in s.destinations), key=lambda d: d.address)
+        )
 
     def connection(self, name: str) -> Connection | None:
         return next((c for c in self.connections if c.name == name), None)

@@ -15,7 +15,7 @@ from segops import plan as planner
 from segops.apply import ApplyReport, apply_plan
 from segops.destinations import ApplyResult, Destination
 from segops.destinations.files import FilesDestination
-from segops.errors import DestinationError, SourceError, StalePlanError
+from segops.errors import DestinationError, Problem, SourceError, StalePlanError
 from segops.members import MemberEngine
 from segops.model import DestinationChange, DiffResult, Plan, Platform, Workspace
 from segops.planfile import open_plan
@@ -54,7 +54,7 @@ def validate_workspace(ctx: Context) -> int:
 
     Returns the number of destinations checked; raises SourceError with every problem.
     """
-    problems = []
+    problems: list[Problem] = []
     with engine_for(ctx) as engine:
         for destination in ctx.workspace.destinations:
             try:
@@ -114,6 +114,6 @@ def run_apply(
             "use a connection of platform `files` to write what would be sent"
         )
 
-    return apply_plan(plan, ctx.store, engine, ctx.work / "deltas", destination_for, version,
-                      on_result)
-
+    return apply_plan(
+        plan, ctx.store, engine, ctx.work / "deltas", destination_for, version, on_result
+    )

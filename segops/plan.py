@@ -122,7 +122,9 @@ def _actions(decision: Decision, result: DiffResult) -> tuple[tuple[Action, ...]
     if "recreate" in effects:
         keys = ", ".join(c.path for c in decision.setting_changes if c.effect == "recreate")
         return (Action.RECREATE,), (
-            f"{keys} changed: applied members are removed under the old value, desired ones added under the new")
+            f"{keys} changed: applied members are removed under the old value, "
+            "desired ones added under the new"
+        )
     if "refresh" in effects:
         keys = ", ".join(c.path for c in decision.setting_changes if c.effect == "refresh")
         return (Action.RECREATE,), f"{keys} changed: every member is sent again"
@@ -162,10 +164,7 @@ def _setting_changes(
     return tuple(changes)
 
 
-
-def stale_reasons(
-    plan: Plan, state: State | None, inputs: Sequence[InputFile]
-) -> tuple[str, ...]:
+def stale_reasons(plan: Plan, state: State | None, inputs: Sequence[InputFile]) -> tuple[str, ...]:
     """Return why `plan` may no longer be applied: the state or an input moved since."""
     reasons = []
     lineage = state.lineage if state else None

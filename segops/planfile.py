@@ -28,7 +28,10 @@ def save_plan(plan: Plan, deltas: Path, path: Path) -> None:
         archive.writestr(_entry(_PLAN_ENTRY), render_json(plan))
         names = sorted({c.delta.name for c in plan.changes if c.delta is not None})
         for name in names:
-            with (deltas / name).open("rb") as src, archive.open(_entry(f"deltas/{name}"), "w") as dst:
+            with (
+                (deltas / name).open("rb") as src,
+                archive.open(_entry(f"deltas/{name}"), "w") as dst,
+            ):
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
     os.replace(tmp, path)

@@ -46,7 +46,9 @@ def test_plan_case(case: Path, tmp_path: Path) -> None:
     code, out, err = run(root, "show", str(plan_file), "--format", "json")
     assert code == 0, err
     plan = json.loads(out)
-    check_golden(case / "expected.json", json.dumps(_normalised(plan, plan_file, tmp_path), indent=2) + "\n")
+    check_golden(
+        case / "expected.json", json.dumps(_normalised(plan, plan_file, tmp_path), indent=2) + "\n"
+    )
     check_golden(case / "expected.txt", text.split("\nSaved the plan to:")[0])
 
 
@@ -64,7 +66,9 @@ def _normalised(plan: dict[str, Any], plan_file: Path, tmp: Path) -> dict[str, A
             continue
         path = extract / "deltas" / delta["file"]
         key = "lower(hex(k))" if change["key_encoding"] == "hex" else "k"
-        rows = duckdb.execute(f"SELECT op, {key} AS k, * EXCLUDE (op, k) FROM read_parquet('{path}')").fetchall()
+        rows = duckdb.execute(
+            f"SELECT op, {key} AS k, * EXCLUDE (op, k) FROM read_parquet('{path}')"
+        ).fetchall()
         assert len(rows) == delta["rows"]
         change["delta_rows"] = [list(r) for r in rows]
     return plan

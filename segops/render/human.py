@@ -39,8 +39,10 @@ def _block(change: Mapping[str, Any]) -> str:
     head = f"  # {change['address']} {_VERB[action]}"
     if change["reason"]:
         head += f": {change['reason']}"
-    lines = [head, f"{_SYMBOL[action]} {change['address']}  "
-                   f"({change['platform']} via {change['connection']})"]
+    lines = [
+        head,
+        f"{_SYMBOL[action]} {change['address']}  ({change['platform']} via {change['connection']})",
+    ]
     lines += [_setting_line(s) for s in change["setting_changes"]]
     lines.append(f"      members: {_counts(change['members'])}")
     skipped = change["members"]["skipped"]
@@ -60,8 +62,11 @@ def _setting_line(setting: Mapping[str, Any]) -> str:
 
 
 def _counts(members: Mapping[str, int]) -> str:
-    parts = [f"{sign}{members[op]:,}" for sign, op in (("+", "add"), ("~", "update"),
-                                                       ("-", "remove")) if members[op]]
+    parts = [
+        f"{sign}{members[op]:,}"
+        for sign, op in (("+", "add"), ("~", "update"), ("-", "remove"))
+        if members[op]
+    ]
     change = " ".join(parts) or "no member change"
     return f"{change}  ({members['before']:,} → {members['after']:,})"
 

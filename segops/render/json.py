@@ -21,8 +21,8 @@ from segops.model import (
     MemberCounts,
     Plan,
     Platform,
-    Settings,
     SettingChange,
+    Settings,
 )
 
 _COUNTS = ("before", "after", "add", "remove", "update", "skipped")
@@ -49,8 +49,10 @@ def summary(plan: Plan) -> dict[str, Any]:
     actions = {a: 0 for a in ("create", "update", "recreate", "destroy", "no-op")}
     for change in plan.changes:
         actions[change.action.value] += 1
-    members = {op: sum(getattr(c.members, op) for c in plan.changes)
-               for op in ("add", "remove", "update", "skipped")}
+    members = {
+        op: sum(getattr(c.members, op) for c in plan.changes)
+        for op in ("add", "remove", "update", "skipped")
+    }
     return {"destinations": actions, "members": members}
 
 
@@ -64,8 +66,10 @@ def _change_to_dict(change: DestinationChange) -> dict[str, Any]:
         "action": change.action.value,
         "actions": [a.value for a in change.actions],
         "reason": change.reason,
-        "settings": {"before": _settings(change.settings_before),
-                     "after": _settings(change.settings_after)},
+        "settings": {
+            "before": _settings(change.settings_before),
+            "after": _settings(change.settings_after),
+        },
         "setting_changes": [
             {"path": s.path, "before": s.before, "after": s.after, "effect": s.effect}
             for s in change.setting_changes
@@ -73,8 +77,9 @@ def _change_to_dict(change: DestinationChange) -> dict[str, Any]:
         "members": {k: getattr(change.members, k) for k in _COUNTS},
         "key_encoding": change.encoding.value,
         "attributes": list(change.attributes),
-        "delta": None if delta is None else
-        {"file": delta.name, "sha256": delta.sha256, "rows": delta.rows},
+        "delta": None
+        if delta is None
+        else {"file": delta.name, "sha256": delta.sha256, "rows": delta.rows},
     }
 
 
@@ -86,8 +91,10 @@ def plan_from_dict(data: Mapping[str, Any], origin: str) -> Plan:
     """Parse the dict form back into a Plan; `origin` names the file in errors."""
     version = data.get("format_version")
     if version != PLAN_FORMAT_VERSION:
-        raise PlanError(f"{origin}: plan format_version {version!r} is not supported "
-                        f"(this segops reads version {PLAN_FORMAT_VERSION})")
+        raise PlanError(
+            f"{origin}: plan format_version {version!r} is not supported "
+            f"(this segops reads version {PLAN_FORMAT_VERSION})"
+        )
     try:
         return Plan(
             segops_version=str(data["segops_version"]),

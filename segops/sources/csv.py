@@ -55,9 +55,7 @@ def iter_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str |
         yield from parse_rows(handle, delimiter)
 
 
-def parse_rows(
-    lines: Iterable[str], delimiter: str
-) -> Iterator[tuple[int, dict[str, str | None]]]:
+def parse_rows(lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict[str, str | None]]]:
     """Parse CSV text into (line, row) pairs; empty cells become None as DuckDB reads them."""
     reader = _csv.reader(lines, delimiter=delimiter)
     header = next(reader, None)
@@ -65,6 +63,8 @@ def parse_rows(
         return
     start = reader.line_num + 1
     for values in reader:
-        row: dict[str, str | None] = {k: (v if v != "" else None) for k, v in zip(header, values)}
+        row: dict[str, str | None] = {
+            k: (v if v != "" else None) for k, v in zip(header, values, strict=False)
+        }
         yield start, row
         start = reader.line_num + 1

@@ -21,14 +21,14 @@ def table_rows(source: Source) -> list[tuple[object, ...]]:
     """Return rows for the temporary table: the YAML line, then each column as text."""
     names = columns(source)
     out: list[tuple[object, ...]] = []
-    for line, row in zip(source.row_lines, source.rows):
+    for line, row in zip(source.row_lines, source.rows, strict=True):
         values = dict(row)
         out.append((line, *(_as_text(values.get(n)) for n in names)))
     return out
 
 
 def iter_rows(source: Source) -> Iterator[tuple[int, dict[str, str | None]]]:
-    for line, row in zip(source.row_lines, source.rows):
+    for line, row in zip(source.row_lines, source.rows, strict=True):
         yield line, {k: _as_text(v) for k, v in row}
 
 

@@ -24,6 +24,12 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, str | None]]]:
         while batch := cursor.fetchmany(10_000):
             for values in batch:
                 number += 1
-                yield number, {n: (None if v is None else str(v)) for n, v in zip(names, values)}
+                yield (
+                    number,
+                    {
+                        n: (None if v is None else str(v))
+                        for n, v in zip(names, values, strict=True)
+                    },
+                )
     finally:
         con.close()

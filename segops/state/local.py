@@ -113,8 +113,7 @@ class LocalStateStore:
         if held is None:
             raise StateError(f"{self.lock_file}: no lock is held")
         if held.id != lock_id:
-            raise StateError(
-                f"{self.lock_file}: the lock is held with ID {held.id}, not {lock_id}")
+            raise StateError(f"{self.lock_file}: the lock is held with ID {held.id}, not {lock_id}")
         self.lock_file.unlink()
 
     def lock_info(self) -> LockInfo | None:

@@ -53,8 +53,9 @@ class State:
         return replace(self, destinations=tuple(sorted([*kept, entry], key=lambda d: d.address)))
 
     def without(self, address: str) -> State:
-        return replace(self, destinations=tuple(d for d in self.destinations
-                                                if d.address != address))
+        return replace(
+            self, destinations=tuple(d for d in self.destinations if d.address != address)
+        )
 
     def snapshot_digests(self) -> frozenset[str]:
         return frozenset(d.snapshot.sha256 for d in self.destinations)
@@ -69,13 +70,23 @@ class LockInfo:
     created: str  # ISO 8601, UTC
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "operation": self.operation, "who": self.who, "pid": self.pid,
-                "created": self.created}
+        return {
+            "id": self.id,
+            "operation": self.operation,
+            "who": self.who,
+            "pid": self.pid,
+            "created": self.created,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LockInfo:
-        return cls(str(data["id"]), str(data["operation"]), str(data["who"]), int(data["pid"]),
-                   str(data["created"]))
+        return cls(
+            str(data["id"]),
+            str(data["operation"]),
+            str(data["who"]),
+            int(data["pid"]),
+            str(data["created"]),
+        )
 
 
 def state_to_dict(state: State) -> dict[str, Any]:
@@ -118,8 +129,9 @@ def state_from_dict(data: Mapping[str, Any], origin: str) -> State:
             _destination_from_dict(address, raw)
             for address, raw in sorted(data["destinations"].items())
         )
-        return State(str(data["lineage"]), int(data["serial"]), str(data["segops_version"]),
-                     entries)
+        return State(
+            str(data["lineage"]), int(data["serial"]), str(data["segops_version"]), entries
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"{origin}: malformed state ({type(exc).__name__}: {exc})") from None
 
@@ -133,8 +145,12 @@ def _destination_from_dict(address: str, raw: Mapping[str, Any]) -> DestinationS
         connection=str(raw["connection"]),
         platform=Platform(raw["platform"]),
         settings=settings,
-        snapshot=SnapshotRef(str(snap["sha256"]), int(raw["member_count"]),
-                             KeyEncoding(snap["encoding"]), tuple(snap.get("attributes", ()))),
+        snapshot=SnapshotRef(
+            str(snap["sha256"]),
+            int(raw["member_count"]),
+            KeyEncoding(snap["encoding"]),
+            tuple(snap.get("attributes", ())),
+        ),
     )
     if raw.get("settings_digest") not in (None, entry.settings_digest):
         raise ValueError(f"settings_digest of {address} does not match its settings")

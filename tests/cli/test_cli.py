@@ -167,11 +167,21 @@ def test_bad_row_names_file_and_line_and_changes_nothing(cart: Path) -> None:
 
 def test_skip_bad_rows_counts_them(cart: Path) -> None:
     (cart / "segments/cart.yaml").write_text(
-        MANIFEST.replace("    csv: {path: ../data/m.csv}", "    csv: {path: ../data/m.csv}\n    on_bad_rows: skip"))
+        MANIFEST.replace(
+            "    csv: {path: ../data/m.csv}",
+            "    csv: {path: ../data/m.csv}\n    on_bad_rows: skip",
+        )
+    )
     (cart / "data/m.csv").write_text(f"email_hash\n{A}\nnope\n{B}\n")
     plan = json.loads(run(cart, "plan", "--format", "json")[1])
     assert plan["changes"][0]["members"] == {
-        "before": 0, "after": 2, "add": 2, "remove": 0, "update": 0, "skipped": 1}
+        "before": 0,
+        "after": 2,
+        "add": 2,
+        "remove": 0,
+        "update": 0,
+        "skipped": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -206,12 +216,19 @@ def test_missing_column_is_a_validation_error(cart: Path) -> None:
 def test_destroy_needs_the_connection(cart: Path) -> None:
     run(cart, "apply", "--auto-approve")
     (cart / "segments/cart.yaml").unlink()
-    write_tree(cart, {"segments/other.yaml": MANIFEST.replace("name: cart", "name: other")
-                      .replace("technical_name: cart", "technical_name: other")})
+    write_tree(
+        cart,
+        {
+            "segments/other.yaml": MANIFEST.replace("name: cart", "name: other").replace(
+                "technical_name: cart", "technical_name: other"
+            )
+        },
+    )
     text = (cart / "segops.yaml").read_text().replace("files-mics:", "renamed:", 1)
     (cart / "segops.yaml").write_text(text.replace("connection: files-mics", "connection: renamed"))
     (cart / "segments/other.yaml").write_text(
-        (cart / "segments/other.yaml").read_text().replace("files-mics", "renamed"))
+        (cart / "segments/other.yaml").read_text().replace("files-mics", "renamed")
+    )
     code, _, err = run(cart, "plan")
     assert code == 1 and "restore the connection" in err
 

@@ -67,7 +67,9 @@ def test_state_json_has_the_documented_fields(path: Path) -> None:
     assert len(dest["settings_digest"]) == 64
 
 
-def test_a_crash_before_rename_leaves_the_old_state(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_before_rename_leaves_the_old_state(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = LocalStateStore(path)
     store.write(State("lin", 0, "0.1"))
     before = (path / "state.json").read_bytes()
