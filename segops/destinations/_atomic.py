@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from segops._fs import fsync_path
 from segops.errors import DestinationError
 
 _BUFFER = 1 << 20
@@ -53,7 +54,7 @@ class AtomicFiles:
             folders = {final.parent for _, _, final in self._staged}
             folders.update(d.parent for d in self._new_dirs)
             for folder in sorted(folders):
-                _sync_dir(folder)
+                fsync_path(folder)
         except OSError as exc:
             raise DestinationError(f"cannot write {exc.filename}: {exc.strerror}") from exc
         written = tuple(final for _, _, final in self._staged)
@@ -92,21 +93,8 @@ class AtomicFiles:
 def finish(handle: IO[bytes], path: str) -> None:
     """Flush, fsync and close `handle` (a file of `path`), even if it was closed already."""
     if handle.closed:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(path)
         return
     handle.flush()
     os.fsync(handle.fileno())
     handle.close()
-
-
-def _sync_dir(folder: Path) -> None:
-    """Make the entries of `folder` (renames, new subfolders) durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from segops._fs import atomic_write, fsync_path
 from segops.errors import StateError, StateLockedError
 from segops.state.model import LockInfo, State, state_from_dict, state_to_dict
 
@@ -58,9 +59,9 @@ class LocalStateStore:
         new = replace(state, serial=(current.serial if current else 0) + 1)
         self.path.mkdir(parents=True, exist_ok=True)
         if self.state_file.exists():
-            _atomic_write(self.backup_file, self.state_file.read_bytes())
+            atomic_write(self.backup_file, self.state_file.read_bytes())
         text = json.dumps(state_to_dict(new), indent=2, sort_keys=False) + "\n"
-        _atomic_write(self.state_file, text.encode())
+        atomic_write(self.state_file, text.encode())
         self._collect_snapshots(new)
         return new
 
@@ -71,9 +72,9 @@ class LocalStateStore:
             return
         tmp = self.snapshots / f".{sha256}.{os.getpid()}.tmp"
         shutil.copyfile(path, tmp)
-        _fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
-        _fsync_dir(self.snapshots)
+        fsync_path(self.snapshots)
 
     def _collect_snapshots(self, state: State) -> None:
         """Delete snapshots that neither state.json nor its backup refer to."""
@@ -148,32 +149,6 @@ def _read_state(path: Path) -> State | None:
     if not isinstance(data, dict):
         raise StateError(f"{path}: not a JSON object")
     return state_from_dict(data, str(path))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _user() -> str:
