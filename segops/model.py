@@ -223,10 +223,14 @@ class Workspace:
     root: str
     connections: tuple[Connection, ...]
     segments: tuple[Segment, ...]
+    # segops.yaml and the manifests, with their digests (they are read anyway)
     inputs: tuple[InputFile, ...]
     state_backend: str = "local"
     state_path: str = ".segops"
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # Source data files, workspace-relative; segops.inputs digests them when a plan needs it,
+    # alongside the member diff that reads them anyway.
+    data_files: tuple[str, ...] = ()
 
     @property
     def destinations(self) -> tuple[Destination, ...]:

@@ -16,6 +16,7 @@ from segops.apply import ApplyReport, apply_plan
 from segops.destinations import ApplyResult, Destination
 from segops.destinations.files import FilesDestination
 from segops.errors import DestinationError, Problem, SourceError, StalePlanError
+from segops.inputs import InputDigests, all_inputs
 from segops.members import MemberEngine
 from segops.model import DestinationChange, DiffResult, Plan, Platform, Workspace
 from segops.planfile import open_plan
@@ -70,17 +71,18 @@ def make_plan(ctx: Context, engine: MemberEngine, version: str) -> Plan:
     """Read state and sources, diff members, and return the plan; deltas go to work/deltas."""
     state = ctx.store.read()
     ws = ctx.workspace
+    digests = InputDigests(ws)  # runs beside the diff, which reads the same files
     decisions = planner.decide(ws.destinations, state, {c.name for c in ws.connections})
     results: dict[str, DiffResult] = {}
     for decision in decisions:
         request = decision.request
         snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
-    return planner.build_plan(decisions, results, state, ws.inputs, version)
+    return planner.build_plan(decisions, results, state, digests.result(), version)
 
 
 def check_not_stale(ctx: Context, plan: Plan, state: State | None) -> None:
-    reasons = planner.stale_reasons(plan, state, ctx.workspace.inputs)
+    reasons = planner.stale_reasons(plan, state, all_inputs(ctx.workspace))
     if reasons:
         listed = "\n".join(f"  - {r}" for r in reasons)
         raise StalePlanError(

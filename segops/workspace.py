@@ -98,6 +98,7 @@ def _workspace(
         connections=tuple(connections[name] for name in sorted(connections)),
         segments=tuple(sorted(segments, key=lambda s: s.name)),
         inputs=tuple(InputFile(path, files.inputs[path]) for path in sorted(files.inputs)),
+        data_files=tuple(sorted(files.data_files)),
         state_backend=config.data.get("state", {}).get("backend", "local"),
         state_path=state_path,
         engine=EngineConfig(engine.get("memory_limit", "1GB"), engine.get("threads")),
@@ -105,12 +106,13 @@ def _workspace(
 
 
 class _Files:
-    """Reads workspace files, records the digest of each, and collects problems."""
+    """Reads workspace files, records the digest of each YAML file, and collects problems."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.problems: list[Problem] = []
         self.inputs: dict[str, str] = {}  # workspace-relative posix path -> sha256
+        self.data_files: set[str] = set()  # workspace-relative posix paths of source files
 
     def inside(self, path: Path) -> str | None:
         """Return `path` relative to the workspace once resolved, or None when it is outside."""
@@ -151,7 +153,7 @@ class _Files:
             return ()
 
     def data_file(self, path: Path) -> str:
-        """Return the workspace-relative path of a data file, recording its digest.
+        """Return the workspace-relative path of a data file, recording it as an input.
 
         Raises:
             ValueError: the file is outside the workspace, missing or unreadable.
@@ -159,12 +161,13 @@ class _Files:
         name = self.inside(path)
         if name is None:
             raise ValueError(f"{path.as_posix()} is outside the workspace {self.root}")
-        if name not in self.inputs:
+        if name not in self.data_files:
             try:
-                with path.open("rb") as handle:
-                    self.inputs[name] = hashlib.file_digest(handle, "sha256").hexdigest()
+                with path.open("rb"):
+                    pass
             except OSError as error:
                 raise ValueError(f"cannot read {name}: {error.strerror}") from None
+            self.data_files.add(name)
         return name
 
 
