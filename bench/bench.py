@@ -38,7 +38,6 @@ con.execute(f'''COPY (
 
 SEGOPS_YAML = """version: 1
 manifests: ["segments/*.yaml"]
-engine: {memory_limit: 1GB}
 connections:
   files:
     platform: files

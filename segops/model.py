@@ -212,7 +212,9 @@ class InputFile:
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    memory_limit: str = "1GB"
+    # Past about 1.2 GB of hash table, 10 million hashes no longer fit and the join partitions
+    # (measured: 3.2 s at 1GB, 2.8 s at 1.25GB); peak RSS stays near 1.1 GB either way.
+    memory_limit: str = "1.25GB"
     threads: int | None = None  # None: DuckDB's default, one per core
 
 

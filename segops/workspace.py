@@ -101,7 +101,9 @@ def _workspace(
         data_files=tuple(sorted(files.data_files)),
         state_backend=config.data.get("state", {}).get("backend", "local"),
         state_path=state_path,
-        engine=EngineConfig(engine.get("memory_limit", "1GB"), engine.get("threads")),
+        engine=EngineConfig(
+            engine.get("memory_limit", EngineConfig().memory_limit), engine.get("threads")
+        ),
     )
 
 
