@@ -53,8 +53,8 @@ def apply_plan(
         if not change.is_change:
             continue
         result = _send(change, deltas, engine, destination_for)
-        if result.ok:
-            entry = _recorded(change, state, store, engine, deltas)
+        if result.ok or result.confirmed:
+            entry = _recorded(change, result, state, store, engine, deltas)
             state = (
                 state.without(change.address) if entry is None else state.with_destination(entry)
             )
@@ -85,16 +85,36 @@ def _send(
 
 
 def _recorded(
-    change: DestinationChange, state: State, store: StateStore, engine: MemberEngine, deltas: Path
+    change: DestinationChange,
+    result: ApplyResult,
+    state: State,
+    store: StateStore,
+    engine: MemberEngine,
+    deltas: Path,
 ) -> DestinationState | None:
-    """Return the state entry after `change` landed (None: the destination is gone)."""
-    if change.settings_after is None:
-        return None
+    """Return the state entry after `change` landed (None: the destination is gone).
+
+    A partly confirmed change (`result.confirmed` ranges) records only the confirmed rows,
+    except when settings changed too: then the members sit under two sets of settings, and
+    the old entry is kept whole so the next plan sends the whole change again.
+    """
     before = state.get(change.address)
+    partial = result.confirmed is not None
+    if not partial and change.settings_after is None:
+        return None
+    if partial and change.setting_changes:
+        return before
+    settings = change.settings_after or change.settings_before
+    assert settings is not None
     old = store.snapshot_path(before.snapshot.sha256) if before else None
     delta = deltas / change.delta.name if change.delta else None
     path, digest, count = engine.merge_snapshot(
-        old, delta, change.attributes, change.encoding, engine.work / "snapshots"
+        old,
+        delta,
+        change.attributes,
+        change.encoding,
+        engine.work / "snapshots",
+        result.confirmed,
     )
     store.put_snapshot(path, digest)
     return DestinationState(
@@ -102,7 +122,7 @@ def _recorded(
         segment=change.segment,
         connection=change.connection,
         platform=change.platform,
-        settings=change.settings_after,
+        settings=settings,
         snapshot=SnapshotRef(digest, count, change.encoding, change.attributes),
     )
 

@@ -205,11 +205,14 @@ class MemberEngine:
         attrs: Sequence[str],
         encoding: KeyEncoding,
         out_dir: Path,
+        confirmed: Sequence[tuple[int, int]] | None = None,
     ) -> tuple[Path, str, int]:
         """Write the snapshot that results from applying `delta` to `snapshot`.
 
         Returns (path, sha256, member count). Keys removed, updated or added by the delta
-        are taken from the delta; everything else is kept from the old snapshot.
+        are taken from the delta; everything else is kept from the old snapshot. With
+        `confirmed` ([start, end) ranges of delta row positions), only those rows count:
+        the others were not confirmed by the platform and the next plan sends them again.
         """
         cols = "".join(f", {a}" for a in attrs)
         if snapshot is None and delta is None:
@@ -225,14 +228,14 @@ class MemberEngine:
         elif snapshot is None:
             assert delta is not None
             sql = (
-                f"SELECT k{cols} FROM ({_delta_sql(delta, attrs)}) "
+                f"SELECT k{cols} FROM ({_delta_sql(delta, attrs, confirmed)}) "
                 "WHERE op IN ('add', 'update') ORDER BY k"
             )
         elif delta is None:
             sql = f"SELECT k{cols} FROM ({_snapshot_sql(snapshot, attrs)}) ORDER BY k"
         else:
             old = _snapshot_sql(snapshot, attrs)
-            d = _delta_sql(delta, attrs)
+            d = _delta_sql(delta, attrs, confirmed)
             sql = (
                 f"SELECT k{cols} FROM (SELECT k{cols} FROM ({old}) "
                 f"ANTI JOIN (SELECT k FROM ({d})) USING (k) "
@@ -242,20 +245,21 @@ class MemberEngine:
         return path, digest, self._count(path)
 
     def read_delta(self, delta: Path, encoding: KeyEncoding) -> Iterator[MemberRow]:
-        """Yield the delta's rows in order (removes, adds, updates), keys as text."""
+        """Yield the delta's rows in file order (removes, adds, updates), keys as text."""
         cursor = self.con.cursor()
         names = set(_parquet_columns(cursor, delta))
         bag = "data_bag" if "data_bag" in names else "NULL"
         ts = "expiration_ts" if "expiration_ts" in names else "NULL"
         key = identifiers.key_text_sql(encoding, "k")
         cursor.execute(
-            f"SELECT op, {key}, {bag}, {ts} FROM read_parquet({quote_literal(str(delta))}) "
-            f"ORDER BY {_OP_ORDER}, k"
+            f"SELECT op, {key}, {bag}, {ts}, file_row_number FROM "
+            f"read_parquet({quote_literal(str(delta))}, file_row_number = true) "
+            "ORDER BY file_row_number"
         )
         try:
             while batch := cursor.fetchmany(_FETCH):
-                for op, k, data_bag, expiration_ts in batch:
-                    yield MemberRow(op, k, data_bag, expiration_ts)
+                for op, k, data_bag, expiration_ts, index in batch:
+                    yield MemberRow(op, k, data_bag, expiration_ts, index)
         finally:
             cursor.close()
 
@@ -384,17 +388,31 @@ def _snapshot_sql(snapshot: Path, attrs: Sequence[str]) -> str:
     return _parquet_with(snapshot, ["k", *attrs])
 
 
-def _delta_sql(delta: Path, attrs: Sequence[str]) -> str:
-    return _parquet_with(delta, ["op", "k", *attrs])
+def _delta_sql(
+    delta: Path, attrs: Sequence[str], confirmed: Sequence[tuple[int, int]] | None = None
+) -> str:
+    """Return SQL over a delta's rows, only those in the `confirmed` ranges when given."""
+    sql = _parquet_with(delta, ["op", "k", *attrs], row_numbers=confirmed is not None)
+    if confirmed is None:
+        return sql
+    ranges = " OR ".join(
+        f"(file_row_number >= {int(a)} AND file_row_number < {int(b)})" for a, b in confirmed
+    )
+    return f"SELECT * EXCLUDE (file_row_number) FROM ({sql}) WHERE {ranges or 'FALSE'}"
 
 
-def _parquet_with(path: Path, wanted: Sequence[str]) -> str:
+def _parquet_with(path: Path, wanted: Sequence[str], row_numbers: bool = False) -> str:
     con = duckdb.connect()
     try:
         present = set(_parquet_columns(con, path))
     finally:
         con.close()
     cols = ", ".join(c if c in present else f"NULL AS {c}" for c in wanted)
+    if row_numbers:
+        return (
+            f"SELECT {cols}, file_row_number FROM "
+            f"read_parquet({quote_literal(str(path))}, file_row_number = true)"
+        )
     return f"SELECT {cols} FROM read_parquet({quote_literal(str(path))})"
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from segops.model import DestinationChange
 
@@ -24,6 +24,7 @@ class MemberRow:
     key: str  # the identifier value exactly as sent
     data_bag: str | None = None  # compact JSON object text
     expiration_ts: int | None = None  # epoch milliseconds
+    index: int = -1  # position in the delta file (0-based); batches are ranges of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,35 @@ class ApplyResult:
     sent: Sent
     files: tuple[str, ...] = ()  # workspace-relative posix paths written, in write order
     message: str = ""
+    # Delta rows the platform confirmed, as [start, end) ranges of MemberRow.index; None means
+    # every row. Only confirmed rows enter the applied state: the next plan sends the rest.
+    confirmed: tuple[tuple[int, int], ...] | None = None
+    pending: int = 0  # operations left for a later apply (MoEngage quota)
+    eta: str = ""  # when the pending operations can be sent, for people
+
+
+class Journal(Protocol):
+    """Durable record of operations: intent -> sent -> accepted -> confirmed (or failed).
+
+    `record` returns only once the entry is on disk, so after a kill the next apply knows
+    what was sent and what the platform accepted (and polls it instead of resending).
+    """
+
+    def get(self, op_id: str) -> Mapping[str, Any] | None:
+        """Return the latest entry of an operation, or None if it was never recorded."""
+        ...
+
+    def record(self, op_id: str, address: str, status: str, **details: Any) -> None:
+        """Append an entry; `details` are JSON values (never secrets, never member ids)."""
+        ...
+
+
+class Resources(Protocol):
+    """Platform objects segops created and reuses (document imports, segment ids), by key."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, value: str) -> None: ...
 
 
 class Destination(Protocol):
@@ -65,6 +95,8 @@ __all__ = [
     "UPDATE",
     "ApplyResult",
     "Destination",
+    "Journal",
     "MemberRow",
+    "Resources",
     "Sent",
 ]
