@@ -35,7 +35,7 @@ connections:
     data_center: "02"
     workspace_id_env: MOE_WORKSPACE
     api_key_env: MOE_KEY
-    publish: {s3: {bucket: b, prefix: p}}
+    publish: {s3: {bucket: bkt, prefix: p}}
   files-moe:
     platform: files
     target: moengage
@@ -173,7 +173,7 @@ def test_typed_objects(tmp_path: Path) -> None:
     assert moe.options == (
         ("api_key_env", "MOE_KEY"),
         ("data_center", "02"),
-        ("publish.s3.bucket", "b"),
+        ("publish.s3.bucket", "bkt"),
         ("publish.s3.prefix", "p"),
         ("workspace_id_env", "MOE_WORKSPACE"),
     )
