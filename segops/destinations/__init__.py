@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+import time
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -88,11 +89,23 @@ class Destination(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """What an API destination needs besides its change: durable records, time, the run."""
+
+    journal: Journal
+    resources: Resources
+    run: str  # names this apply (published files, import names); stable within one apply
+    sleep: Callable[[float], None] = time.sleep  # injected so tests need not wait
+    clock: Callable[[], float] = time.time
+
+
 __all__ = [
     "ADD",
     "OPS",
     "REMOVE",
     "UPDATE",
+    "ApplyContext",
     "ApplyResult",
     "Destination",
     "Journal",
