@@ -328,6 +328,9 @@ class DestinationChange:
     encoding: KeyEncoding
     reason: str = ""  # why a recreate or destroy happens, for people
     attributes: tuple[str, ...] = ()  # per-member attributes kept in the new snapshot
+    # sha256 of the applied snapshot the change was computed against ("" when none): with the
+    # delta digest it names the change, so journal entries of another base never match.
+    base: str = ""
 
     @property
     def action(self) -> Action:

@@ -110,6 +110,7 @@ def _change(decision: Decision, result: DiffResult) -> DestinationChange:
         encoding=encoding,
         reason=reason,
         attributes=attributes_of(want) if want else (),
+        base=have.snapshot.sha256 if have else "",
     )
 
 

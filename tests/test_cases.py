@@ -60,6 +60,8 @@ def _normalised(plan: dict[str, Any], plan_file: Path, tmp: Path) -> dict[str, A
     extract = tmp / "deltas"
     shutil.unpack_archive(plan_file, extract, format="zip")
     for change in plan["changes"]:
+        if change["base_snapshot"]:  # a digest of DuckDB's Parquet bytes: not this test's concern
+            change["base_snapshot"] = "<sha256>"
         delta = change.pop("delta")
         if delta is None:
             change["delta_rows"] = []

@@ -77,6 +77,7 @@ def _change_to_dict(change: DestinationChange) -> dict[str, Any]:
         "members": {k: getattr(change.members, k) for k in _COUNTS},
         "key_encoding": change.encoding.value,
         "attributes": list(change.attributes),
+        "base_snapshot": change.base or None,
         "delta": None
         if delta is None
         else {"file": delta.name, "sha256": delta.sha256, "rows": delta.rows},
@@ -126,6 +127,7 @@ def _change_from_dict(raw: Mapping[str, Any]) -> DestinationChange:
         encoding=KeyEncoding(raw["key_encoding"]),
         reason=str(raw["reason"]),
         attributes=tuple(str(a) for a in raw["attributes"]),
+        base=str(raw["base_snapshot"] or ""),
     )
 
 
