@@ -1,27 +1,36 @@
 """Apply: walk a plan in order, hand each change to its destination, record what landed.
 
-Apply decides nothing new: the plan says what to send. A destination's new state (its
-snapshot and settings) is written only after the destination reported success, one
-destination at a time, so an interrupted apply loses at most the destination in flight
-(resending an UPDATE or DELETE is harmless). A failed destination keeps its old state
-and does not stop the others.
+Apply decides nothing new: the plan says what to send. Crash safety rests on three rules:
+
+- every operation a destination sends is journaled first (intent, then sent, accepted,
+  confirmed or failed), so a new apply after a kill polls what the platform accepted
+  instead of sending it again, and resends what it may never have received (resending an
+  UPDATE or DELETE, an add or a remove, is harmless);
+- a destination's state (snapshot and settings) is written only after the platform
+  confirmed its change, and only for the rows it confirmed; the next plan sends the rest;
+- journal entries are bound to the snapshot a change was computed against, so an entry
+  can never vouch for a different change.
+
+A failed destination keeps its old state and does not stop the others.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from segops.destinations import ApplyResult, Destination, MemberRow, Sent
 from segops.errors import DestinationError
+from segops.journal import FileJournal
 from segops.members import MemberEngine
 from segops.model import DestinationChange, Plan, SnapshotRef
 from segops.state import StateStore
 from segops.state.model import DestinationState, State
 
-DestinationFactory = Callable[[DestinationChange], Destination]
+DestinationFactory = Callable[[DestinationChange, "ScopedJournal"], Destination]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +43,27 @@ class ApplyReport:
         return all(r.ok for r in self.results)
 
 
+class ScopedJournal:
+    """The journal as one change sees it: entries of other bases are invisible to it."""
+
+    def __init__(self, journal: FileJournal, change: DestinationChange) -> None:
+        self._journal = journal
+        self._base = change.base or "none"
+
+    def get(self, op_id: str) -> Mapping[str, Any] | None:
+        entry = self._journal.get(op_id)
+        return entry if entry is not None and entry.get("base") == self._base else None
+
+    def record(self, op_id: str, address: str, status: str, **details: Any) -> None:
+        self._journal.record(op_id, address, status, base=self._base, **details)
+
+
 def apply_plan(
     plan: Plan,
     store: StateStore,
     engine: MemberEngine,
     deltas: Path,
+    journal: FileJournal,
     destination_for: DestinationFactory,
     segops_version: str,
     on_result: Callable[[ApplyResult], None] = lambda _: None,
@@ -52,13 +77,15 @@ def apply_plan(
     for change in plan.changes:
         if not change.is_change:
             continue
-        result = _send(change, deltas, engine, destination_for)
+        result = _send(change, deltas, engine, journal, destination_for)
         if result.ok or result.confirmed:
             entry = _recorded(change, result, state, store, engine, deltas)
             state = (
                 state.without(change.address) if entry is None else state.with_destination(entry)
             )
-            state = store.write(_stamped(state, segops_version))
+            resources = tuple(sorted({**dict(state.resources), **journal.resources}.items()))
+            state = store.write(replace(state, segops_version=segops_version, resources=resources))
+            journal.forget(change.address)
         results.append(result)
         on_result(result)
     return ApplyReport(tuple(results), store.read())
@@ -68,6 +95,7 @@ def _send(
     change: DestinationChange,
     deltas: Path,
     engine: MemberEngine,
+    journal: FileJournal,
     destination_for: DestinationFactory,
 ) -> ApplyResult:
     if not change.members.changed:
@@ -79,7 +107,7 @@ def _send(
         return engine.read_delta(deltas / delta.name, change.encoding)
 
     try:
-        return destination_for(change).apply(change, rows)
+        return destination_for(change, ScopedJournal(journal, change)).apply(change, rows)
     except DestinationError as exc:
         return ApplyResult(change.address, False, Sent(), message=str(exc))
 
@@ -124,8 +152,6 @@ def _recorded(
         platform=change.platform,
         settings=settings,
         snapshot=SnapshotRef(digest, count, change.encoding, change.attributes),
+        pending=result.pending,
+        pending_eta=result.eta,
     )
-
-
-def _stamped(state: State, segops_version: str) -> State:
-    return State(state.lineage, state.serial, segops_version, state.destinations)

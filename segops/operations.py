@@ -6,19 +6,22 @@ to the CLI.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from segops import plan as planner
 from segops.apply import ApplyReport, apply_plan
-from segops.destinations import ApplyResult, Destination
-from segops.destinations.files import FilesDestination
-from segops.errors import DestinationError, Problem, SourceError, StalePlanError
+from segops.credentials import resolve as resolve_credentials
+from segops.destinations import ApplyResult
+from segops.destinations.registry import DestinationRegistry
+from segops.errors import Problem, SourceError, StalePlanError
 from segops.inputs import InputDigests, all_inputs
+from segops.journal import FileJournal
 from segops.members import MemberEngine
-from segops.model import DestinationChange, DiffResult, Plan, Platform, Workspace
+from segops.model import DiffResult, Plan, Workspace
 from segops.planfile import open_plan
 from segops.state.local import LocalStateStore
 from segops.state.model import State
@@ -101,21 +104,30 @@ def run_apply(
     plan: Plan,
     version: str,
     on_result: Callable[[ApplyResult], None],
+    env: Mapping[str, str] | None = None,
 ) -> ApplyReport:
-    """Apply `plan` (the caller holds the lock and has checked staleness)."""
-    run = f"run-{plan.serial + 1:06d}"
+    """Apply `plan` (the caller holds the lock and has checked staleness).
 
-    def destination_for(change: DestinationChange) -> Destination:
-        connection = ctx.workspace.connection(change.connection)
-        if connection is None:
-            raise DestinationError(f"connection '{change.connection}' is not in segops.yaml")
-        if connection.platform is Platform.FILES:
-            return FilesDestination(ctx.root, connection, run)
-        raise DestinationError(
-            f"the {connection.platform.value} API client is not available in this version; "
-            "use a connection of platform `files` to write what would be sent"
-        )
-
-    return apply_plan(
-        plan, ctx.store, engine, ctx.work / "deltas", destination_for, version, on_result
+    Every secret the plan needs is read from the environment first: a missing one stops the
+    apply before anything is sent.
+    """
+    used = {c.connection for c in plan.changes if c.members.changed}
+    connections = [c for c in ctx.workspace.connections if c.name in used]
+    credentials = resolve_credentials(connections, os.environ if env is None else env)
+    journal = FileJournal(ctx.store.path / "journal.jsonl")
+    registry = DestinationRegistry(
+        ctx.root, ctx.store.path, ctx.workspace, credentials, journal, f"run-{plan.serial + 1:06d}"
     )
+    try:
+        return apply_plan(
+            plan,
+            ctx.store,
+            engine,
+            ctx.work / "deltas",
+            journal,
+            registry.destination_for,
+            version,
+            on_result,
+        )
+    finally:
+        registry.close()

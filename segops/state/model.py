@@ -26,6 +26,10 @@ class DestinationState:
     platform: Platform
     settings: Settings
     snapshot: SnapshotRef
+    # Operations a platform quota held back: the snapshot lacks their members, so the next
+    # plan sends them; these fields only tell people how far along the destination is.
+    pending: int = 0
+    pending_eta: str = ""
 
     @property
     def settings_digest(self) -> str:
@@ -43,6 +47,8 @@ class State:
     segops_version: str
     destinations: tuple[DestinationState, ...] = ()
     format_version: int = STATE_FORMAT_VERSION
+    # Platform objects segops created and reuses: document imports, segment ids (key -> id).
+    resources: tuple[tuple[str, str], ...] = ()
 
     def get(self, address: str) -> DestinationState | None:
         return next((d for d in self.destinations if d.address == address), None)
@@ -97,6 +103,7 @@ def state_to_dict(state: State) -> dict[str, Any]:
         "serial": state.serial,
         "segops_version": state.segops_version,
         "destinations": {d.address: _destination_to_dict(d) for d in state.destinations},
+        "resources": dict(state.resources),
     }
 
 
@@ -113,6 +120,11 @@ def _destination_to_dict(entry: DestinationState) -> dict[str, Any]:
             "encoding": entry.snapshot.encoding.value,
             "attributes": list(entry.snapshot.attributes),
         },
+        **(
+            {"pending": {"operations": entry.pending, "eta": entry.pending_eta}}
+            if entry.pending
+            else {}
+        ),
     }
 
 
@@ -129,8 +141,13 @@ def state_from_dict(data: Mapping[str, Any], origin: str) -> State:
             _destination_from_dict(address, raw)
             for address, raw in sorted(data["destinations"].items())
         )
+        resources = tuple(sorted((str(k), str(v)) for k, v in data.get("resources", {}).items()))
         return State(
-            str(data["lineage"]), int(data["serial"]), str(data["segops_version"]), entries
+            str(data["lineage"]),
+            int(data["serial"]),
+            str(data["segops_version"]),
+            entries,
+            resources=resources,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"{origin}: malformed state ({type(exc).__name__}: {exc})") from None
@@ -151,6 +168,8 @@ def _destination_from_dict(address: str, raw: Mapping[str, Any]) -> DestinationS
             KeyEncoding(snap["encoding"]),
             tuple(snap.get("attributes", ())),
         ),
+        pending=int(raw.get("pending", {}).get("operations", 0)),
+        pending_eta=str(raw.get("pending", {}).get("eta", "")),
     )
     if raw.get("settings_digest") not in (None, entry.settings_digest):
         raise ValueError(f"settings_digest of {address} does not match its settings")
