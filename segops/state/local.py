@@ -129,8 +129,13 @@ class LocalStateStore:
         held = self.lock_info()
         if held is None:
             return f"{self.lock_file}: the state is locked"
+        gone = ""
+        if held.who.endswith(f"@{socket.gethostname()}") and not _alive(held.pid):
+            gone = (
+                f"  (process {held.pid} is no longer running on this machine: the lock is stale)\n"
+            )
         return (
-            f"the state is locked by another segops run\n"
+            f"the state is locked by another segops run\n{gone}"
             f"  Lock ID:   {held.id}\n  Operation: {held.operation}\n  Who:       {held.who}\n"
             f"  PID:       {held.pid}\n  Created:   {held.created}\n"
             f"If that run is gone, release the lock with: segops force-unlock {held.id}"
@@ -149,6 +154,16 @@ def _read_state(path: Path) -> State | None:
     if not isinstance(data, dict):
         raise StateError(f"{path}: not a JSON object")
     return state_from_dict(data, str(path))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _user() -> str:
