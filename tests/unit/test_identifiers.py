@@ -91,3 +91,22 @@ def test_expiration_ts_rules_agree(value: str, ok: bool) -> None:
     (ts,) = duckdb.execute(f"SELECT {sql}", [value] * sql.count("?")).fetchone() or (None,)
     assert (ts is not None) is ok
     assert (identifiers.expiration_ts_problem("c", value) is None) is ok
+
+
+def test_merge_keeps_only_confirmed_delta_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from segops.members import MemberEngine
+    from segops.model import EngineConfig, KeyEncoding
+
+    engine = MemberEngine(tmp_path, tmp_path / "work", EngineConfig(memory_limit="256MB"))
+    snap = tmp_path / "snap.parquet"
+    delta = tmp_path / "delta.parquet"
+    duckdb.execute(f"COPY (SELECT * FROM (VALUES ('a'), ('b'), ('c')) t(k)) TO '{snap}'")
+    rows = "('remove', 'a'), ('remove', 'b'), ('add', 'x'), ('add', 'y')"
+    duckdb.execute(f"COPY (SELECT * FROM (VALUES {rows}) t(op, k)) TO '{delta}'")
+    # rows 0..3 = remove a, remove b, add x, add y; only remove a and add y were confirmed
+    path, _, count = engine.merge_snapshot(
+        snap, delta, (), KeyEncoding.TEXT, tmp_path / "out", [(0, 1), (3, 4)]
+    )
+    kept = sorted(r[0] for r in duckdb.execute(f"SELECT k FROM '{path}'").fetchall())
+    assert kept == ["b", "c", "y"] and count == 3
+    engine.close()

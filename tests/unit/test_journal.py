@@ -1,0 +1,74 @@
+"""The apply journal survives kills and never lets an entry vouch for another change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segops.apply import ScopedJournal
+from segops.journal import FileJournal, JournalResources
+from segops.model import DestinationChange, KeyEncoding, MemberCounts, Platform
+
+
+def change(base: str) -> DestinationChange:
+    return DestinationChange(
+        address="s.x",
+        segment="s",
+        connection="c",
+        platform=Platform.MEDIARITHMICS,
+        actions=(),
+        settings_before=None,
+        settings_after=None,
+        setting_changes=(),
+        members=MemberCounts(),
+        delta=None,
+        encoding=KeyEncoding.TEXT,
+        base=base,
+    )
+
+
+def test_entries_survive_a_new_process_and_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = FileJournal(path)
+    journal.record("op1", "s.x", "intent")
+    journal.record("op1", "s.x", "accepted", execution_id="77")
+    JournalResources(journal).put("mediarithmics/c/1509/NDJSON", "42")
+    with path.open("a") as handle:
+        handle.write('{"op": "op2", "addr')  # killed mid-write
+    again = FileJournal(path)
+    assert again.get("op1") == {
+        "op": "op1",
+        "address": "s.x",
+        "status": "accepted",
+        "execution_id": "77",
+    }
+    assert again.get("op2") is None
+    assert JournalResources(again).get("mediarithmics/c/1509/NDJSON") == "42"
+
+
+def test_forget_drops_operations_and_keeps_resources(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = FileJournal(path)
+    journal.record("a", "s.x", "confirmed")
+    journal.record("b", "t.y", "accepted")
+    journal.put_resource("k", "v")
+    journal.forget("s.x")
+    again = FileJournal(path)
+    assert again.get("a") is None
+    assert again.get("b") is not None
+    assert again.resources == {"k": "v"}
+
+
+def test_unknown_status_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown journal status"):
+        FileJournal(tmp_path / "j").record("a", "s.x", "done")
+
+
+def test_a_change_sees_only_entries_of_its_own_base(tmp_path: Path) -> None:
+    journal = FileJournal(tmp_path / "journal.jsonl")
+    ScopedJournal(journal, change("aaa")).record("op", "s.x", "confirmed")
+    assert ScopedJournal(journal, change("aaa")).get("op") is not None
+    # The same delta computed against another snapshot is another change.
+    assert ScopedJournal(journal, change("bbb")).get("op") is None
+    assert ScopedJournal(journal, change("")).get("op") is None
