@@ -331,6 +331,8 @@ class DestinationChange:
     # sha256 of the applied snapshot the change was computed against ("" when none): with the
     # delta digest it names the change, so journal entries of another base never match.
     base: str = ""
+    operations: int = 0  # API calls (executions, file operations) the change takes
+    eta: str = ""  # MoEngage: when the quota lets the last operation go out, for people
 
     @property
     def action(self) -> Action:

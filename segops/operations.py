@@ -7,6 +7,7 @@ to the CLI.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from segops import plan as planner
 from segops.apply import ApplyReport, apply_plan
 from segops.credentials import resolve as resolve_credentials
 from segops.destinations import ApplyResult
-from segops.destinations.registry import DestinationRegistry
+from segops.destinations.registry import DestinationRegistry, ledger_entries
 from segops.errors import Problem, SourceError, StalePlanError
 from segops.inputs import InputDigests, all_inputs
 from segops.journal import FileJournal
 from segops.members import MemberEngine
-from segops.model import DiffResult, Plan, Workspace
+from segops.model import DiffResult, Plan, Platform, Workspace
 from segops.planfile import open_plan
+from segops.schedule import with_schedule
 from segops.state.local import LocalStateStore
 from segops.state.model import State
 
@@ -81,7 +83,13 @@ def make_plan(ctx: Context, engine: MemberEngine, version: str) -> Plan:
         request = decision.request
         snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
-    return planner.build_plan(decisions, results, state, digests.result(), version)
+    plan = planner.build_plan(decisions, results, state, digests.result(), version)
+    ledgers = {
+        c.name: ledger_entries(ctx.store.path, c)
+        for c in ws.connections
+        if c.platform is Platform.MOENGAGE
+    }
+    return with_schedule(plan, ws.connections, ledgers, time.time())
 
 
 def check_not_stale(ctx: Context, plan: Plan, state: State | None) -> None:

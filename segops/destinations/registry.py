@@ -14,6 +14,7 @@ from typing import Any
 from segops.credentials import Credentials
 from segops.destinations import ApplyContext, Destination, Journal
 from segops.destinations.files import FilesDestination
+from segops.destinations.moengage_quota import LedgerEntry, QuotaLedger, QuotaLimits
 from segops.errors import DestinationError
 from segops.journal import FileJournal, JournalResources
 from segops.model import Connection, DestinationChange, Platform, Workspace
@@ -68,3 +69,14 @@ class DestinationRegistry:
 
     def _moengage(self, connection: Connection, context: ApplyContext) -> Destination:
         raise DestinationError("the MoEngage client is not wired yet")
+
+
+def ledger_path(state_dir: Path, connection: Connection) -> Path:
+    """Return where the MoEngage quota ledger of `connection` is kept."""
+    return state_dir / f"moengage-ledger-{connection.name}.json"
+
+
+def ledger_entries(state_dir: Path, connection: Connection) -> tuple[LedgerEntry, ...]:
+    """Return the operations recorded against the quota of a MoEngage connection."""
+    path = ledger_path(state_dir, connection)
+    return QuotaLedger(path, QuotaLimits.from_connection(connection)).entries

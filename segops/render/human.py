@@ -45,6 +45,9 @@ def _block(change: Mapping[str, Any]) -> str:
     ]
     lines += [_setting_line(s) for s in change["setting_changes"]]
     lines.append(f"      members: {_counts(change['members'])}")
+    if change["operations"]:
+        when = f", quota allows the last {change['eta']}" if change["eta"] else ""
+        lines.append(f"      operations: {change['operations']}{when}")
     skipped = change["members"]["skipped"]
     if skipped:
         lines.append(f"      ! {skipped:,} bad source row(s) skipped (on_bad_rows: skip)")

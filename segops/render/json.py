@@ -78,6 +78,8 @@ def _change_to_dict(change: DestinationChange) -> dict[str, Any]:
         "key_encoding": change.encoding.value,
         "attributes": list(change.attributes),
         "base_snapshot": change.base or None,
+        "operations": change.operations,
+        "eta": change.eta or None,
         "delta": None
         if delta is None
         else {"file": delta.name, "sha256": delta.sha256, "rows": delta.rows},
@@ -128,6 +130,8 @@ def _change_from_dict(raw: Mapping[str, Any]) -> DestinationChange:
         reason=str(raw["reason"]),
         attributes=tuple(str(a) for a in raw["attributes"]),
         base=str(raw["base_snapshot"] or ""),
+        operations=int(raw["operations"]),
+        eta=str(raw["eta"] or ""),
     )
 
 
