@@ -1,0 +1,195 @@
+"""MoEngage File Segment API quotas: a persisted ledger of operations and a pure scheduler.
+
+The limits (reference §8) hold over rolling windows, "the last hour" and "the last 24 hours":
+10 operations an hour, 100 a day, 2,000,000 users a day. An operation of `u` users fits at
+time `t` when, counting it, at most `ops_per_hour` operations fall in (t - 1 h, t], at most
+`ops_per_day` in (t - 24 h, t], and their users sum to at most `users_per_day`.
+
+What counts, read conservatively where the reference is silent:
+- operations: create, add-users, remove-users, and replace too (the reference names only
+  create/add/remove and says replace is "not confirmed either way");
+- users: every line of every file sent, removes and replaces included (the reference speaks
+  of users "uploaded"; for replace only newly added users count, which segops cannot know).
+
+The ledger only records what segops sent from this workspace: MoEngage's own answer (429)
+stays the authority, and the destination treats a persistent 429 as an exhausted quota.
+`schedule` is pure, so the planner can say how many operations a change takes and when the
+last can be sent, from the same numbers apply uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from segops._fs import atomic_write
+from segops.destinations.moengage_requests import MAX_FILE_BYTES
+from segops.errors import DestinationError
+from segops.model import Connection
+
+HOUR = 3600.0
+DAY = 86400.0
+LEDGER_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    ops_per_hour: int = 10
+    ops_per_day: int = 100
+    users_per_day: int = 2_000_000
+
+    @classmethod
+    def from_connection(cls, connection: Connection) -> QuotaLimits:
+        """Return the limits of `connection` (options quota.*), defaulting to MoEngage's."""
+        default = cls()
+        return cls(
+            *(
+                int(connection.option(f"quota.{name}", getattr(default, name)) or 1)
+                for name in ("ops_per_hour", "ops_per_day", "users_per_day")
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    at: float  # epoch seconds the operation was accepted
+    kind: str  # create | add-users | remove-users | replace
+    users: int  # lines in its file
+
+
+def schedule(
+    ops: Sequence[int], entries: Iterable[LedgerEntry], limits: QuotaLimits, now: float
+) -> list[float]:
+    """Return the earliest epoch at which each operation (its user count, in sending order) fits.
+
+    Operations are sent in order, so each starts no earlier than the one before. An operation
+    larger than `users_per_day` never fits: it and every later one get `math.inf`.
+    """
+    history = sorted((e.at, e.users) for e in entries if e.at > now - DAY)
+    times: list[float] = []
+    t = now
+    for users in ops:
+        if users > limits.users_per_day or math.isinf(t):
+            t = math.inf
+        else:
+            t = _earliest(history, users, limits, t)
+            history = [h for h in history if h[0] > t - DAY] + [(t, users)]
+        times.append(t)
+    return times
+
+
+def _earliest(history: list[tuple[float, int]], users: int, limits: QuotaLimits, t: float) -> float:
+    """Return the first time from `t` on when an operation of `users` fits next to `history`.
+
+    Only `t` and the moments an entry leaves a window can be the answer; the last of those (the
+    newest entry leaving the day) always fits, since `users` alone is within the daily limit.
+    """
+    leaving = sorted({at + span for at, _ in history for span in (HOUR, DAY) if at + span > t})
+    for candidate in (t, *leaving):
+        hour = sum(1 for at, _ in history if at > candidate - HOUR)
+        day = [n for at, n in history if at > candidate - DAY]
+        if (
+            hour < limits.ops_per_hour
+            and len(day) < limits.ops_per_day
+            and sum(day) + users <= limits.users_per_day
+        ):
+            return candidate
+    raise AssertionError("unreachable: the newest entry leaving the day window always fits")
+
+
+def operation_sizes(removes: int, adds: int, limits: QuotaLimits, key_bytes: int = 65) -> list[int]:
+    """Return the user count of each operation a change of `removes` and `adds` takes.
+
+    Files hold at most `users_per_day` lines and stay under MAX_FILE_BYTES; `key_bytes` (a
+    line's length, 65 for a sha256 hex) estimates the second limit when keys vary in length.
+    """
+    most = max(1, min(limits.users_per_day, MAX_FILE_BYTES // max(1, key_bytes)))
+    sizes: list[int] = []
+    for rows in (removes, adds):
+        full, rest = divmod(rows, most)
+        sizes += [most] * full + ([rest] if rest else [])
+    return sizes
+
+
+def eta_text(times: Sequence[float], now: float) -> str:
+    """Return when scheduled operations go out, for people: "now", or UTC times."""
+    if not times:
+        return ""
+    if math.isinf(times[-1]):
+        return "never: an operation is larger than the daily user quota"
+    first, last = (_when(t, now) for t in (times[0], times[-1]))
+    if len(times) == 1 or first == last:
+        return first
+    return f"{first}; the last of {len(times)} by {last}"
+
+
+def _when(t: float, now: float) -> str:
+    if t <= now:
+        return "now"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class QuotaLedger:
+    """The operations segops sent to one MoEngage workspace in the last 24 hours, on disk."""
+
+    def __init__(self, path: Path, limits: QuotaLimits | None = None) -> None:
+        self.path = path
+        self.limits = limits or QuotaLimits()
+        self._entries = self._load()
+
+    def entries(self) -> tuple[LedgerEntry, ...]:
+        """Return the operations recorded in the last 24 hours of the last write."""
+        return tuple(self._entries)
+
+    def allows(self, users: int, now: float) -> bool:
+        """Return whether an operation of `users` fits the quotas at `now`."""
+        return self.next_slot(users, now) <= now
+
+    def next_slot(self, users: int, now: float) -> float:
+        """Return the earliest epoch at which an operation of `users` fits."""
+        return schedule([users], self._entries, self.limits, now)[0]
+
+    def record(self, kind: str, users: int, now: float) -> None:
+        """Add an operation sent at `now`; return once the ledger is durably on disk."""
+        kept = [e for e in self._entries if e.at > now - DAY]
+        entries = [*kept, LedgerEntry(now, kind, users)]
+        document = {
+            "format_version": LEDGER_FORMAT_VERSION,
+            "entries": [asdict(e) for e in entries],
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, (json.dumps(document, indent=1) + "\n").encode())
+        self._entries = entries
+
+    def _load(self) -> list[LedgerEntry]:
+        try:
+            document = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise DestinationError(f"{self.path}: cannot read the quota ledger: {exc}") from None
+        try:
+            if document["format_version"] != LEDGER_FORMAT_VERSION:
+                raise ValueError(f"unknown format_version {document['format_version']!r}")
+            return [
+                LedgerEntry(float(e["at"]), str(e["kind"]), int(e["users"]))
+                for e in document["entries"]
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DestinationError(f"{self.path}: not a segops quota ledger: {exc}") from None
+
+
+__all__ = [
+    "DAY",
+    "HOUR",
+    "LedgerEntry",
+    "QuotaLedger",
+    "QuotaLimits",
+    "eta_text",
+    "operation_sizes",
+    "schedule",
+]
