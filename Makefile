@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test check lint golden schemas bench
+.PHONY: help install demo demo-api test check lint golden schemas bench kill-trials
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 
 demo: install ## Run validate → plan → apply → plan on a temporary copy of manifests/
 	@sh scripts/demo.sh $(BIN)/segops
+
+demo-api: install ## Run the bundled workspace against emulated mediarithmics and MoEngage APIs
+	$(BIN)/python scripts/demo_api.py
 
 test: install ## Run the test suite
 	$(BIN)/pytest
@@ -38,6 +41,9 @@ golden: install ## Rewrite the golden files of tests/cases (review the diff!)
 
 schemas: ## Copy schemas/ into the package (the test suite checks they match)
 	cp schemas/*.json segops/schemas/
+
+kill-trials: install ## Kill apply at thousands of seeded random moments (TRIALS=2000)
+	$(BIN)/python scripts/kill_trials.py --trials $${TRIALS:-2000}
 
 bench: install ## Time `segops plan` at 1e6 and 1e7 members against an ad-hoc DuckDB anti-join
 	$(BIN)/python bench/bench.py

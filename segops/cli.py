@@ -228,11 +228,18 @@ def _confirm(auto_approve: bool) -> None:
 
 def _print_result(result: ApplyResult) -> None:
     sent = result.sent
-    counts = f"+{sent.add:,} ~{sent.update:,} -{sent.remove:,}"
-    if result.ok:
-        typer.echo(f"{result.address}: done ({counts}; {len(result.files)} file(s) written)")
+    counts = f"+{sent.add:,} ~{sent.update:,} -{sent.remove:,} sent"
+    if result.files:
+        counts += f"; {len(result.files)} file(s) written"
+    if result.ok and not result.pending:
+        typer.echo(f"{result.address}: done ({counts})")
+    elif result.pending:
+        typer.echo(
+            f"{result.address}: {result.pending} operation(s) pending on the platform quota "
+            f"({counts}); run `segops apply` again {result.eta or 'later'} to continue"
+        )
     else:
-        typer.echo(f"{result.address}: FAILED: {result.message}", err=True)
+        typer.echo(f"{result.address}: FAILED ({counts}): {result.message}", err=True)
 
 
 def _print_summary(results: tuple[ApplyResult, ...]) -> None:

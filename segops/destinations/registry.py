@@ -13,7 +13,9 @@ from typing import Any
 
 from segops.credentials import Credentials
 from segops.destinations import ApplyContext, Destination, Journal
+from segops.destinations._http import RetryPolicy
 from segops.destinations.files import FilesDestination
+from segops.destinations.mediarithmics import MediarithmicsDestination, make_mediarithmics_client
 from segops.destinations.moengage_quota import LedgerEntry, QuotaLedger, QuotaLimits
 from segops.errors import DestinationError
 from segops.journal import FileJournal, JournalResources
@@ -65,7 +67,12 @@ class DestinationRegistry:
         self._stack.close()
 
     def _mediarithmics(self, connection: Connection, context: ApplyContext) -> Destination:
-        raise DestinationError("the mediarithmics client is not wired yet")
+        policy = RetryPolicy.from_connection(connection)
+        token = self._credentials[connection.name]["token_env"]
+        client = self.shared(
+            connection, "client", lambda: make_mediarithmics_client(connection, token, policy)
+        )
+        return MediarithmicsDestination(connection, client, context, policy)
 
     def _moengage(self, connection: Connection, context: ApplyContext) -> Destination:
         raise DestinationError("the MoEngage client is not wired yet")
