@@ -141,8 +141,9 @@ class QuotaLedger:
         self.limits = limits or QuotaLimits()
         self._entries = self._load()
 
+    @property
     def entries(self) -> tuple[LedgerEntry, ...]:
-        """Return the operations recorded in the last 24 hours of the last write."""
+        """The operations recorded in the 24 hours before the last write."""
         return tuple(self._entries)
 
     def allows(self, users: int, now: float) -> bool:

@@ -16,10 +16,13 @@ from segops.destinations import ApplyContext, Destination, Journal
 from segops.destinations._http import RetryPolicy
 from segops.destinations.files import FilesDestination
 from segops.destinations.mediarithmics import MediarithmicsDestination, make_mediarithmics_client
+from segops.destinations.moengage import MoEngageDestination, make_moengage_client
+from segops.destinations.moengage_callbacks import callback_receiver_for
 from segops.destinations.moengage_quota import LedgerEntry, QuotaLedger, QuotaLimits
 from segops.errors import DestinationError
 from segops.journal import FileJournal, JournalResources
 from segops.model import Connection, DestinationChange, Platform, Workspace
+from segops.publish import publisher_for
 
 
 class DestinationRegistry:
@@ -75,7 +78,25 @@ class DestinationRegistry:
         return MediarithmicsDestination(connection, client, context, policy)
 
     def _moengage(self, connection: Connection, context: ApplyContext) -> Destination:
-        raise DestinationError("the MoEngage client is not wired yet")
+        policy = RetryPolicy.from_connection(connection)
+        secrets = self._credentials[connection.name]
+        client = self.shared(
+            connection,
+            "client",
+            lambda: make_moengage_client(
+                connection, secrets["workspace_id_env"], secrets["api_key_env"], policy
+            ),
+        )
+        publisher = self.shared(connection, "publisher", lambda: publisher_for(connection))
+        receiver = self.shared(connection, "callbacks", lambda: callback_receiver_for(connection))
+        ledger = self.shared(
+            connection,
+            "ledger",
+            lambda: QuotaLedger(
+                ledger_path(self._state_dir, connection), QuotaLimits.from_connection(connection)
+            ),
+        )
+        return MoEngageDestination(connection, client, context, policy, publisher, ledger, receiver)
 
 
 def ledger_path(state_dir: Path, connection: Connection) -> Path:

@@ -1,0 +1,341 @@
+"""The MoEngage File Segment API (v2) destination: publish member files, call, confirm.
+
+Which operations a change takes is decided in `moengage_operations`; this module sends them.
+For each step, in order:
+
+1. Journal: a step this delta already confirmed (an earlier apply) is not sent again.
+2. Quota: when the ledger says the operation does not fit now, sending stops; it and every
+   later step are `pending` (ApplyResult.pending, with `eta`). A 429 that outlasts the retries
+   means the same (MoEngage's count is the authority).
+3. Journal `intent`, publish the file, call (retries and Retry-After: `_http.send`), then:
+   2xx -> `accepted` (ledger entry, `cs_id` kept as resource `moengage/{connection}/{name}`
+   and sent on later calls); create 409 -> add-users; add-users or replace 404 -> create;
+   remove-users 404 -> nothing to remove, confirmed; any other 4xx -> the change fails with
+   MoEngage's title and description. Journal entries hold the publisher key, never the URL.
+
+Confirmation rule:
+
+- With `callback` configured, each call carries `callback_url = <receiver>?op=<op id>/<nonce>`
+  (a fresh nonce per send, so a late result of an earlier send is not taken for this one);
+  apply waits up to `callback.wait` seconds for the results: 201 -> confirmed; 400/500 -> failed
+  (the rows are sent again by the next apply); the file is deleted either way. Operations
+  still without a result stay `accepted` and the change reports not done (`ok=False`) with no
+  confirmed rows (`confirmed=()`): apply then neither writes its state nor forgets its journal,
+  so the next plan has the same delta, hence the same operation ids and journal entries. The
+  next apply first waits (up to `callback.wait`) for those
+  results if its receiver has the same URL (their callbacks can still reach it), then skips
+  what is confirmed and sends the rest again: add-users and remove-users are idempotent, so a
+  resend costs quota, never correctness. They count in `pending` until then.
+- Without `callback`, a 2xx counts as confirmed: MoEngage offers no endpoint to poll a request.
+  Files are then not deleted by apply (MoEngage may not have downloaded them yet): an S3 URL
+  expires after `url_ttl` and the bucket's lifecycle rule removes the object; the HTTP
+  publisher deletes everything when it is closed.
+
+Nothing here logs. Messages name operations and counts: never a URL, a credential or a member.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from segops.destinations import ApplyContext, ApplyResult, MemberRow, Sent
+from segops.destinations import moengage_requests as moe
+from segops.destinations._http import RetryPolicy, api_error, send
+from segops.destinations.moengage_callbacks import (
+    CallbackReceiver,
+    callback_receiver_for,
+    callback_wait,
+)
+from segops.destinations.moengage_client import make_moengage_client, moengage_credentials
+from segops.destinations.moengage_operations import Step, plan_steps, strategy_for
+from segops.destinations.moengage_progress import Progress
+from segops.destinations.moengage_quota import QuotaLedger, QuotaLimits, eta_text, schedule
+from segops.errors import DestinationError
+from segops.model import Connection, DestinationChange
+from segops.publish import Publisher, publisher_for
+
+# (request, status) -> the request to try instead
+_FALLBACKS = {
+    (moe.CREATE, 409): moe.ADD_USERS,  # the segment exists: fill it
+    (moe.ADD_USERS, 404): moe.CREATE,  # it does not (never created, or gone): create it
+    (moe.REPLACE, 404): moe.CREATE,
+}
+_URL = re.compile(r"https?://\S+")
+_GONE = "gone"  # remove-users found no segment: nothing to remove
+
+
+class MoEngageDestination:
+    """Send destination changes to one MoEngage workspace (see the module docstring)."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        client: httpx.Client,
+        context: ApplyContext,
+        policy: RetryPolicy,
+        publisher: Publisher,
+        ledger: QuotaLedger,
+        callbacks: CallbackReceiver | None,
+        max_file_bytes: int = moe.MAX_FILE_BYTES,
+    ) -> None:
+        self._connection, self._client, self._context = connection, client, context
+        self._policy, self._publisher, self._ledger = policy, publisher, ledger
+        self._callbacks = callbacks
+        self._wait = callback_wait(connection)
+        self._max_file_bytes = max_file_bytes
+
+    def apply(
+        self, change: DestinationChange, rows: Callable[[], Iterable[MemberRow]]
+    ) -> ApplyResult:
+        """Send `change`; return the confirmed row ranges, pending operations and what failed."""
+        if change.delta is None:
+            return ApplyResult(change.address, True, Sent(), message="nothing to send")
+        strategy = strategy_for(change, self._connection.name)
+        run = Progress()
+        self._await_earlier(change, run)
+        skipped: list[tuple[int, int]] = []
+        users_per_file = self._ledger.limits.users_per_day
+        steps = plan_steps(change, rows(), strategy, users_per_file, self._max_file_bytes, skipped)
+        try:
+            for step in steps:
+                if not self._step(change.address, step, run):
+                    if run.pending:
+                        run.pending += [s.users for s in steps]
+                    break
+        except DestinationError as exc:  # a member key no file can carry: keep what landed
+            run.error = str(exc)
+        run.confirmed += skipped
+        outstanding = self._collect(change, run)
+        now = self._context.clock()
+        times = schedule(run.pending, self._ledger.entries, self._ledger.limits, now)
+        callbacks = self._callbacks is not None
+        return run.result(
+            change.address, change.delta.rows, len(outstanding), eta_text(times, now), callbacks
+        )
+
+    def _step(self, address: str, step: Step, run: Progress) -> bool:
+        """Send one step unless done before; return False when sending must stop."""
+        journal = self._context.journal
+        entry = journal.get(step.op_id) or {}
+        status = entry.get("status")
+        if status == "confirmed" or (status == "accepted" and self._callbacks is None):
+            run.confirm(step.ranges)
+            return True
+        if entry.get("object"):
+            self._delete(str(entry["object"]), run)  # an earlier run's file, now resent
+        if not self._ledger.allows(step.users, self._context.clock()):
+            run.pending.append(step.users)
+            return False
+        rows = [list(r) for r in step.ranges]
+        journal.record(step.op_id, address, "intent", users=step.users, rows=rows)
+        key = ""
+        try:
+            published = self._publisher.publish(step.file_name, step.data)
+            key = published.key
+            request, body, callback = self._call(address, step, published.url)
+        except DestinationError as exc:
+            if key:
+                self._delete(key, run)
+            if "HTTP 429" in str(exc):  # retries ran out on 429: MoEngage's quota is spent
+                run.pending.append(step.users)
+                run.notes.append("MoEngage answered 429 Too Many Requests")
+                return False
+            journal.record(step.op_id, address, "failed", error=str(exc))
+            run.error = str(exc)
+            return False
+        self._accepted(address, step, key, request, body, run)
+        if self._callbacks is not None and request != _GONE:
+            run.awaiting[callback] = (replace(step, data=b""), key)
+        return True
+
+    def _call(self, address: str, step: Step, url: str) -> tuple[str, Mapping[str, Any], str]:
+        """Send the step's request, falling back as _FALLBACKS says.
+
+        Returns the request that succeeded, its answer and the key its result is posted with.
+        """
+        cs_id = self._context.resources.get(self._resource(step.segment.name))
+        segment = (
+            step.segment if step.segment.cs_id or not cs_id else replace(step.segment, cs_id=cs_id)
+        )
+        request = moe.ADD_USERS if step.request == moe.CREATE and segment.cs_id else step.request
+        # A fresh key per send: a late result of an earlier send is not taken for this one.
+        key = f"{step.op_id}/{secrets.token_hex(4)}"
+        callback = self._callbacks.url_for(key) if self._callbacks else None
+        tried: set[str] = set()
+        while True:
+            tried.add(request)
+            method, path = moe.ENDPOINTS[request]
+            body = moe.request_body(request, segment, url, callback)
+            self._context.journal.record(step.op_id, address, "sent", request=request, callback=key)
+            response = send(
+                self._client,
+                method,
+                path,
+                policy=self._policy,
+                sleep=self._context.sleep,
+                clock=self._context.clock,
+                json=body,
+            )
+            if response.is_success:
+                return request, _json(response), key
+            if response.status_code == 404 and request == moe.REMOVE_USERS:
+                return _GONE, {}, key
+            fallback = _FALLBACKS.get((request, response.status_code))
+            if fallback is None or fallback in tried:
+                error = api_error(response, f"{address}: {request}")
+                raise DestinationError(_URL.sub("<url>", str(error)))
+            request = fallback
+
+    def _accepted(
+        self,
+        address: str,
+        step: Step,
+        key: str,
+        request: str,
+        body: Mapping[str, Any],
+        run: Progress,
+    ) -> None:
+        journal, now = self._context.journal, self._context.clock()
+        if request == _GONE:
+            journal.record(step.op_id, address, "confirmed", note="segment not found")
+            run.notes.append("a segment to remove members from does not exist")
+            run.confirm(step.ranges)
+            self._delete(key, run)
+            return
+        self._ledger.record(request, step.users, now)
+        cs_id = body.get("cs_id")
+        if isinstance(cs_id, str) and cs_id:
+            self._context.resources.put(self._resource(step.segment.name), cs_id)
+        journal.record(
+            step.op_id, address, "accepted", request=request, object=key, accepted_at=now
+        )
+        run.count_sent(step)
+        if self._callbacks is None:
+            journal.record(step.op_id, address, "confirmed")
+            run.confirm(step.ranges)
+
+    def _await_earlier(self, change: DestinationChange, run: Progress) -> None:
+        """Wait for the results of operations an earlier apply of this delta left accepted."""
+        journal, summary = self._context.journal, _summary_id(change)
+        entry = journal.get(summary)
+        if self._callbacks is None or not entry or entry.get("status") != "accepted":
+            return
+        if entry.get("receiver") == self._callbacks.fingerprint and self._wait > 0:
+            ops = [journal.get(op) or {} for op in entry.get("ops", [])]
+            keys = {str(e["callback"]): e for e in ops if _awaits(e)}
+            results = self._callbacks.wait_for(
+                keys, self._wait, self._context.sleep, self._context.clock
+            )
+            for key, payload in results.items():
+                op = keys[key]
+                self._settle(change.address, op["op"], str(op.get("object") or ""), payload, run)
+        journal.record(summary, change.address, "confirmed")  # what did not report is resent
+
+    def _collect(self, change: DestinationChange, run: Progress) -> list[str]:
+        """Wait for this run's results; return the operations still without one."""
+        if self._callbacks is None or not run.awaiting:
+            return []
+        results = self._callbacks.wait_for(
+            run.awaiting, self._wait, self._context.sleep, self._context.clock
+        )
+        for callback, (step, key) in run.awaiting.items():
+            if callback in results:
+                error = self._settle(change.address, step.op_id, key, results[callback], run)
+                if error is None:
+                    run.confirm(step.ranges)
+                else:
+                    run.failures.append(error)
+        outstanding = [s.op_id for k, (s, _) in run.awaiting.items() if k not in results]
+        if outstanding:
+            self._context.journal.record(
+                _summary_id(change),
+                change.address,
+                "accepted",
+                ops=outstanding,
+                receiver=self._callbacks.fingerprint,
+            )
+        return outstanding
+
+    def _settle(
+        self, address: str, op: str, key: str, payload: Mapping[str, Any], run: Progress
+    ) -> str | None:
+        """Record a callback result and delete its file; return the error, None on success."""
+        journal = self._context.journal
+        if key:
+            self._delete(key, run)
+        if payload.get("status") == 201:
+            counts = {k: payload.get(k) for k in ("values_found", "values_processed", "user_count")}
+            journal.record(op, address, "confirmed", **counts)
+            run.found += int(payload.get("user_count") or 0)
+            return None
+        error = _URL.sub("<url>", str(payload.get("error_message") or ""))
+        error = error or f"processing failed with status {payload.get('status')}"
+        journal.record(op, address, "failed", error=error)
+        return error
+
+    def _delete(self, key: str, run: Progress) -> None:
+        try:
+            self._publisher.delete(key)
+        except DestinationError as exc:
+            run.notes.append(str(exc))
+
+    def _resource(self, segment_name: str) -> str:
+        return f"moengage/{self._connection.name}/{segment_name}"
+
+
+def _summary_id(change: DestinationChange) -> str:
+    assert change.delta is not None
+    return f"moe:{change.address}:{change.delta.sha256[:16]}:awaiting"
+
+
+def _awaits(entry: Mapping[str, Any]) -> bool:
+    """Return whether a journal entry is an operation accepted and awaiting its result."""
+    return entry.get("status") == "accepted" and bool(entry.get("callback"))
+
+
+def _json(response: httpx.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+@contextmanager
+def open_moengage(
+    connection: Connection,
+    context: ApplyContext,
+    ledger_path: Path,
+    environ: Mapping[str, str] = os.environ,
+    transport: httpx.BaseTransport | None = None,
+) -> Iterator[MoEngageDestination]:
+    """Open the client, publisher, callback receiver and ledger of one apply; close on exit."""
+    policy = RetryPolicy.from_connection(connection)
+    workspace_id, api_key = moengage_credentials(connection, environ)
+    with ExitStack() as stack:
+        client = stack.enter_context(
+            make_moengage_client(connection, workspace_id, api_key, policy, transport)
+        )
+        publisher = stack.enter_context(publisher_for(connection))
+        receiver = callback_receiver_for(connection)
+        if receiver is not None:
+            stack.enter_context(receiver)
+        ledger = QuotaLedger(ledger_path, QuotaLimits.from_connection(connection))
+        yield MoEngageDestination(connection, client, context, policy, publisher, ledger, receiver)
+
+
+__all__ = [
+    "MoEngageDestination",
+    "make_moengage_client",
+    "moengage_credentials",
+    "open_moengage",
+]

@@ -1,0 +1,56 @@
+"""The httpx client of a MoEngage connection, and its credentials from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from segops.destinations._http import RetryPolicy, make_client
+from segops.errors import DestinationError
+from segops.model import Connection
+
+
+def make_moengage_client(
+    connection: Connection,
+    workspace_id: str,
+    api_key: str,
+    policy: RetryPolicy,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """Return a client of the connection's data centre, with Basic auth and MoEngage headers.
+
+    Base URL: option `base_url`, else `https://api-{data_center}.moengage.com`. Headers:
+    `MOE-APPKEY: <workspace id>` (the reference requires it for v3 only; harmless on v2) and
+    `Database: <database>` when the connection sets `database`. Bodies go as JSON, so httpx
+    sends `Content-Type: application/json`.
+    """
+    data_center = connection.option("data_center", "01")
+    base_url = connection.option("base_url") or f"https://api-{data_center}.moengage.com"
+    headers = {"MOE-APPKEY": workspace_id}
+    database = connection.option("database")
+    if database:
+        headers["Database"] = str(database)
+    return make_client(
+        str(base_url), policy, auth=(workspace_id, api_key), headers=headers, transport=transport
+    )
+
+
+def moengage_credentials(connection: Connection, environ: Mapping[str, str]) -> tuple[str, str]:
+    """Return (workspace id, API key) from the environment variables the connection names.
+
+    Raises:
+        DestinationError: a variable is not named or not set (the message names the variable,
+            never a value).
+    """
+    values = []
+    for option in ("workspace_id_env", "api_key_env"):
+        name = str(connection.option(option) or "")
+        value = environ.get(name, "") if name else ""
+        if not value:
+            raise DestinationError(
+                f"connection {connection.name!r}: environment variable {name or option!r} "
+                "is not set"
+            )
+        values.append(value)
+    return values[0], values[1]
