@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -72,6 +73,15 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-request (a killed segops) is normal here, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
 class EmulatorServer:
     """Serve `handler` on 127.0.0.1 (port 0: any free port) in a background thread."""
 
@@ -115,7 +125,7 @@ class EmulatorServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server = _QuietServer(("127.0.0.1", port), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True

@@ -54,15 +54,25 @@ def main() -> int:
     shutil.copytree(REPO / "manifests", work, dirs_exist_ok=True)
     for manifest in (work / "segments").glob("*.yaml"):
         text = manifest.read_text()
-        for old, new in (("files-mics-csv", "mics-csv"), ("files-mics", "mics"), ("files-moe", "moe")):
+        for old, new in (
+            ("files-mics-csv", "mics-csv"),
+            ("files-mics", "mics"),
+            ("files-moe", "moe"),
+        ):
             text = text.replace(f"connection: {old}", f"connection: {new}")
         manifest.write_text(text)
-    with MediarithmicsEmulator(ENV["DEMO_MICS_TOKEN"]) as mics, MoEngageEmulator(
-        ENV["DEMO_MOE_WS"], ENV["DEMO_MOE_KEY"]
-    ) as moe:
+    with (
+        MediarithmicsEmulator(ENV["DEMO_MICS_TOKEN"]) as mics,
+        MoEngageEmulator(ENV["DEMO_MOE_WS"], ENV["DEMO_MOE_KEY"]) as moe,
+    ):
         (work / "segops.yaml").write_text(SEGOPS_YAML.format(mics=mics.base_url, moe=moe.base_url))
         print(f"mediarithmics emulator: {mics.base_url}\nMoEngage emulator:      {moe.base_url}")
-        steps = [["validate"], ["plan"], ["apply", "--auto-approve"], ["plan", "--detailed-exitcode"]]
+        steps = [
+            ["validate"],
+            ["plan"],
+            ["apply", "--auto-approve"],
+            ["plan", "--detailed-exitcode"],
+        ]
         for step in steps:
             print(f"\n$ segops {' '.join(step)}", flush=True)
             done = subprocess.run(

@@ -1,6 +1,6 @@
 """Kill `segops apply` at many seeded random moments; see tests/crash/harness.py.
 
-    python scripts/kill_trials.py --trials 2000 --seed 1 [--error-rate 0.1 --throttle-every 5]
+python scripts/kill_trials.py --trials 2000 --seed 1 [--error-rate 0.1 --throttle-every 5]
 """
 
 from __future__ import annotations
@@ -24,15 +24,21 @@ def main() -> None:
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--throttle-every", type=int, default=0)
     args = parser.parse_args()
-    faults = Faults(error_rate=args.error_rate, throttle_every=args.throttle_every,
-                    retry_after=1, seed=args.seed)
+    faults = Faults(
+        error_rate=args.error_rate,
+        throttle_every=args.throttle_every,
+        retry_after=1,
+        seed=args.seed,
+    )
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segops-kill-") as tmp:
         stats = run_trials(Path(tmp), args.trials, args.seed, faults)
     took = time.monotonic() - start
-    print(f"{stats.trials} trials converged ({stats.killed_before_end} killed mid-apply, "
-          f"{stats.recoveries_needed} extra recovery runs) in {took:.0f} s; "
-          f"faults: error_rate={args.error_rate} throttle_every={args.throttle_every}")
+    print(
+        f"{stats.trials} trials converged ({stats.killed_before_end} killed mid-apply, "
+        f"{stats.recoveries_needed} extra recovery runs) in {took:.0f} s; "
+        f"faults: error_rate={args.error_rate} throttle_every={args.throttle_every}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,9 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from emulators._server import Faults
 from emulators.mediarithmics import MediarithmicsEmulator
 from emulators.moengage import MoEngageEmulator
+from segops.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 MICS_TOKEN = "trial-mics-token-5b0c"
@@ -103,7 +106,13 @@ def platforms(
     faults: Faults | None = None,
 ) -> Iterator[tuple[MediarithmicsEmulator, MoEngageEmulator]]:
     mics = MediarithmicsEmulator(MICS_TOKEN, faults=faults)
-    moe = MoEngageEmulator(MOE_WORKSPACE, MOE_KEY, faults=faults, known_users=set(UNIVERSE))
+    moe = MoEngageEmulator(
+        MOE_WORKSPACE,
+        MOE_KEY,
+        faults=faults,
+        known_users=set(UNIVERSE),
+        limits=(100_000, 100_000, 10**9),
+    )
     with mics, moe:
         yield mics, moe
 
@@ -126,15 +135,12 @@ def set_desired(root: Path, rng: random.Random) -> tuple[set[str], set[str]]:
     return set(hashes), moe
 
 
-def segops(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **ENV}
-    return subprocess.run(
-        [sys.executable, "-m", "segops", "-C", str(root), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def segops(root: Path, *args: str) -> tuple[int, str]:
+    """Run segops in this process (the emulators run here too); return (exit code, output)."""
+    result = CliRunner().invoke(app, ["-C", str(root), *args], env=ENV)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
 
 
 def kill_after(root: Path, delay: float) -> bool:
@@ -159,17 +165,18 @@ def release_lock(root: Path) -> None:
     lock = root / ".segops" / "lock.json"
     if lock.exists():
         lock_id = json.loads(lock.read_text())["id"]
-        result = segops(root, "force-unlock", lock_id)
-        assert result.returncode == 0, result.stderr
+        code, output = segops(root, "force-unlock", lock_id)
+        assert code == 0, output
 
 
 def converge(root: Path, attempts: int = 3) -> int:
     """Run apply until it succeeds; return how many runs it took."""
+    output = ""
     for run in range(1, attempts + 1):
-        result = segops(root, "apply", "--auto-approve")
-        if result.returncode == 0:
+        code, output = segops(root, "apply", "--auto-approve")
+        if code == 0:
             return run
-    raise AssertionError(f"apply did not converge in {attempts} runs:\n{result.stderr}")
+    raise AssertionError(f"apply did not converge in {attempts} runs:\n{output}")
 
 
 def check(
@@ -181,10 +188,8 @@ def check(
     got_moe = moe.segments().get("trial_moe", set())
     assert got_mics == want[0], f"mediarithmics: {len(got_mics ^ want[0])} members differ"
     assert got_moe == want[1], f"moengage: {len(got_moe ^ want[1])} members differ"
-    plan = segops(root, "plan", "--detailed-exitcode")
-    assert plan.returncode == 0, (
-        f"plan after convergence: {plan.returncode}\n{plan.stdout}{plan.stderr}"
-    )
+    code, output = segops(root, "plan", "--detailed-exitcode")
+    assert code == 0, f"plan after convergence exited {code}:\n{output}"
 
 
 def run_trials(root: Path, trials: int, seed: int, faults: Faults | None = None) -> Stats:
