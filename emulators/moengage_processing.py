@@ -65,6 +65,7 @@ class Processor:
         self.users_per_day = users_per_day
         self.callbacks: list[dict[str, Any]] = []
         self.uploads: list[tuple[float, int]] = []  # (time, users) of processed files
+        self.downloaded: list[bytes] = []  # every member file fetched, for tests to inspect
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True)
 
@@ -116,6 +117,8 @@ class Processor:
     def _read(self, job: Job) -> tuple[set[str], int]:
         """Return the valid values of the job's file and the number of rows it has."""
         data = self._download(str(job.body["file_url"]))
+        with self.lock:
+            self.downloaded.append(data)
         if len(data) > self.max_file_bytes:
             raise ProcessingError(f"File size cannot be greater than 150MB. {_ZERO}")
         text = data.decode("utf-8", errors="replace")

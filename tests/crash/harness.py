@@ -31,8 +31,8 @@ from emulators.moengage import MoEngageEmulator
 from segops.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
-MICS_TOKEN = "trial-mics-token-5b0c"
-MOE_WORKSPACE, MOE_KEY = "TRIALWS01", "trial-moe-key-9d2e"
+MICS_TOKEN = "CANARY-mics-token-5b0c"
+MOE_WORKSPACE, MOE_KEY = "CANARYWS01", "CANARY-moe-key-9d2e"
 ENV = {"TRIAL_MICS_TOKEN": MICS_TOKEN, "TRIAL_MOE_WS": MOE_WORKSPACE, "TRIAL_MOE_KEY": MOE_KEY}
 UNIVERSE = [f"user{i:03d}@example.com" for i in range(80)]
 
