@@ -28,13 +28,13 @@ test: install ## Run the test suite
 	$(BIN)/pytest
 
 check: install ## Lint, format check and type check; changes nothing
-	$(BIN)/ruff check segops tests bench
-	$(BIN)/ruff format --check segops tests bench
+	$(BIN)/ruff check segops tests bench emulators scripts
+	$(BIN)/ruff format --check segops tests bench emulators scripts
 	$(BIN)/mypy
 
 lint: install ## Fix what ruff can fix and format the code
-	$(BIN)/ruff check --fix segops tests bench
-	$(BIN)/ruff format segops tests bench
+	$(BIN)/ruff check --fix segops tests bench emulators scripts
+	$(BIN)/ruff format segops tests bench emulators scripts
 
 golden: install ## Rewrite the golden files of tests/cases (review the diff!)
 	SEGOPS_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_cases.py
