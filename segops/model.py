@@ -312,6 +312,14 @@ class SettingChange:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardTrip:
+    """A safety guard that stops this change unless an override names its segment."""
+
+    guard: str  # empty-source | max-removal-fraction | max-removals | no-state-only-adds
+    message: str  # plain words for the reviewer: what would happen and which limit it passes
+
+
+@dataclass(frozen=True, slots=True)
 class DestinationChange:
     """The planned change of one destination: everything apply needs, and why."""
 
@@ -333,6 +341,7 @@ class DestinationChange:
     base: str = ""
     operations: int = 0  # API calls (executions, file operations) the change takes
     eta: str = ""  # MoEngage: when the quota lets the last operation go out, for people
+    guards: tuple[GuardTrip, ...] = ()  # tripped safety guards; apply refuses the change
 
     @property
     def action(self) -> Action:
@@ -364,3 +373,8 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return any(c.is_change for c in self.changes)
+
+    @property
+    def tripped(self) -> tuple[DestinationChange, ...]:
+        """Return the changes a safety guard stops."""
+        return tuple(c for c in self.changes if c.guards)

@@ -16,6 +16,7 @@ from segops.model import (
     Action,
     DeltaFile,
     DestinationChange,
+    GuardTrip,
     InputFile,
     KeyEncoding,
     MemberCounts,
@@ -53,7 +54,7 @@ def summary(plan: Plan) -> dict[str, Any]:
         op: sum(getattr(c.members, op) for c in plan.changes)
         for op in ("add", "remove", "update", "skipped")
     }
-    return {"destinations": actions, "members": members}
+    return {"destinations": actions, "members": members, "guards_tripped": len(plan.tripped)}
 
 
 def _change_to_dict(change: DestinationChange) -> dict[str, Any]:
@@ -79,6 +80,7 @@ def _change_to_dict(change: DestinationChange) -> dict[str, Any]:
         "attributes": list(change.attributes),
         "base_snapshot": change.base or None,
         "operations": change.operations,
+        "guards": [{"guard": g.guard, "message": g.message} for g in change.guards],
         "eta": change.eta or None,
         "delta": None
         if delta is None
@@ -131,6 +133,7 @@ def _change_from_dict(raw: Mapping[str, Any]) -> DestinationChange:
         attributes=tuple(str(a) for a in raw["attributes"]),
         base=str(raw["base_snapshot"] or ""),
         operations=int(raw["operations"]),
+        guards=tuple(GuardTrip(str(g["guard"]), str(g["message"])) for g in raw["guards"]),
         eta=str(raw["eta"] or ""),
     )
 
