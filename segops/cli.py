@@ -5,6 +5,7 @@ Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detail
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ from typer.exceptions import TyperException
 
 from segops import __version__
 from segops.destinations import ApplyResult
-from segops.errors import SegopsError, UsageError
+from segops.errors import GuardError, SegopsError, UsageError
+from segops.guards import check_overrides
 from segops.model import Plan
 from segops.operations import (
     Context,
@@ -34,9 +36,26 @@ from segops.operations import (
 from segops.planfile import read_plan, save_plan
 from segops.render.human import render_text
 from segops.render.json import render_json
+from segops.selection import Selection, make_selection
 from segops.workspace import load_workspace
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARD = 0, 1, 2, 3
+
+SegmentOption = Annotated[
+    list[str] | None,
+    typer.Option("--segment", help="Only segments matching this glob (repeatable)."),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="Leave out segments matching this glob (repeatable)."),
+]
+ChangedSinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--changed-since",
+        help="Only segments whose manifest or source data changed since this git ref.",
+    ),
+]
 
 
 class _Group(TyperGroup):
@@ -112,10 +131,18 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
     ] = False,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    segment: SegmentOption = None,
+    exclude: ExcludeOption = None,
+    changed_since: ChangedSinceOption = None,
 ) -> None:
-    """Show what apply would change: members to add, update and remove per destination."""
+    """Show what apply would change: members to add, update and remove per destination.
+
+    Exit codes: 0 no changes (or changes without --detailed-exitcode), 1 error,
+    2 changes (with --detailed-exitcode), 3 a safety guard stops the plan.
+    """
     with _context() as ctx, engine_for(ctx) as engine:
-        result = make_plan(ctx, engine, __version__)
+        chosen = _selection(ctx, segment, exclude, changed_since)
+        result = make_plan(ctx, engine, __version__, chosen)
         if out is not None:
             save_plan(result, ctx.work / "deltas", out)
     typer.echo(_render(result, fmt), nl=False)
@@ -123,6 +150,8 @@ def plan(
         typer.echo(
             f"\nSaved the plan to: {out}\nTo apply exactly this plan, run: segops apply {out}"
         )
+    if result.tripped:
+        raise typer.Exit(EXIT_GUARD)
     if detailed_exitcode and result.has_changes:
         raise typer.Exit(EXIT_CHANGES)
 
@@ -149,18 +178,37 @@ def apply(
             "--auto-approve", help="Apply without asking (needed when not on a terminal)."
         ),
     ] = False,
+    allow_removals: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-removals",
+            help="Let this saved plan through the safety guards for SEGMENT (or "
+            "SEGMENT@PLAN_DIGEST); repeatable. Needs FILE.",
+        ),
+    ] = None,
+    segment: SegmentOption = None,
+    exclude: ExcludeOption = None,
+    changed_since: ChangedSinceOption = None,
 ) -> None:
-    """Send the planned changes and record the new state."""
+    """Send the planned changes and record the new state.
+
+    Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan.
+    """
     with _context() as ctx, engine_for(ctx) as engine:
         lock = ctx.store.lock("apply")
         try:
             state = ctx.store.read()
             if file is not None:
+                if segment or exclude or changed_since:
+                    raise UsageError("a saved plan is applied whole: select when planning")
                 chosen = load_saved_plan(ctx, file)
                 check_not_stale(ctx, chosen, state)
+                check_overrides(chosen, allow_removals or (), _digest(file))
             else:
-                chosen = make_plan(ctx, engine, __version__)
+                selection = _selection(ctx, segment, exclude, changed_since)
+                chosen = make_plan(ctx, engine, __version__, selection)
                 typer.echo(render_text(chosen), nl=False)
+                check_overrides(chosen, allow_removals or (), None)
                 if not chosen.has_changes:
                     return
                 _confirm(auto_approve)
@@ -198,10 +246,26 @@ def _errors() -> Iterator[None]:
     """Print a SegopsError as one clear message and exit 1."""
     try:
         yield
+    except GuardError as exc:
+        typer.echo(f"Refused: {exc}", err=True)
+        raise typer.Exit(EXIT_GUARD) from None
     except SegopsError as exc:
         label = "Usage error" if isinstance(exc, UsageError) else "Error"
         typer.echo(f"{label}: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
+
+
+def _selection(
+    ctx: Context, segment: list[str] | None, exclude: list[str] | None, changed_since: str | None
+) -> Selection:
+    state = ctx.store.read()
+    applied = [d.segment for d in state.destinations] if state else []
+    return make_selection(ctx.workspace, segment or (), exclude or (), changed_since, applied)
+
+
+def _digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _render(result: Plan, fmt: Format) -> str:

@@ -8,6 +8,7 @@
      │    └── StateLockedError      another process holds the state lock
      ├── PlanError                  a plan file is unreadable
      │    └── StalePlanError        the state or an input moved since the plan was made
+     ├── GuardError                 a safety guard stops the plan (exit code 3)
      └── DestinationError           a platform refused or failed a change
           └── RetryableDestinationError
 
@@ -73,6 +74,10 @@ class PlanError(SegopsError):
 
 class StalePlanError(PlanError):
     """The state or an input file changed since the plan was made."""
+
+
+class GuardError(SegopsError):
+    """A safety guard stops the plan; only an override bound to one saved plan lets it pass."""
 
 
 class DestinationError(SegopsError):

@@ -192,6 +192,26 @@ class Destination:
 
 
 @dataclass(frozen=True, slots=True)
+class Safety:
+    """Safety rules: from segops.yaml `safety`, overridable per manifest (`spec.safety`)."""
+
+    max_removal_fraction: float = 0.25  # a destination may not lose more than this share
+    max_removals: int | None = None  # nor more than this many members (None: no count limit)
+    allow_empty_source: bool = False  # an empty source removes nothing unless this is true
+
+    def merged(self, overrides: Mapping[str, Scalar]) -> Safety:
+        """Return these rules with the keys of `overrides` replaced."""
+        fraction = overrides.get("max_removal_fraction", self.max_removal_fraction)
+        count = overrides.get("max_removals", self.max_removals)
+        empty = overrides.get("allow_empty_source", self.allow_empty_source)
+        return Safety(
+            float(fraction if fraction is not None else self.max_removal_fraction),
+            None if count is None else int(count),
+            bool(empty),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     name: str
     manifest: str
@@ -200,6 +220,9 @@ class Segment:
     destinations: tuple[Destination, ...]
     description: str = ""
     owner: str = ""
+    safety: Safety = field(
+        default_factory=Safety
+    )  # the workspace rules with this manifest's overrides
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +256,7 @@ class Workspace:
     # Source data files, workspace-relative; segops.inputs digests them when a plan needs it,
     # alongside the member diff that reads them anyway.
     data_files: tuple[str, ...] = ()
+    safety: Safety = field(default_factory=Safety)  # rules for destinations no manifest names
 
     @property
     def destinations(self) -> tuple[Destination, ...]:
@@ -369,6 +393,7 @@ class Plan:
     inputs: tuple[InputFile, ...]
     changes: tuple[DestinationChange, ...]
     format_version: int = PLAN_FORMAT_VERSION
+    selection: str = ""  # the --segment/--exclude/--changed-since that narrowed it; "" = all
 
     @property
     def has_changes(self) -> bool:

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from segops import plan as planner
@@ -19,12 +19,14 @@ from segops.credentials import resolve as resolve_credentials
 from segops.destinations import ApplyResult
 from segops.destinations.registry import DestinationRegistry, ledger_entries
 from segops.errors import Problem, SourceError, StalePlanError
+from segops.guards import with_guards
 from segops.inputs import InputDigests, all_inputs
 from segops.journal import FileJournal
 from segops.members import MemberEngine
 from segops.model import DiffResult, Plan, Platform, Workspace
 from segops.planfile import open_plan
 from segops.schedule import with_schedule
+from segops.selection import Selection
 from segops.state.local import LocalStateStore
 from segops.state.model import State
 
@@ -72,24 +74,37 @@ def validate_workspace(ctx: Context) -> int:
     return len(ctx.workspace.destinations)
 
 
-def make_plan(ctx: Context, engine: MemberEngine, version: str) -> Plan:
-    """Read state and sources, diff members, and return the plan; deltas go to work/deltas."""
+def make_plan(
+    ctx: Context, engine: MemberEngine, version: str, selection: Selection | None = None
+) -> Plan:
+    """Read state and sources, diff members, and return the plan; deltas go to work/deltas.
+
+    With a selection, segments it leaves out are neither planned nor destroyed.
+    """
+    selection = selection or Selection()
     state = ctx.store.read()
     ws = ctx.workspace
     digests = InputDigests(ws)  # runs beside the diff, which reads the same files
-    decisions = planner.decide(ws.destinations, state, {c.name for c in ws.connections})
+    desired = [d for d in ws.destinations if selection.includes(d.segment)]
+    considered = state
+    if state is not None:
+        kept = tuple(d for d in state.destinations if selection.includes(d.segment))
+        considered = replace(state, destinations=kept)
+    decisions = planner.decide(desired, considered, {c.name for c in ws.connections})
     results: dict[str, DiffResult] = {}
     for decision in decisions:
         request = decision.request
         snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
     plan = planner.build_plan(decisions, results, state, digests.result(), version)
+    plan = replace(plan, selection=selection.text)
     ledgers = {
         c.name: ledger_entries(ctx.store.path, c)
         for c in ws.connections
         if c.platform is Platform.MOENGAGE
     }
-    return with_schedule(plan, ws.connections, ledgers, time.time())
+    plan = with_schedule(plan, ws.connections, ledgers, time.time())
+    return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
 
 
 def check_not_stale(ctx: Context, plan: Plan, state: State | None) -> None:

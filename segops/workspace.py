@@ -10,12 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from segops.errors import ManifestError, Problem
 from segops.manifest import MAX_FILE_BYTES, Document, load_documents, validate_document
-from segops.model import Connection, EngineConfig, InputFile, Platform, Scalar, Segment, Workspace
+from segops.model import (
+    Connection,
+    EngineConfig,
+    InputFile,
+    Platform,
+    Safety,
+    Scalar,
+    Segment,
+    Workspace,
+)
 from segops.workspace_checks import Placed, cross_check
 from segops.workspace_segments import SegmentBuilder
 
@@ -43,6 +53,7 @@ def load_workspace(root: Path) -> Workspace:
     config = files.config()
     connections = {c.name: c for c in _connections(config, files)}
     state_path = _state_path(config, files)
+    safety = Safety().merged(config.data.get("safety", {}))
     segments: list[Segment] = []
     placed: list[Placed] = []
     documents = 0
@@ -53,7 +64,8 @@ def load_workspace(root: Path) -> Workspace:
             documents += 1
             built = _segment(doc, path, connections, files)
             if built is not None:
-                segments.append(built[0])
+                overrides = doc.data.get("spec", {}).get("safety", {})
+                segments.append(replace(built[0], safety=safety.merged(overrides)))
                 placed.extend(built[1])
     if documents == 0 and not files.problems:
         files.problems.append(config.problem(("manifests",), "no Segment document found"))
@@ -99,6 +111,7 @@ def _workspace(
         segments=tuple(sorted(segments, key=lambda s: s.name)),
         inputs=tuple(InputFile(path, files.inputs[path]) for path in sorted(files.inputs)),
         data_files=tuple(sorted(files.data_files)),
+        safety=Safety().merged(config.data.get("safety", {})),
         state_backend=config.data.get("state", {}).get("backend", "local"),
         state_path=state_path,
         engine=EngineConfig(

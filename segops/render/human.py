@@ -29,8 +29,18 @@ def render_text(plan: Plan) -> str:
     if not changes:
         return _no_changes(data)
     blocks = ["segops will perform the following actions:\n"]
+    if data["selection"]:
+        blocks[0] += f"(only the segments selected by {data['selection']})\n"
     blocks += [_block(c) for c in changes]
     blocks.append(_totals(data["summary"]))
+    stopped = sorted({c["segment"] for c in changes if c["guards"]})
+    if stopped:
+        allow = " ".join(f"--allow-removals {s}" for s in stopped)
+        blocks.append(
+            f"⛔ Safety guards stop {data['summary']['guards_tripped']} change(s): apply will "
+            "refuse this plan.\n   After review, apply it with: "
+            f"segops apply <saved plan> {allow}\n"
+        )
     return "\n".join(blocks)
 
 
@@ -48,6 +58,8 @@ def _block(change: Mapping[str, Any]) -> str:
     if change["operations"]:
         when = f", quota allows the last {change['eta']}" if change["eta"] else ""
         lines.append(f"      operations: {change['operations']}{when}")
+    for guard in change["guards"]:
+        lines.append(f"      ⛔ stopped by safety guard {guard['guard']}: {guard['message']}")
     skipped = change["members"]["skipped"]
     if skipped:
         lines.append(f"      ! {skipped:,} bad source row(s) skipped (on_bad_rows: skip)")

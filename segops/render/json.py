@@ -34,6 +34,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "format_version": plan.format_version,
         "segops_version": plan.segops_version,
         "state": {"lineage": plan.lineage, "serial": plan.serial},
+        "selection": plan.selection or None,
         "inputs": [{"path": f.path, "sha256": f.sha256} for f in plan.inputs],
         "changes": [_change_to_dict(c) for c in plan.changes],
         "summary": summary(plan),
@@ -107,6 +108,7 @@ def plan_from_dict(data: Mapping[str, Any], origin: str) -> Plan:
             serial=int(data["state"]["serial"]),
             inputs=tuple(InputFile(str(f["path"]), str(f["sha256"])) for f in data["inputs"]),
             changes=tuple(_change_from_dict(c) for c in data["changes"]),
+            selection=str(data.get("selection") or ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{origin}: malformed plan ({type(exc).__name__}: {exc})") from None

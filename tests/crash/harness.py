@@ -45,6 +45,7 @@ SEGOPS_YAML = """\
 version: 1
 manifests: ["segments/*.yaml"]
 engine: {{memory_limit: 256MB, threads: 1}}
+safety: {{max_removal_fraction: 1.0, allow_empty_source: true}}  # trials remove freely
 connections:
   mics:
     platform: mediarithmics
