@@ -37,7 +37,7 @@ lint: install ## Fix what ruff can fix and format the code
 	$(BIN)/ruff format segops tests bench emulators scripts
 
 golden: install ## Rewrite the golden files of tests/cases (review the diff!)
-	SEGOPS_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_cases.py
+	SEGOPS_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_cases.py tests/test_markdown.py
 
 schemas: ## Copy schemas/ into the package (the test suite checks they match)
 	cp schemas/*.json segops/schemas/

@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,8 @@ from segops import __version__
 from segops.destinations import ApplyResult
 from segops.errors import GuardError, SegopsError, UsageError
 from segops.guards import check_overrides
-from segops.model import Plan
+from segops.members import MemberEngine
+from segops.model import EngineConfig, Plan
 from segops.operations import (
     Context,
     check_not_stale,
@@ -33,9 +35,10 @@ from segops.operations import (
     store_for,
     validate_workspace,
 )
-from segops.planfile import read_plan, save_plan
+from segops.planfile import open_plan, read_plan, save_plan
 from segops.render.human import render_text
 from segops.render.json import render_json
+from segops.render.markdown import SAMPLE_SIZE, render_markdown
 from segops.selection import Selection, make_selection
 from segops.workspace import load_workspace
 
@@ -54,6 +57,22 @@ ChangedSinceOption = Annotated[
     typer.Option(
         "--changed-since",
         help="Only segments whose manifest or source data changed since this git ref.",
+    ),
+]
+ArtifactOption = Annotated[
+    str | None,
+    typer.Option(
+        "--artifact",
+        help="With --format markdown: where the full plan is (Markdown text: a URL, an "
+        "artifact name).",
+    ),
+]
+ShowIdentifiersOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-identifiers",
+        help=f"With --format markdown: a masked sample of {SAMPLE_SIZE} member identifiers "
+        "per destination (personal data: only where the comment's readers may see it).",
     ),
 ]
 
@@ -90,6 +109,7 @@ app = typer.Typer(
 class Format(StrEnum):
     text = "text"
     json = "json"
+    markdown = "markdown"  # a pull-request comment
 
 
 _state: dict[str, Path] = {"chdir": Path(".")}
@@ -134,6 +154,8 @@ def plan(
     segment: SegmentOption = None,
     exclude: ExcludeOption = None,
     changed_since: ChangedSinceOption = None,
+    artifact: ArtifactOption = None,
+    show_identifiers: ShowIdentifiersOption = False,
 ) -> None:
     """Show what apply would change: members to add, update and remove per destination.
 
@@ -141,11 +163,13 @@ def plan(
     2 changes (with --detailed-exitcode), 3 a safety guard stops the plan.
     """
     with _context() as ctx, engine_for(ctx) as engine:
+        _check_markdown_options(fmt, artifact, show_identifiers)
         chosen = _selection(ctx, segment, exclude, changed_since)
         result = make_plan(ctx, engine, __version__, chosen)
         if out is not None:
             save_plan(result, ctx.work / "deltas", out)
-    typer.echo(_render(result, fmt), nl=False)
+        samples = _samples(engine, result, ctx.work / "deltas") if show_identifiers else None
+    typer.echo(_render(result, fmt, artifact, samples), nl=False)
     if out is not None and fmt is Format.text:
         typer.echo(
             f"\nSaved the plan to: {out}\nTo apply exactly this plan, run: segops apply {out}"
@@ -160,11 +184,15 @@ def plan(
 def show(
     file: Annotated[Path, typer.Argument(help="A plan file written by `segops plan -out`.")],
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    artifact: ArtifactOption = None,
+    show_identifiers: ShowIdentifiersOption = False,
 ) -> None:
     """Show a saved plan."""
     with _errors():
+        _check_markdown_options(fmt, artifact, show_identifiers)
         saved = read_plan(file)
-    typer.echo(_render(saved, fmt), nl=False)
+        samples = _saved_samples(file, saved) if show_identifiers else None
+    typer.echo(_render(saved, fmt, artifact, samples), nl=False)
 
 
 @app.command()
@@ -230,6 +258,38 @@ def force_unlock(
     typer.echo(f"segops state has been unlocked (lock {lock_id}).")
 
 
+@app.command("fmt")
+def fmt_command(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Files to format; default: segops.yaml and every manifest."),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Change nothing; exit 1 when a file is not formatted."),
+    ] = False,
+) -> None:
+    """Rewrite segops.yaml and the manifests in canonical form, keeping their comments.
+
+    Prints the files it changed (with --check: would change), relative to the workspace.
+    """
+    # Imported here: ruamel.yaml is only needed by fmt, and every other command would pay
+    # for its import at start-up.
+    from segops.fmt import find_reformats, named_files, workspace_files, write_reformats
+
+    root = _state["chdir"]
+    with _errors():
+        targets = named_files(root, files) if files else workspace_files(root)
+        reformats = find_reformats(targets)
+        if not check:
+            write_reformats(reformats)
+    for reformat in reformats:
+        typer.echo(reformat.name)
+    if check and reformats:
+        typer.echo(f"{len(reformats)} file(s) to reformat: run `segops fmt`.", err=True)
+        raise typer.Exit(EXIT_ERROR)
+
+
 # -- helpers ---------------------------------------------------------------------------
 
 
@@ -268,8 +328,48 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _render(result: Plan, fmt: Format) -> str:
+def _render(
+    result: Plan,
+    fmt: Format,
+    artifact: str | None = None,
+    samples: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    if fmt is Format.markdown:
+        shown = samples is not None
+        return render_markdown(result, artifact=artifact, show_identifiers=shown, samples=samples)
     return render_json(result) if fmt is Format.json else render_text(result)
+
+
+def _check_markdown_options(fmt: Format, artifact: str | None, show_identifiers: bool) -> None:
+    if (artifact is not None or show_identifiers) and fmt is not Format.markdown:
+        raise UsageError("--artifact and --show-identifiers go with --format markdown")
+
+
+def _samples(engine: MemberEngine, plan: Plan, deltas: Path) -> dict[str, list[str]]:
+    """Return the first SAMPLE_SIZE keys of each change's delta file in `deltas`."""
+    found: dict[str, list[str]] = {}
+    for change in plan.changes:
+        if change.delta is None:
+            continue
+        rows = engine.read_delta(deltas / change.delta.name, change.encoding)
+        try:
+            found[change.address] = [row.key for row in islice(rows, SAMPLE_SIZE)]
+        finally:
+            if isinstance(rows, Generator):
+                rows.close()  # closes the DuckDB cursor without reading the rest
+    return found
+
+
+def _saved_samples(file: Path, saved: Plan) -> dict[str, list[str]]:
+    """Return samples from the deltas of a plan file, extracted (and verified) in a scratch dir."""
+    with tempfile.TemporaryDirectory(prefix="segops-") as tmp:
+        work = Path(tmp)
+        open_plan(file, work / "deltas")
+        engine = MemberEngine(work, work, EngineConfig())
+        try:
+            return _samples(engine, saved, work / "deltas")
+        finally:
+            engine.close()
 
 
 def _confirm(auto_approve: bool) -> None:

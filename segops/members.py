@@ -401,12 +401,14 @@ def _delta_sql(
     return f"SELECT * EXCLUDE (file_row_number) FROM ({sql}) WHERE {ranges or 'FALSE'}"
 
 
+_SCHEMA_CON: duckdb.DuckDBPyConnection | None = None  # reads Parquet schemas; opened once
+
+
 def _parquet_with(path: Path, wanted: Sequence[str], row_numbers: bool = False) -> str:
-    con = duckdb.connect()
-    try:
-        present = set(_parquet_columns(con, path))
-    finally:
-        con.close()
+    global _SCHEMA_CON
+    if _SCHEMA_CON is None:
+        _SCHEMA_CON = duckdb.connect()
+    present = set(_parquet_columns(_SCHEMA_CON.cursor(), path))
     cols = ", ".join(c if c in present else f"NULL AS {c}" for c in wanted)
     if row_numbers:
         return (

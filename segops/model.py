@@ -6,6 +6,7 @@ same inputs always give the same values, and so the same plan bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -119,6 +120,7 @@ class Action(StrEnum):
     NO_OP = "no-op"
 
 
+@functools.lru_cache(maxsize=65_536)  # state files re-check every entry on each read
 def settings_digest(settings: Settings) -> str:
     """Return the sha256 of the canonical JSON of `settings`."""
     text = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"))

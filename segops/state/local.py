@@ -35,11 +35,20 @@ class LocalStateStore:
         self.backup_file = path / "state.json.backup"
         self.snapshots = path / "snapshots"
         self.lock_file = path / "lock.json"
+        self._cached: tuple[tuple[int, int, int], State | None] | None = None
 
     # -- reading ---------------------------------------------------------------------
 
     def read(self) -> State | None:
-        return _read_state(self.state_file)
+        """Return the state on disk; parsed once per version of the file (by its stat)."""
+        try:
+            info = self.state_file.stat()
+        except FileNotFoundError:
+            return None
+        key = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, _read_state(self.state_file))
+        return self._cached[1]
 
     def snapshot_path(self, sha256: str) -> Path:
         path = self.snapshots / f"{sha256}.parquet"
@@ -60,9 +69,9 @@ class LocalStateStore:
         self.path.mkdir(parents=True, exist_ok=True)
         if self.state_file.exists():
             atomic_write(self.backup_file, self.state_file.read_bytes())
-        text = json.dumps(state_to_dict(new), indent=2, sort_keys=False) + "\n"
-        atomic_write(self.state_file, text.encode())
-        self._collect_snapshots(new)
+        atomic_write(self.state_file, _state_text(new).encode())
+        # The backup now holds `current`: keep what either refers to.
+        self._collect_snapshots(new, current)
         return new
 
     def put_snapshot(self, path: Path, sha256: str) -> None:
@@ -76,10 +85,9 @@ class LocalStateStore:
         os.replace(tmp, final)
         fsync_path(self.snapshots)
 
-    def _collect_snapshots(self, state: State) -> None:
+    def _collect_snapshots(self, state: State, backup: State | None) -> None:
         """Delete snapshots that neither state.json nor its backup refer to."""
         keep = set(state.snapshot_digests())
-        backup = _read_state(self.backup_file)
         if backup is not None:
             keep |= backup.snapshot_digests()
         if not self.snapshots.is_dir():
@@ -140,6 +148,22 @@ class LocalStateStore:
             f"  PID:       {held.pid}\n  Created:   {held.created}\n"
             f"If that run is gone, release the lock with: segops force-unlock {held.id}"
         )
+
+
+def _state_text(state: State) -> str:
+    """Return state.json's text: indented at the top, one line per destination.
+
+    One line per destination keeps diffs readable and lets json's C encoder do the work:
+    the pure-Python indenting encoder made every write cost O(destinations) seconds.
+    """
+    data = state_to_dict(state)
+    entries = data.pop("destinations")
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in data.items()]
+    body = ",\n".join(
+        f"    {json.dumps(a)}: {json.dumps(e, sort_keys=False)}" for a, e in entries.items()
+    )
+    lines.append('  "destinations": {' + (f"\n{body}\n  " if body else "") + "}")
+    return "{\n" + "\n".join(lines) + "\n}\n"
 
 
 def _read_state(path: Path) -> State | None:
