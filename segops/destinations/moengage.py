@@ -36,13 +36,10 @@ Nothing here logs. Messages name operations and counts: never a URL, a credentia
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,16 +49,15 @@ from segops.destinations import moengage_requests as moe
 from segops.destinations._http import RetryPolicy, api_error, send
 from segops.destinations.moengage_callbacks import (
     CallbackReceiver,
-    callback_receiver_for,
     callback_wait,
 )
-from segops.destinations.moengage_client import make_moengage_client, moengage_credentials
+from segops.destinations.moengage_client import make_moengage_client
 from segops.destinations.moengage_operations import Step, plan_steps, strategy_for
 from segops.destinations.moengage_progress import Progress
-from segops.destinations.moengage_quota import QuotaLedger, QuotaLimits, eta_text, schedule
+from segops.destinations.moengage_quota import QuotaLedger, eta_text, schedule
 from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange
-from segops.publish import Publisher, publisher_for
+from segops.publish import Publisher
 
 # (request, status) -> the request to try instead
 _FALLBACKS = {
@@ -310,32 +306,7 @@ def _json(response: httpx.Response) -> Mapping[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-@contextmanager
-def open_moengage(
-    connection: Connection,
-    context: ApplyContext,
-    ledger_path: Path,
-    environ: Mapping[str, str] = os.environ,
-    transport: httpx.BaseTransport | None = None,
-) -> Iterator[MoEngageDestination]:
-    """Open the client, publisher, callback receiver and ledger of one apply; close on exit."""
-    policy = RetryPolicy.from_connection(connection)
-    workspace_id, api_key = moengage_credentials(connection, environ)
-    with ExitStack() as stack:
-        client = stack.enter_context(
-            make_moengage_client(connection, workspace_id, api_key, policy, transport)
-        )
-        publisher = stack.enter_context(publisher_for(connection))
-        receiver = callback_receiver_for(connection)
-        if receiver is not None:
-            stack.enter_context(receiver)
-        ledger = QuotaLedger(ledger_path, QuotaLimits.from_connection(connection))
-        yield MoEngageDestination(connection, client, context, policy, publisher, ledger, receiver)
-
-
 __all__ = [
     "MoEngageDestination",
     "make_moengage_client",
-    "moengage_credentials",
-    "open_moengage",
 ]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import httpx
 
 from segops.destinations._http import RetryPolicy, make_client
-from segops.errors import DestinationError
 from segops.model import Connection
 
 
@@ -34,23 +31,3 @@ def make_moengage_client(
     return make_client(
         str(base_url), policy, auth=(workspace_id, api_key), headers=headers, transport=transport
     )
-
-
-def moengage_credentials(connection: Connection, environ: Mapping[str, str]) -> tuple[str, str]:
-    """Return (workspace id, API key) from the environment variables the connection names.
-
-    Raises:
-        DestinationError: a variable is not named or not set (the message names the variable,
-            never a value).
-    """
-    values = []
-    for option in ("workspace_id_env", "api_key_env"):
-        name = str(connection.option(option) or "")
-        value = environ.get(name, "") if name else ""
-        if not value:
-            raise DestinationError(
-                f"connection {connection.name!r}: environment variable {name or option!r} "
-                "is not set"
-            )
-        values.append(value)
-    return values[0], values[1]
