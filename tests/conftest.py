@@ -35,6 +35,29 @@ connections:
 """
 
 
+def mics_manifest(
+    name: str, source: str, technical_name: str | None = None, extra: str = ""
+) -> str:
+    """Return a Segment manifest of email hashes sent to the `files-mics` connection.
+
+    `source` is the YAML of spec.source (e.g. "csv: {path: ../data/x.csv}"); `extra` is
+    appended after the destination.
+    """
+    return f"""\
+apiVersion: segops/v1
+kind: Segment
+metadata: {{name: {name}}}
+spec:
+  source:
+    {source}
+  destinations:
+    - connection: files-mics
+      datamart_id: "1509"
+      segment_technical_name: {technical_name or name}
+      identifier: {{kind: email_hash, column: email_hash, format: sha256}}
+{extra}"""
+
+
 def write_tree(root: Path, files: Mapping[str, str]) -> None:
     """Write `files` (relative path -> text) under `root`."""
     for name, text in files.items():

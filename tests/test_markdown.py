@@ -30,7 +30,7 @@ from segops.model import (
 )
 from segops.planfile import read_plan
 from segops.render.markdown import MARKER, SAMPLE_SIZE, render_markdown
-from tests.conftest import check_golden, run, write_tree
+from tests.conftest import check_golden, mics_manifest, run, write_tree
 
 GOLDEN = Path(__file__).parent / "golden" / "markdown"
 ARTIFACT = "the `segops-plan` workflow artifact"
@@ -44,20 +44,7 @@ def _csv(column: str, values: list[str]) -> str:
     return "\n".join([column, *values]) + "\n"
 
 
-def _mics(name: str, source: str, technical_name: str, extra: str = "") -> str:
-    return f"""\
-apiVersion: segops/v1
-kind: Segment
-metadata: {{name: {name}}}
-spec:
-  source:
-    {source}
-  destinations:
-    - connection: files-mics
-      datamart_id: "1509"
-      segment_technical_name: {technical_name}
-      identifier: {{kind: email_hash, column: email_hash, format: sha256}}
-{extra}"""
+_mics = mics_manifest
 
 
 def _moe(name: str, emails: list[str]) -> str:

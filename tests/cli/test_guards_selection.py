@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from segops.state.local import LocalStateStore
-from tests.conftest import run, write_tree
+from tests.conftest import mics_manifest, run, write_tree
 
 
 def h(text: str) -> str:
@@ -21,19 +21,7 @@ HASHES = [h(f"user{i}@example.com") for i in range(20)]
 
 
 def manifest(name: str, extra: str = "") -> str:
-    return f"""\
-apiVersion: segops/v1
-kind: Segment
-metadata: {{name: {name}}}
-spec:
-  source:
-    csv: {{path: ../data/{name}.csv}}{extra}
-  destinations:
-    - connection: files-mics
-      datamart_id: "1509"
-      segment_technical_name: {name}
-      identifier: {{kind: email_hash, column: email_hash, format: sha256}}
-"""
+    return mics_manifest(name, f"csv: {{path: ../data/{name}.csv}}{extra}")
 
 
 def members(root: Path, name: str, hashes: list[str]) -> None:
