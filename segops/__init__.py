@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from segops.config.workspace import load_workspace
 from segops.errors import (
     DestinationError,
     ManifestError,
@@ -22,7 +23,6 @@ from segops.model import Action, DestinationChange, Plan, Workspace
 from segops.operations import make_plan, validate_workspace
 from segops.render.human import render_text
 from segops.render.json import plan_to_dict, render_json
-from segops.workspace import load_workspace
 
 try:
     __version__ = version("segops")

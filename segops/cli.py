@@ -20,10 +20,10 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from segops import __version__
+from segops.config.workspace import load_workspace
 from segops.destinations import ApplyResult
+from segops.engine.duck import MemberEngine
 from segops.errors import GuardError, SegopsError, UsageError
-from segops.guards import check_overrides
-from segops.members import MemberEngine
 from segops.model import EngineConfig, Plan
 from segops.operations import (
     Context,
@@ -35,12 +35,12 @@ from segops.operations import (
     store_for,
     validate_workspace,
 )
-from segops.planfile import open_plan, read_plan, save_plan
+from segops.planning.guards import check_overrides
+from segops.planning.planfile import open_plan, read_plan, save_plan
+from segops.planning.selection import Selection, make_selection
 from segops.render.human import render_text
 from segops.render.json import render_json
 from segops.render.markdown import SAMPLE_SIZE, render_markdown
-from segops.selection import Selection, make_selection
-from segops.workspace import load_workspace
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARD = 0, 1, 2, 3
 
@@ -275,7 +275,7 @@ def fmt_command(
     """
     # Imported here: ruamel.yaml is only needed by fmt, and every other command would pay
     # for its import at start-up.
-    from segops.fmt import find_reformats, named_files, workspace_files, write_reformats
+    from segops.config.fmt import find_reformats, named_files, workspace_files, write_reformats
 
     root = _state["chdir"]
     with _errors():

@@ -13,20 +13,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from segops import plan as planner
-from segops.apply import ApplyReport, apply_plan
-from segops.credentials import resolve as resolve_credentials
+from segops.apply.journal import FileJournal
+from segops.apply.loop import ApplyReport, apply_plan
+from segops.config.credentials import resolve as resolve_credentials
 from segops.destinations import ApplyResult
 from segops.destinations.registry import DestinationRegistry, ledger_entries
+from segops.engine.duck import MemberEngine
 from segops.errors import Problem, SourceError, StalePlanError
-from segops.guards import with_guards
-from segops.inputs import InputDigests, all_inputs
-from segops.journal import FileJournal
-from segops.members import MemberEngine
 from segops.model import DiffResult, Plan, Platform, Workspace
-from segops.planfile import open_plan
-from segops.schedule import with_schedule
-from segops.selection import Selection
+from segops.planning import planner
+from segops.planning.guards import with_guards
+from segops.planning.inputs import InputDigests, all_inputs
+from segops.planning.planfile import open_plan
+from segops.planning.schedule import with_schedule
+from segops.planning.selection import Selection
 from segops.state.local import LocalStateStore
 from segops.state.model import State
 

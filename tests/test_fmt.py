@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from segops.config.fmt import _ORDER, format_text
 from segops.errors import ManifestError
-from segops.fmt import _ORDER, format_text
 from tests.conftest import SEGOPS_YAML, run, write_tree
 
 REPO = Path(__file__).resolve().parents[1]

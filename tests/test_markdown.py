@@ -28,7 +28,7 @@ from segops.model import (
     Platform,
     SettingChange,
 )
-from segops.planfile import read_plan
+from segops.planning.planfile import read_plan
 from segops.render.markdown import MARKER, SAMPLE_SIZE, render_markdown
 from tests.conftest import check_golden, mics_manifest, run, write_tree
 

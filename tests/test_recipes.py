@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from segops.manifest import load_documents
+from segops.config.documents import load_documents
 from tests.conftest import run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ Layout under `<root>/<connection path>/<run>/`:
     moengage/<address>/NN-<operation>.json                       method, path, headers, body
     moengage/<address>/NN-<operation>.csv                        the member file its body names
 
-Files appear only once all of a destination's files are written and fsynced (see _atomic.py).
+Files appear only once all of a destination's files are written and fsynced (see atomic.py).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import IO
 
 from segops.destinations import ADD, REMOVE, UPDATE, ApplyResult, MemberRow, Sent
-from segops.destinations import mediarithmics_commands as mics
-from segops.destinations import moengage_requests as moe
-from segops.destinations._atomic import AtomicFiles
+from segops.destinations.atomic import AtomicFiles
+from segops.destinations.mediarithmics import commands as mics
+from segops.destinations.moengage import requests as moe
 from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange, Platform, Settings
 
@@ -134,7 +134,7 @@ class FilesDestination:
 
         A CSV file's columns come from the attributes the destination declares, not from the
         rows, so its header does not depend on the data (removes carry none, see
-        mediarithmics_commands).
+        mediarithmics.commands).
         """
         if settings is None:
             return None

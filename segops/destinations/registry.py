@@ -11,18 +11,21 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from segops.credentials import Credentials
+from segops.apply.journal import FileJournal, JournalResources
+from segops.config.credentials import Credentials
 from segops.destinations import ApplyContext, Destination, Journal
-from segops.destinations._http import RetryPolicy
 from segops.destinations.files import FilesDestination
-from segops.destinations.mediarithmics import MediarithmicsDestination, make_mediarithmics_client
-from segops.destinations.moengage import MoEngageDestination, make_moengage_client
-from segops.destinations.moengage_callbacks import callback_receiver_for
-from segops.destinations.moengage_quota import LedgerEntry, QuotaLedger, QuotaLimits
+from segops.destinations.http import RetryPolicy
+from segops.destinations.mediarithmics.destination import (
+    MediarithmicsDestination,
+    make_mediarithmics_client,
+)
+from segops.destinations.moengage.callbacks import callback_receiver_for
+from segops.destinations.moengage.destination import MoEngageDestination, make_moengage_client
+from segops.destinations.moengage.publish import publisher_for
+from segops.destinations.moengage.quota import LedgerEntry, QuotaLedger, QuotaLimits
 from segops.errors import DestinationError
-from segops.journal import FileJournal, JournalResources
 from segops.model import Connection, DestinationChange, Platform, Workspace
-from segops.publish import publisher_for
 
 
 class DestinationRegistry:

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from segops.destinations._http import RetryPolicy, api_error, make_client, retry_after, send
+from segops.destinations.http import RetryPolicy, api_error, make_client, retry_after, send
 from segops.errors import DestinationError, RetryableDestinationError
 from segops.model import Connection, Platform
 

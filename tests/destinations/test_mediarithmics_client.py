@@ -13,11 +13,14 @@ import pytest
 from emulators._server import Faults
 from emulators.mediarithmics import MediarithmicsEmulator
 from segops.destinations import MemberRow, Sent
-from segops.destinations import mediarithmics_api as api_module
-from segops.destinations._http import RetryPolicy
-from segops.destinations.mediarithmics import MediarithmicsOptions, make_mediarithmics_client
-from segops.destinations.mediarithmics_batches import BatchLimits, iter_batches
-from segops.destinations.mediarithmics_executions import PollSettings
+from segops.destinations.http import RetryPolicy
+from segops.destinations.mediarithmics import api as api_module
+from segops.destinations.mediarithmics.batches import BatchLimits, iter_batches
+from segops.destinations.mediarithmics.destination import (
+    MediarithmicsOptions,
+    make_mediarithmics_client,
+)
+from segops.destinations.mediarithmics.executions import PollSettings
 from segops.errors import DestinationError
 from segops.model import Connection, Platform, Scalar
 from tests.destinations.rules import check_command, parse_csv, parse_ndjson

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from segops.destinations import MemberRow
-from segops.destinations import mediarithmics_commands as mics
+from segops.destinations.mediarithmics import commands as mics
 from segops.errors import DestinationError
 from tests.destinations.rules import parse_csv, parse_ndjson
 

@@ -20,14 +20,15 @@ import pytest
 
 from emulators._server import Faults
 from emulators.moengage import MoEngageEmulator
+from segops.apply.journal import FileJournal, JournalResources
 from segops.destinations import ApplyContext, ApplyResult, MemberRow
-from segops.destinations._http import RetryPolicy
-from segops.destinations.moengage import MoEngageDestination, make_moengage_client
-from segops.destinations.moengage_callbacks import CallbackReceiver
-from segops.destinations.moengage_operations import strategy_for
-from segops.destinations.moengage_quota import QuotaLedger, QuotaLimits
+from segops.destinations.http import RetryPolicy
+from segops.destinations.moengage.callbacks import CallbackReceiver
+from segops.destinations.moengage.destination import MoEngageDestination, make_moengage_client
+from segops.destinations.moengage.operations import strategy_for
+from segops.destinations.moengage.publish import HttpPublisher, Published, Publisher, S3Publisher
+from segops.destinations.moengage.quota import QuotaLedger, QuotaLimits
 from segops.errors import DestinationError
-from segops.journal import FileJournal, JournalResources
 from segops.model import (
     Action,
     Connection,
@@ -39,7 +40,6 @@ from segops.model import (
     Scalar,
     Settings,
 )
-from segops.publish import HttpPublisher, Published, Publisher, S3Publisher
 from tests.destinations.rules import check_member_file, check_request_body
 from tests.s3server import S3Server, s3_server
 
@@ -162,7 +162,7 @@ class Harness:
         if self.receiver is None:
             assert self.emulator.wait_idle()  # MoEngage downloads after the 202
         if self.records and (result.ok or result.confirmed):
-            journal.forget(change.address)  # as segops.apply does once it wrote the state
+            journal.forget(change.address)  # as segops.apply.loop does once it wrote the state
         return result
 
 
@@ -229,7 +229,7 @@ def leftover(
     confirmed = result.confirmed or ()
     left = [r for r in rows if not any(s <= r.index < e for s, e in confirmed)]
     before, after = change.settings_before, change.settings_after
-    recorded = result.ok or bool(result.confirmed)  # as segops.apply records a result
+    recorded = result.ok or bool(result.confirmed)  # as segops.apply.loop records a result
     return change_of(
         after if recorded and after is not None else before,
         after,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from segops.destinations.moengage_quota import (
+from segops.destinations.moengage.quota import (
     DAY,
     HOUR,
     LedgerEntry,

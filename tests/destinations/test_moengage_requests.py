@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from segops.destinations import moengage_requests as moe
+from segops.destinations.moengage import requests as moe
 from segops.errors import DestinationError
 from tests.destinations.rules import body_validator, check_member_file, check_request_body
 

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from segops.destinations.moengage.publish import HttpPublisher, S3Publisher, publisher_for
 from segops.errors import DestinationError
 from segops.model import Connection, Platform, Scalar
-from segops.publish import HttpPublisher, S3Publisher, publisher_for
 from tests.s3server import S3Server, s3_server
 
 BUCKET = "segops-publish-test"

@@ -10,10 +10,13 @@ from typing import Any
 import httpx
 
 from emulators.mediarithmics import MediarithmicsEmulator
+from segops.apply.journal import FileJournal, JournalResources
 from segops.destinations import ApplyContext, MemberRow
-from segops.destinations._http import RetryPolicy
-from segops.destinations.mediarithmics import MediarithmicsDestination, make_mediarithmics_client
-from segops.journal import FileJournal, JournalResources
+from segops.destinations.http import RetryPolicy
+from segops.destinations.mediarithmics.destination import (
+    MediarithmicsDestination,
+    make_mediarithmics_client,
+)
 from segops.model import (
     Action,
     Connection,

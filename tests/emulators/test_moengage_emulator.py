@@ -15,8 +15,8 @@ import pytest
 
 from emulators._server import Faults
 from emulators.moengage import MoEngageEmulator
-from segops.destinations.moengage_callbacks import CallbackReceiver
-from segops.publish import HttpPublisher
+from segops.destinations.moengage.callbacks import CallbackReceiver
+from segops.destinations.moengage.publish import HttpPublisher
 
 WS, KEY = "ws-emu", "key-emu"
 CREATE = "/v2/custom-segments/file-segment"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segops.credentials import resolve
+from segops.config.credentials import resolve
 from segops.errors import ManifestError
 from segops.model import Connection, Platform
 

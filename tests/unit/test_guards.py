@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from segops.guards import trips
 from segops.model import (
     Action,
     DestinationChange,
@@ -11,6 +10,7 @@ from segops.model import (
     Platform,
     Safety,
 )
+from segops.planning.guards import trips
 
 
 def change(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from segops import identifiers
+from segops.engine import identifiers
 from segops.model import Identifier, IdentifierKind
 
 SHA = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
@@ -94,7 +94,7 @@ def test_expiration_ts_rules_agree(value: str, ok: bool) -> None:
 
 
 def test_merge_keeps_only_confirmed_delta_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from segops.members import MemberEngine
+    from segops.engine.duck import MemberEngine
     from segops.model import EngineConfig, KeyEncoding
 
     engine = MemberEngine(tmp_path, tmp_path / "work", EngineConfig(memory_limit="256MB"))

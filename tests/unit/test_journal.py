@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from segops.apply import ScopedJournal
-from segops.journal import FileJournal, JournalResources
+from segops.apply.journal import FileJournal, JournalResources
+from segops.apply.loop import ScopedJournal
 from segops.model import DestinationChange, KeyEncoding, MemberCounts, Platform
 
 

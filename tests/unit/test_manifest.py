@@ -1,12 +1,11 @@
-"""YAML loading (safety, line numbers) and schema problems of segops.manifest."""
+"""YAML loading (safety, line numbers) and schema problems of segops.config.documents."""
 
 from __future__ import annotations
 
 import pytest
 
-from segops import manifest
-from segops.errors import ManifestError, Problem
-from segops.manifest import (
+from segops.config import documents as manifest
+from segops.config.documents import (
     LOADERS,
     MAX_FILE_BYTES,
     Document,
@@ -14,6 +13,7 @@ from segops.manifest import (
     load_documents,
     validate_document,
 )
+from segops.errors import ManifestError, Problem
 
 SEGMENT = """\
 apiVersion: segops/v1

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-from segops.schemas import SCHEMA_NAMES, load_schema
+from segops.config.schemas import SCHEMA_NAMES, load_schema
 
 REPO = Path(__file__).resolve().parents[2]
 # Keywords whose subschemas only constrain what the main schema already declares.

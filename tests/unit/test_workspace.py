@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from segops.config.workspace import load_workspace
 from segops.errors import ManifestError, Problem
-from segops.inputs import all_inputs
 from segops.model import (
     IdentifierKind,
     OnBadRows,
@@ -18,7 +18,7 @@ from segops.model import (
     SourceKind,
     Workspace,
 )
-from segops.workspace import load_workspace
+from segops.planning.inputs import all_inputs
 from tests.conftest import write_tree
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from segops.destinations import ApplyResult, Sent
-from segops.destinations.moengage_operations import Ranges, Step
+from segops.destinations.moengage.operations import Ranges, Step
 
 
 @dataclass

@@ -30,7 +30,7 @@ from itertools import chain, groupby, islice
 from operator import attrgetter
 
 from segops.destinations import ADD, REMOVE, UPDATE, MemberRow
-from segops.destinations import moengage_requests as moe
+from segops.destinations.moengage import requests as moe
 from segops.errors import DestinationError
 from segops.model import DestinationChange, Scalar, Settings
 

@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from segops.config.checks import Placed, target_problems
+from segops.config.documents import Document, KeyPath, format_path
 from segops.errors import Problem
-from segops.manifest import Document, KeyPath, format_path
 from segops.model import (
     Connection,
     Destination,
@@ -26,7 +27,6 @@ from segops.model import (
     Source,
     SourceKind,
 )
-from segops.workspace_checks import Placed, target_problems
 
 # Locates a data file: returns its workspace-relative path or raises ValueError saying why not.
 DataFileLocator = Callable[[Path], str]

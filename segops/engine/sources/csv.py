@@ -6,8 +6,8 @@ import csv as _csv
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from segops.engine.sources.sql import quote_literal
 from segops.errors import Problem, SourceError
-from segops.sources._sql import quote_literal
 
 
 def relation_sql(path: Path, delimiter: str, display: str) -> str:

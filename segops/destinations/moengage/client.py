@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from segops.destinations._http import RetryPolicy, make_client
+from segops.destinations.http import RetryPolicy, make_client
 from segops.model import Connection
 
 

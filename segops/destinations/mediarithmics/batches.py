@@ -16,7 +16,7 @@ from itertools import groupby, islice
 from typing import Final
 
 from segops.destinations import ADD, REMOVE, UPDATE, MemberRow, Sent
-from segops.destinations import mediarithmics_commands as mics
+from segops.destinations.mediarithmics import commands as mics
 from segops.errors import DestinationError
 from segops.model import DestinationChange, Settings
 

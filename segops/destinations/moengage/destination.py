@@ -45,19 +45,19 @@ from typing import Any
 import httpx
 
 from segops.destinations import ApplyContext, ApplyResult, MemberRow, Sent
-from segops.destinations import moengage_requests as moe
-from segops.destinations._http import RetryPolicy, api_error, send
-from segops.destinations.moengage_callbacks import (
+from segops.destinations.http import RetryPolicy, api_error, send
+from segops.destinations.moengage import requests as moe
+from segops.destinations.moengage.callbacks import (
     CallbackReceiver,
     callback_wait,
 )
-from segops.destinations.moengage_client import make_moengage_client
-from segops.destinations.moengage_operations import Step, plan_steps, strategy_for
-from segops.destinations.moengage_progress import Progress
-from segops.destinations.moengage_quota import QuotaLedger, eta_text, schedule
+from segops.destinations.moengage.client import make_moengage_client
+from segops.destinations.moengage.operations import Step, plan_steps, strategy_for
+from segops.destinations.moengage.progress import Progress
+from segops.destinations.moengage.publish import Publisher
+from segops.destinations.moengage.quota import QuotaLedger, eta_text, schedule
 from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange
-from segops.publish import Publisher
 
 # (request, status) -> the request to try instead
 _FALLBACKS = {

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import duckdb
 
-from segops import identifiers, sources
 from segops.destinations import MemberRow
+from segops.engine import identifiers, sources
+from segops.engine.attributes import ATTRIBUTES, attributes_of
+from segops.engine.sources import inline
+from segops.engine.sources.sql import quote_ident, quote_literal
 from segops.errors import Problem, SourceError
-from segops.members_attrs import ATTRIBUTES, attributes_of
 from segops.model import (
     DeltaFile,
     Destination,
@@ -36,8 +38,6 @@ from segops.model import (
     SnapshotRef,
     SourceKind,
 )
-from segops.sources import inline
-from segops.sources._sql import quote_ident, quote_literal
 
 _OP_ORDER = "CASE op WHEN 'remove' THEN 0 WHEN 'add' THEN 1 ELSE 2 END"
 _MAX_REPORTED = 20  # bad rows named in one error; the count says how many there are in all

@@ -14,8 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from segops.config.checks import Placed, cross_check
+from segops.config.documents import MAX_FILE_BYTES, Document, load_documents, validate_document
+from segops.config.segments import SegmentBuilder
 from segops.errors import ManifestError, Problem
-from segops.manifest import MAX_FILE_BYTES, Document, load_documents, validate_document
 from segops.model import (
     Connection,
     EngineConfig,
@@ -26,8 +28,6 @@ from segops.model import (
     Segment,
     Workspace,
 )
-from segops.workspace_checks import Placed, cross_check
-from segops.workspace_segments import SegmentBuilder
 
 CONFIG_FILE = "segops.yaml"
 DEFAULT_MANIFEST_GLOBS = ("manifests/**/*.yaml", "manifests/**/*.yml")

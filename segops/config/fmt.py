@@ -4,7 +4,7 @@ The canonical form: 2-space indentation with list items indented under their key
 wrapping, quotes as written ("1509" stays a string), Segment keys in the order of
 docs/manifests.md, one blank line at most, a single trailing newline, `---` between
 documents. ruamel.yaml's round trip does the formatting; full-line comments and blank lines
-go around it (segops.fmt_layout says how and why).
+go around it (segops.config.comments says how and why).
 
 Every result is checked before it is used: read back by segops' own loader it must hold
 the same data, and it must hold the same comments; otherwise the file is reported and left
@@ -28,13 +28,13 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.tokens import CommentToken
 
 from segops._fs import atomic_write
-from segops.errors import ManifestError, Problem
-from segops.fmt_layout import loose_lines, put_back, tidy
-from segops.manifest import MAX_FILE_BYTES, Document, load_documents
+from segops.config.comments import loose_lines, put_back, tidy
+from segops.config.documents import MAX_FILE_BYTES, Document, load_documents
 
 # fmt must find exactly the files plan reads, without loading (so validating) them: these
 # two helpers of workspace.py do just that.
-from segops.workspace import CONFIG_FILE, _Files, _manifest_files
+from segops.config.workspace import CONFIG_FILE, _Files, _manifest_files
+from segops.errors import ManifestError, Problem
 
 # Key order of Segment documents, as in docs/manifests.md; keys not listed follow the
 # listed ones in their own order. "*" stands for every item of a list. A test checks that
@@ -142,7 +142,7 @@ def format_text(data: bytes, file: str) -> str:
     """Return the canonical form of the YAML file content `data`; `file` names it in problems.
 
     Raises:
-        ManifestError: `data` is not valid YAML (checked by segops.manifest first), or
+        ManifestError: `data` is not valid YAML (checked by segops.config.documents first), or
             cannot be formatted without changing its data or losing a comment.
     """
     before = load_documents(data, file)

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from segops.config.documents import Document, KeyPath
 from segops.errors import Problem
-from segops.manifest import Document, KeyPath
 from segops.model import Connection, Destination, Platform, Segment
 
 # Destination keys each target platform takes; a key of the other platform is refused.

@@ -25,11 +25,11 @@ from typing import Any, Final
 import httpx
 
 from segops.destinations import ApplyContext, ApplyResult, Journal, MemberRow
-from segops.destinations import mediarithmics_commands as mics
-from segops.destinations._http import RetryPolicy, make_client
-from segops.destinations.mediarithmics_api import AuthError, ImportNotFoundError, MediarithmicsApi
-from segops.destinations.mediarithmics_batches import Batch, BatchLimits, iter_batches
-from segops.destinations.mediarithmics_executions import (
+from segops.destinations.http import RetryPolicy, make_client
+from segops.destinations.mediarithmics import commands as mics
+from segops.destinations.mediarithmics.api import AuthError, ImportNotFoundError, MediarithmicsApi
+from segops.destinations.mediarithmics.batches import Batch, BatchLimits, iter_batches
+from segops.destinations.mediarithmics.executions import (
     Outcome,
     Poller,
     PollSettings,

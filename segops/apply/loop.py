@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from segops.apply.journal import FileJournal
 from segops.destinations import ApplyResult, Destination, MemberRow, Sent
+from segops.engine.duck import MemberEngine
 from segops.errors import DestinationError
-from segops.journal import FileJournal
-from segops.members import MemberEngine
 from segops.model import DestinationChange, Plan, SnapshotRef
 from segops.state import StateStore
 from segops.state.model import DestinationState, State

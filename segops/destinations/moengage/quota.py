@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from segops._fs import atomic_write
-from segops.destinations.moengage_requests import MAX_FILE_BYTES
+from segops.destinations.moengage.requests import MAX_FILE_BYTES
 from segops.errors import DestinationError
 from segops.model import Connection
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from segops.engine.sources import csv, inline, ndjson, parquet
 from segops.model import Source, SourceKind
-from segops.sources import csv, inline, ndjson, parquet
 
 # A source row for error reports: (line or row number, {column: value as text or None}).
 SourceRow = tuple[int, dict[str, str | None]]

@@ -19,9 +19,9 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from segops.config.messages import message_for
+from segops.config.schemas import load_schema
 from segops.errors import ManifestError, Problem
-from segops.schema_messages import message_for
-from segops.schemas import load_schema
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 # Aliases may not expand a document past this many nodes; a document without aliases is

@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import httpx
 
-from segops.destinations import mediarithmics_commands as mics
-from segops.destinations._http import RetryPolicy, api_error, send
+from segops.destinations.http import RetryPolicy, api_error, send
+from segops.destinations.mediarithmics import commands as mics
 from segops.errors import DestinationError
 
 SUCCEEDED: Final = frozenset({"SUCCEEDED", "SUCCESS"})

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from segops.sources._sql import quote_literal
+from segops.engine.sources.sql import quote_literal
 
 
 def relation_sql(path: Path) -> str:

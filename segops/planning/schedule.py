@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from segops.destinations.moengage_quota import (
+from segops.destinations.moengage.quota import (
     LedgerEntry,
     QuotaLimits,
     eta_text,

@@ -14,14 +14,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 from segops.destinations import ApplyContext, ApplyResult, Sent
-from segops.destinations.mediarithmics_api import (
+from segops.destinations.mediarithmics.api import (
     FAILED,
     SUCCEEDED,
     ImportNotFoundError,
     MediarithmicsApi,
     result_counts,
 )
-from segops.destinations.mediarithmics_batches import Batch
+from segops.destinations.mediarithmics.batches import Batch
 from segops.errors import DestinationError
 
 MAX_POLL_INTERVAL: Final = 30.0

@@ -4,7 +4,7 @@ No I/O, clock or environment here. Planning is a sandwich:
 
 1. `diff_requests(desired, state)` decides, per destination address, what the member
    engine must compare (and how: merge, refresh or replace);
-2. the engine (segops.members) runs those comparisons and returns counts and delta files;
+2. the engine (segops.engine.duck) runs those comparisons and returns counts and delta files;
 3. `build_plan(...)` turns decisions and diff results into an immutable `Plan`.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from segops.engine.attributes import attributes_of
 from segops.errors import PlanError
-from segops.members_attrs import attributes_of
 from segops.model import (
     IDENTITY_SETTINGS,
     REFRESH_SETTINGS,

@@ -3,7 +3,7 @@
 ruamel.yaml's round trip keeps end-of-line comments, but it hangs a full-line comment on
 whatever precedes it, so moving a key would drag the comment written above the next key
 along with it, and a re-indented block would leave its comments at their old columns. So
-segops.fmt hands ruamel the document without them and puts them back here, by entry (a
+segops.config.fmt hands ruamel the document without them and puts them back here, by entry (a
 mapping key or a list item, named by its key path, which formatting does not change):
 
 - lines indented no deeper than the entry after them go *before* that entry, at its new
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from segops.manifest import KeyPath
+from segops.config.documents import KeyPath
 
 
 def put_back(

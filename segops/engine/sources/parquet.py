@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from segops.sources._sql import quote_literal
+from segops.engine.sources.sql import quote_literal
 
 
 def relation_sql(path: Path) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from segops.engine.sources.sql import quote_ident
 from segops.model import Source
-from segops.sources._sql import quote_ident
 
 
 def relation_sql(table: str) -> str:
