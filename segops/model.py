@@ -12,22 +12,38 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar
 
 Scalar = str | int | float | bool | None
 # Platform-visible settings of one destination, flat dotted keys, sorted by key.
 Settings = tuple[tuple[str, Scalar], ...]
 
 
-class Platform(StrEnum):
-    """An API segops can talk to; `files` writes what would be sent instead."""
+class Platform(str):
+    """A platform's name: a built-in one (the constants below) or a plugin's.
 
-    MEDIARITHMICS = "mediarithmics"
-    MOENGAGE = "moengage"
-    FILES = "files"
+    Platforms are open: a separately installed package can add one (see
+    segops.destinations.registry), so this is a name, not a closed enum.
+    """
+
+    __slots__ = ()
+
+    MEDIARITHMICS: ClassVar[Platform]
+    MOENGAGE: ClassVar[Platform]
+    FILES: ClassVar[Platform]  # writes what would be sent instead of calling an API
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+
+Platform.MEDIARITHMICS = Platform("mediarithmics")
+Platform.MOENGAGE = Platform("moengage")
+Platform.FILES = Platform("files")
 
 
 class IdentifierKind(StrEnum):
-    """What a member's key is on the platform."""
+    """What a member's key is on the platform; each kind has its own value rules."""
 
     USER_ACCOUNT_ID = "user_account_id"
     EMAIL_HASH = "email_hash"
@@ -35,48 +51,12 @@ class IdentifierKind(StrEnum):
     ATTRIBUTE = "attribute"  # MoEngage: the value of a user attribute (attribute_name)
 
 
-PLATFORM_IDENTIFIER_KINDS: Mapping[Platform, frozenset[IdentifierKind]] = {
-    Platform.MEDIARITHMICS: frozenset(
-        {IdentifierKind.USER_ACCOUNT_ID, IdentifierKind.EMAIL_HASH, IdentifierKind.USER_AGENT_ID}
-    ),
-    Platform.MOENGAGE: frozenset({IdentifierKind.ATTRIBUTE}),
-}
-
 # Hash formats a manifest may declare for an identifier: lowercase hex of this many characters.
 HASH_FORMATS: Mapping[str, int] = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 # Longest identifier accepted when no hash format pins the length.
 MAX_IDENTIFIER_LENGTH = 256
-
-# Settings that name *where* members live: a change means the old members must be removed
-# from the old place and every desired member added to the new one.
-IDENTITY_SETTINGS: Mapping[Platform, frozenset[str]] = {
-    Platform.MEDIARITHMICS: frozenset(
-        {
-            "connection",
-            "datamart_id",
-            "segment_id",
-            "segment_technical_name",
-            "identifier.kind",
-            "identifier.format",
-            "compartment_id",
-        }
-    ),
-    Platform.MOENGAGE: frozenset(
-        {
-            "connection",
-            "segment.name",
-            "segment.cs_id",
-            "attribute.name",
-            "attribute.type",
-            "identifier.format",
-        }
-    ),
-}
-# Settings carried by every command: a change means every member is sent again.
-REFRESH_SETTINGS: Mapping[Platform, frozenset[str]] = {
-    Platform.MEDIARITHMICS: frozenset({"expiration_duration"}),
-    Platform.MOENGAGE: frozenset(),
-}
+# Per-member attributes a destination may send, in their fixed order.
+ATTRIBUTES = ("data_bag", "expiration_ts")
 
 
 class SourceKind(StrEnum):
@@ -192,6 +172,12 @@ class Destination:
     def platform(self) -> Platform:
         return self.connection.target
 
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """Return the per-member attributes this destination sends, in their fixed order."""
+        present = (self.data_bag_column, self.expiration_ts_column)
+        return tuple(a for a, col in zip(ATTRIBUTES, present, strict=True) if col)
+
 
 @dataclass(frozen=True, slots=True)
 class Safety:
@@ -284,6 +270,17 @@ class MemberCounts:
     @property
     def changed(self) -> bool:
         return bool(self.add or self.remove or self.update)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """One row of a destination's member delta, as the engine yields it to apply."""
+
+    op: str  # "add" | "remove" | "update"
+    key: str  # the identifier value exactly as sent
+    data_bag: str | None = None  # compact JSON object text
+    expiration_ts: int | None = None  # epoch milliseconds
+    index: int = -1  # position in the delta file (0-based); batches are ranges of it
 
 
 @dataclass(frozen=True, slots=True)

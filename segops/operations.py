@@ -13,14 +13,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from segops.apply.journal import FileJournal
+from segops.apply.journal import FileJournal, JournalResources
 from segops.apply.loop import ApplyReport, apply_plan
 from segops.config.credentials import resolve as resolve_credentials
 from segops.destinations import ApplyResult
-from segops.destinations.registry import DestinationRegistry, ledger_entries
+from segops.destinations.factory import DestinationFactory
+from segops.destinations.platform import Estimator
+from segops.destinations.registry import platform_spec
 from segops.engine.duck import MemberEngine
 from segops.errors import Problem, SourceError, StalePlanError
-from segops.model import DiffResult, Plan, Platform, Workspace
+from segops.model import DiffResult, Plan, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
 from segops.planning.inputs import InputDigests, all_inputs
@@ -98,13 +100,18 @@ def make_plan(
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
     plan = planner.build_plan(decisions, results, state, digests.result(), version)
     plan = replace(plan, selection=selection.text)
-    ledgers = {
-        c.name: ledger_entries(ctx.store.path, c)
-        for c in ws.connections
-        if c.platform is Platform.MOENGAGE
-    }
-    plan = with_schedule(plan, ws.connections, ledgers, time.time())
+    plan = with_schedule(plan, estimators(ws, ctx.store.path, time.time()))
     return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
+
+
+def estimators(workspace: Workspace, state_dir: Path, now: float) -> dict[str, Estimator]:
+    """Return the operation estimator of every connection whose platform is installed."""
+    found = {}
+    for connection in workspace.connections:
+        spec = platform_spec(connection.target)
+        if spec is not None:
+            found[connection.name] = spec.estimator(connection, state_dir, now)
+    return found
 
 
 def check_not_stale(ctx: Context, plan: Plan, state: State | None) -> None:
@@ -138,8 +145,13 @@ def run_apply(
     connections = [c for c in ctx.workspace.connections if c.name in used]
     credentials = resolve_credentials(connections, os.environ if env is None else env)
     journal = FileJournal(ctx.store.path / "journal.jsonl")
-    registry = DestinationRegistry(
-        ctx.root, ctx.store.path, ctx.workspace, credentials, journal, f"run-{plan.serial + 1:06d}"
+    factory = DestinationFactory(
+        ctx.root,
+        ctx.store.path,
+        ctx.workspace,
+        credentials,
+        JournalResources(journal),
+        f"run-{plan.serial + 1:06d}",
     )
     try:
         return apply_plan(
@@ -148,9 +160,9 @@ def run_apply(
             engine,
             ctx.work / "deltas",
             journal,
-            registry.destination_for,
+            factory.destination_for,
             version,
             on_result,
         )
     finally:
-        registry.close()
+        factory.close()

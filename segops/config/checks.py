@@ -8,33 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from segops.config.documents import Document, KeyPath
+from segops.destinations.registry import (
+    all_platforms,
+    platform_names,
+    platform_spec,
+    plugin_platforms,
+)
 from segops.errors import Problem
 from segops.model import Connection, Destination, Platform, Segment
-
-# Destination keys each target platform takes; a key of the other platform is refused.
-PLATFORM_KEYS: Mapping[Platform, tuple[str, ...]] = {
-    Platform.MEDIARITHMICS: (
-        "datamart_id",
-        "segment_id",
-        "segment_technical_name",
-        "identifier",
-        "compartment_id",
-        "expiration_duration",
-        "data_bag",
-        "expiration_ts",
-    ),
-    Platform.MOENGAGE: ("segment", "attribute", "expiry_days"),
-}
-_REQUIRED: Mapping[Platform, tuple[str, ...]] = {
-    Platform.MEDIARITHMICS: ("datamart_id", "identifier"),
-    Platform.MOENGAGE: ("segment", "attribute"),
-}
-# Why a key of the other platform is wrong, when there is more to say than "not here".
-_HINTS: Mapping[str, str] = {
-    "identifier": "; MoEngage identifies members by a user attribute: use attribute: "
-    "{name, type, column}",
-    "attribute": "; mediarithmics identifies members with identifier: {kind, column}",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,25 +30,61 @@ def target_problems(
     doc: Document, path: KeyPath, raw: Mapping[str, Any], connection: Connection
 ) -> list[Problem]:
     """Return the problems of destination `raw` for the platform its connection targets."""
-    target = connection.target
-    other = Platform.MOENGAGE if target is Platform.MEDIARITHMICS else Platform.MEDIARITHMICS
-    via = f"connection {connection.name!r} targets {target.value}"
-    problems = [
-        doc.problem(
-            (*path, key),
-            f"{key} is for {other.value} destinations, and {via}" + _HINTS.get(key, ""),
-        )
-        for key in PLATFORM_KEYS[other]
-        if key in raw
-    ]
+    spec = platform_spec(connection.target)
+    via = f"connection {connection.name!r} targets {connection.target}"
+    if spec is None or connection.target == Platform.FILES:
+        return [doc.problem((*path, "connection"), f"{via}, which takes no destinations")]
+    problems = []
+    for other in all_platforms().values():
+        if other.name == spec.name:
+            continue
+        for key in other.keys:
+            if key in raw and key not in spec.keys:
+                hint = spec.key_hints.get(key, "")
+                message = f"{key} is for {other.name} destinations, and {via}{hint}"
+                problems.append(doc.problem((*path, key), message))
     problems += [
         doc.problem(path, f"missing required key {key!r}: {via}")
-        for key in _REQUIRED[target]
+        for key in spec.destination_required
         if key not in raw
     ]
-    if target is Platform.MEDIARITHMICS and not {"segment_id", "segment_technical_name"} & set(raw):
-        message = f"missing segment_id or segment_technical_name: {via}"
-        problems.append(doc.problem(path, message))
+    problems += [
+        doc.problem((*path, *where), f"{message}: {via}")
+        for where, message in spec.destination_problems(raw)
+    ]
+    return problems
+
+
+def connection_problems(config: Document, name: str, raw: Mapping[str, Any]) -> list[Problem]:
+    """Return problems the schema cannot see in one connection: keys of installed platforms.
+
+    The packaged schema knows the built-in platforms; a plugin's keys are checked here
+    against the platform that owns them.
+    """
+    spec = platform_spec(str(raw["platform"]))
+    path = ("connections", name)
+    if spec is None:
+        known = ", ".join(platform_names())
+        message = f"unknown platform {raw['platform']!r}; installed platforms: {known}"
+        return [config.problem((*path, "platform"), message)]
+    problems = []
+    for other in plugin_platforms().values():
+        for key in other.connection_schema:
+            if key in raw and key not in spec.connection_schema and other.name != spec.name:
+                message = f"only {other.name} connections take this key"
+                problems.append(config.problem((*path, key), message))
+    if spec.name in plugin_platforms():
+        allowed = {"platform", *spec.connection_schema}
+        for key in sorted(set(raw) - allowed):
+            message = f"unknown key {key!r} for a {spec.name} connection; allowed keys: " + (
+                ", ".join(sorted(allowed))
+            )
+            problems.append(config.problem((*path, key), message))
+        problems += [
+            config.problem(path, f"missing required key {key!r}")
+            for key in spec.connection_required
+            if key not in raw
+        ]
     return problems
 
 
@@ -105,12 +122,6 @@ def _shared_platform_segments(placed: Sequence[Placed]) -> Iterator[Problem]:
 
 def platform_segment_keys(destination: Destination) -> list[tuple[str, ...]]:
     """Return the keys that name the platform segment a destination writes to."""
-    settings = {k: str(v) for k, v in destination.settings}
-    connection = settings["connection"]
-    if destination.platform is Platform.MEDIARITHMICS:
-        ref = "segment_id" if "segment_id" in settings else "segment_technical_name"
-        return [("mediarithmics", connection, settings["datamart_id"], ref, settings[ref])]
-    keys: list[tuple[str, ...]] = [("moengage", connection, "name", settings["segment.name"])]
-    if "segment.cs_id" in settings:  # MoEngage ids are unique: the same id is the same segment
-        keys.append(("moengage", "cs_id", settings["segment.cs_id"]))
-    return keys
+    spec = platform_spec(destination.platform)
+    settings = dict(destination.settings)
+    return spec.segment_keys(settings) if spec else [(destination.platform, destination.address)]

@@ -2,37 +2,39 @@
 
 segops.yaml holds variable names, never secrets. Every variable an apply needs is checked
 before anything is sent; a missing one is an error naming the connection and the variable.
-Secret values are only ever handed to the HTTP client.
+Secret values are only ever handed to the platform's client. Which options name a secret
+is each platform's to say (`PlatformSpec.secrets`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 
+from segops.destinations.registry import platform_spec
 from segops.errors import ManifestError, Problem
-from segops.model import Connection, Platform
-
-# The option of each platform that names an environment variable, and what it holds.
-SECRET_OPTIONS: Mapping[Platform, tuple[tuple[str, str], ...]] = {
-    Platform.MEDIARITHMICS: (("token_env", "API token"),),
-    Platform.MOENGAGE: (("workspace_id_env", "workspace id"), ("api_key_env", "Data API key")),
-    Platform.FILES: (),
-}
+from segops.model import Connection
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(Mapping[str, str]):
     """The secrets of one connection, by option name. `repr` never shows them."""
 
-    connection: str
-    values: Mapping[str, str]
+    def __init__(self, connection: str, values: Mapping[str, str]) -> None:
+        self.connection = connection
+        self._values = dict(values)
 
     def __getitem__(self, option: str) -> str:
-        return self.values[option]
+        return self._values[option]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
     def __repr__(self) -> str:
-        return f"Credentials({self.connection!r}, <{len(self.values)} hidden>)"
+        return f"Credentials({self.connection!r}, <{len(self._values)} hidden>)"
+
+    __str__ = __repr__
 
 
 def resolve(connections: Iterable[Connection], env: Mapping[str, str]) -> dict[str, Credentials]:
@@ -40,8 +42,9 @@ def resolve(connections: Iterable[Connection], env: Mapping[str, str]) -> dict[s
     found: dict[str, Credentials] = {}
     problems = []
     for connection in connections:
+        spec = platform_spec(connection.platform)
         values = {}
-        for option, what in SECRET_OPTIONS.get(connection.platform, ()):
+        for option, what in spec.secrets if spec else ():
             name = str(connection.option(option) or "")
             value = env.get(name, "") if name else ""
             if not value:

@@ -20,7 +20,7 @@ from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from segops.config.messages import message_for
-from segops.config.schemas import load_schema
+from segops.config.schemas import workspace_schema
 from segops.errors import ManifestError, Problem
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -269,13 +269,14 @@ def _merge_sources(node: Node) -> list[MappingNode]:
 
 @cache
 def _validator(schema: str) -> Any:
-    return Draft202012Validator(load_schema(schema))
+    return Draft202012Validator(workspace_schema(schema))
 
 
 def validate_document(doc: Document, schema: str) -> list[Problem]:
     """Return the problems of `doc` against the packaged JSON Schema `schema`, by line.
 
-    `schema` is a name known to `segops.schemas.load_schema` ("segops" or "segment").
+    `schema` is a name known to `segops.config.schemas.load_schema` ("segops" or "segment");
+    the keys of installed platform packages are added to it.
     """
     problems: set[Problem] = set()
     for error in _validator(schema).iter_errors(doc.data):

@@ -13,17 +13,14 @@ from typing import Any
 
 from segops.config.checks import Placed, target_problems
 from segops.config.documents import Document, KeyPath, format_path
+from segops.destinations.registry import platform_spec
 from segops.errors import Problem
 from segops.model import (
     Connection,
     Destination,
-    Identifier,
-    IdentifierKind,
     OnBadRows,
-    Platform,
     Scalar,
     Segment,
-    Settings,
     Source,
     SourceKind,
 )
@@ -32,7 +29,6 @@ from segops.model import (
 DataFileLocator = Callable[[Path], str]
 
 _FILE_KINDS = (SourceKind.CSV, SourceKind.NDJSON, SourceKind.PARQUET)
-DEFAULT_EXPIRY_DAYS = 365
 
 
 class SegmentBuilder:
@@ -139,21 +135,20 @@ class SegmentBuilder:
         if problems:
             self.problems.extend(problems)
             return None
-        if connection.target is Platform.MEDIARITHMICS:
-            identifier, settings = _mediarithmics(raw)
-        else:
-            identifier, settings = _moengage(raw)
+        spec = platform_spec(connection.target)
+        assert spec is not None  # target_problems said it is known
+        parts = spec.destination(raw)
         return Destination(
             segment=segment,
             name=raw.get("name", connection.name),
             connection=connection,
-            identifier=identifier,
-            settings=settings,
+            identifier=parts.identifier,
+            settings=parts.settings,
             source=source,
             manifest=self.doc.file,
             line=self.doc.line_of(path),
-            data_bag_column=raw.get("data_bag", {}).get("column"),
-            expiration_ts_column=raw.get("expiration_ts", {}).get("column"),
+            data_bag_column=parts.data_bag_column,
+            expiration_ts_column=parts.expiration_ts_column,
         )
 
 
@@ -166,50 +161,3 @@ def _scalar(value: Any) -> Scalar:
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return value  # type: ignore[no-any-return]  # the schema allows only scalars and objects
-
-
-def _settings(values: Mapping[str, Scalar]) -> Settings:
-    """Return the settings sorted by key, without the unset ones."""
-    return tuple(sorted((k, v) for k, v in values.items() if v is not None))
-
-
-def _mediarithmics(raw: Mapping[str, Any]) -> tuple[Identifier, Settings]:
-    spec = raw["identifier"]
-    kind = IdentifierKind(spec["kind"])
-    identifier = Identifier(kind, spec.get("column", kind.value), spec.get("format"))
-    settings = _settings(
-        {
-            "connection": raw["connection"],
-            "datamart_id": raw["datamart_id"],
-            "segment_id": raw.get("segment_id"),
-            "segment_technical_name": raw.get("segment_technical_name"),
-            "identifier.kind": kind.value,
-            "identifier.format": identifier.format,
-            "compartment_id": raw.get("compartment_id"),
-            "expiration_duration": int(raw.get("expiration_duration", 0)),
-        }
-    )
-    return identifier, settings
-
-
-def _moengage(raw: Mapping[str, Any]) -> tuple[Identifier, Settings]:
-    attribute = raw["attribute"]
-    identifier = Identifier(
-        kind=IdentifierKind.ATTRIBUTE,
-        column=attribute.get("column", attribute["name"]),
-        format=attribute.get("format"),
-        attribute_name=attribute["name"],
-        attribute_type=attribute.get("type", "string"),
-    )
-    settings = _settings(
-        {
-            "connection": raw["connection"],
-            "segment.name": raw["segment"]["name"],
-            "segment.cs_id": raw["segment"].get("cs_id"),
-            "attribute.name": identifier.attribute_name,
-            "attribute.type": identifier.attribute_type,
-            "identifier.format": identifier.format,
-            "expiry_days": int(raw.get("expiry_days", DEFAULT_EXPIRY_DAYS)),
-        }
-    )
-    return identifier, settings

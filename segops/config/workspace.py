@@ -14,9 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from segops.config.checks import Placed, cross_check
+from segops.config.checks import Placed, connection_problems, cross_check
 from segops.config.documents import MAX_FILE_BYTES, Document, load_documents, validate_document
 from segops.config.segments import SegmentBuilder
+from segops.destinations.registry import platform_spec
 from segops.errors import ManifestError, Problem
 from segops.model import (
     Connection,
@@ -31,16 +32,6 @@ from segops.model import (
 
 CONFIG_FILE = "segops.yaml"
 DEFAULT_MANIFEST_GLOBS = ("manifests/**/*.yaml", "manifests/**/*.yml")
-# Options a connection gets when segops.yaml leaves them out, by the API it targets.
-_DEFAULT_OPTIONS: Mapping[Platform, Mapping[str, Scalar]] = {
-    Platform.MEDIARITHMICS: {"mime_type": "APPLICATION_X_NDJSON"},
-    Platform.MOENGAGE: {},
-}
-_API_DEFAULTS: Mapping[Platform, Mapping[str, Scalar]] = {
-    Platform.MEDIARITHMICS: {"base_url": "https://api.mediarithmics.com"},
-    Platform.MOENGAGE: {"data_center": "01"},
-    Platform.FILES: {},
-}
 
 
 def load_workspace(root: Path) -> Workspace:
@@ -210,15 +201,20 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
 def _connections(config: Document, files: _Files) -> Iterator[Connection]:
     for name, raw in config.data["connections"].items():
         platform = Platform(raw["platform"])
-        target = Platform(raw["target"]) if platform is Platform.FILES else platform
-        options: dict[str, Scalar] = {**_API_DEFAULTS[platform], **_DEFAULT_OPTIONS[target]}
+        target = Platform(raw["target"]) if platform == Platform.FILES else platform
+        spec, target_spec = platform_spec(platform), platform_spec(target)
+        options: dict[str, Scalar] = {
+            **(spec.connection_defaults if spec else {}),
+            **(target_spec.target_defaults if target_spec else {}),
+        }
         options.update(_flatten({k: v for k, v in raw.items() if k not in ("platform", "target")}))
-        if "path" in raw:
+        if "path" in raw and platform == Platform.FILES:
             path = files.inside(files.root / raw["path"])
             if path is None:
                 key = ("connections", name, "path")
                 files.problems.append(config.problem(key, "must stay inside the workspace"))
             options["path"] = path or raw["path"]
+        files.problems.extend(connection_problems(config, name, raw))
         yield Connection(name, platform, target, tuple(sorted(options.items())))
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol
 
-from segops.model import DestinationChange
+from segops.model import DestinationChange, MemberRow
 
 ADD: Final = "add"
 REMOVE: Final = "remove"
@@ -15,17 +16,6 @@ UPDATE: Final = "update"
 # Delta rows arrive in this order: removes (sent with settings_before), then adds and updates
 # (sent with settings_after).
 OPS: Final = (REMOVE, ADD, UPDATE)
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRow:
-    """One row of a destination's member delta."""
-
-    op: str  # "add" | "remove" | "update"
-    key: str  # the identifier value exactly as sent
-    data_bag: str | None = None  # compact JSON object text
-    expiration_ts: int | None = None  # epoch milliseconds
-    index: int = -1  # position in the delta file (0-based); batches are ranges of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +88,11 @@ class ApplyContext:
     run: str  # names this apply (published files, import names); stable within one apply
     sleep: Callable[[float], None] = time.sleep  # injected so tests need not wait
     clock: Callable[[], float] = time.time
+    root: Path = Path(".")  # the workspace folder
+    state_dir: Path = Path(".segops")  # local folder for the platform's own records
+    # Return this connection's `what`, made by `make` on first use and closed (when it has
+    # a `close`) as the apply ends: HTTP clients, publishers, listeners, quota ledgers.
+    shared: Callable[[str, Callable[[], Any]], Any] = lambda _what, make: make()
 
 
 __all__ = [

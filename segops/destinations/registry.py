@@ -1,113 +1,96 @@
-"""Builds the destination of each planned change; owns what lives for a whole apply.
+"""Which platforms exist: the built-in ones, and those installed packages register.
 
-HTTP clients, publishers, quota ledgers and callback receivers are made once per
-connection, on first use, and closed when the apply ends.
+A platform is a `PlatformSpec` (see platform.py). The built-in ones are listed below, one
+line each, as import paths, so a command only imports the platforms it uses. A separately
+installed package adds one through the `segops.destinations` entry point group, as a
+Terraform provider adds itself; in its pyproject.toml:
+
+    [project.entry-points."segops.destinations"]
+    acme = "segops_acme:PLATFORM"
+
+The entry point's name is the platform's name in segops.yaml (`platform: acme`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
-from pathlib import Path
-from typing import Any
+import importlib
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import entry_points
 
-from segops.apply.journal import FileJournal, JournalResources
-from segops.config.credentials import Credentials
-from segops.destinations import ApplyContext, Destination, Journal
-from segops.destinations.files import FilesDestination
-from segops.destinations.http import RetryPolicy
-from segops.destinations.mediarithmics.destination import (
-    MediarithmicsDestination,
-    make_mediarithmics_client,
-)
-from segops.destinations.moengage.callbacks import callback_receiver_for
-from segops.destinations.moengage.destination import MoEngageDestination, make_moengage_client
-from segops.destinations.moengage.publish import publisher_for
-from segops.destinations.moengage.quota import LedgerEntry, QuotaLedger, QuotaLimits
-from segops.errors import DestinationError
-from segops.model import Connection, DestinationChange, Platform, Workspace
+from segops.destinations.platform import PlatformSpec
+from segops.errors import SegopsError
+
+ENTRY_POINT_GROUP = "segops.destinations"
+
+# name -> "module:attribute" of its PlatformSpec instance
+BUILTIN: Mapping[str, str] = {
+    "mediarithmics": "segops.destinations.mediarithmics:PLATFORM",
+    "moengage": "segops.destinations.moengage:PLATFORM",
+    "files": "segops.destinations.files:PLATFORM",
+}
 
 
-class DestinationRegistry:
-    def __init__(
-        self,
-        root: Path,
-        state_dir: Path,
-        workspace: Workspace,
-        credentials: Mapping[str, Credentials],
-        journal: FileJournal,
-        run: str,
-    ) -> None:
-        self._root = root
-        self._state_dir = state_dir
-        self._workspace = workspace
-        self._credentials = credentials
-        self._resources = JournalResources(journal)
-        self._run = run
-        self._stack = ExitStack()
-        self._shared: dict[tuple[str, str], Any] = {}
+class PlatformLoadError(SegopsError):
+    """An installed platform package cannot be loaded."""
 
-    def destination_for(self, change: DestinationChange, journal: Journal) -> Destination:
-        connection = self._workspace.connection(change.connection)
-        if connection is None:
-            raise DestinationError(f"connection '{change.connection}' is not in segops.yaml")
-        if connection.platform is Platform.FILES:
-            return FilesDestination(self._root, connection, self._run)
-        context = ApplyContext(journal, self._resources, self._run)
-        if connection.platform is Platform.MEDIARITHMICS:
-            return self._mediarithmics(connection, context)
-        return self._moengage(connection, context)
 
-    def shared(self, connection: Connection, what: str, make: Callable[[], Any]) -> Any:
-        """Return the connection's `what`, made on first use and closed with the registry."""
-        key = (connection.name, what)
-        if key not in self._shared:
-            made = make()
-            close = getattr(made, "close", None)
-            if callable(close):
-                self._stack.callback(close)
-            self._shared[key] = made
-        return self._shared[key]
+@cache
+def platform_names() -> tuple[str, ...]:
+    """Return every platform's name, built-in first, then installed ones, sorted."""
+    return (*BUILTIN, *sorted(set(_installed()) - set(BUILTIN)))
 
-    def close(self) -> None:
-        self._stack.close()
 
-    def _mediarithmics(self, connection: Connection, context: ApplyContext) -> Destination:
-        policy = RetryPolicy.from_connection(connection)
-        token = self._credentials[connection.name]["token_env"]
-        client = self.shared(
-            connection, "client", lambda: make_mediarithmics_client(connection, token, policy)
+def platform_spec(name: str) -> PlatformSpec | None:
+    """Return the platform called `name`, or None when no platform has that name."""
+    if name in BUILTIN:
+        return _load(name, BUILTIN[name])
+    target = _installed().get(name)
+    return _load(name, target) if target is not None else None
+
+
+def all_platforms() -> dict[str, PlatformSpec]:
+    """Return every platform by name (this imports each platform's spec module)."""
+    found = {name: platform_spec(name) for name in platform_names()}
+    return {name: spec for name, spec in found.items() if spec is not None}
+
+
+def plugin_platforms() -> dict[str, PlatformSpec]:
+    """Return the platforms that installed packages register, by name."""
+    return {n: s for n, s in all_platforms().items() if n not in BUILTIN}
+
+
+@cache
+def _installed() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in BUILTIN:
+            raise PlatformLoadError(
+                f"the package providing entry point {point.value!r} registers platform "
+                f"{point.name!r}, which is built into segops; uninstall it or rename its "
+                "entry point"
+            )
+        found[point.name] = point.value
+    return found
+
+
+@cache
+def _load(name: str, target: str) -> PlatformSpec:
+    module_name, _, attribute = target.partition(":")
+    try:
+        value = getattr(importlib.import_module(module_name), attribute or "PLATFORM")
+    except (ImportError, AttributeError) as exc:
+        raise PlatformLoadError(
+            f"platform {name!r} ({ENTRY_POINT_GROUP} entry point {target!r}) cannot be "
+            f"loaded: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(value, PlatformSpec):
+        raise PlatformLoadError(
+            f"platform {name!r}: {target} is not a segops PlatformSpec instance"
         )
-        return MediarithmicsDestination(connection, client, context, policy)
-
-    def _moengage(self, connection: Connection, context: ApplyContext) -> Destination:
-        policy = RetryPolicy.from_connection(connection)
-        secrets = self._credentials[connection.name]
-        client = self.shared(
-            connection,
-            "client",
-            lambda: make_moengage_client(
-                connection, secrets["workspace_id_env"], secrets["api_key_env"], policy
-            ),
+    if value.name != name:
+        raise PlatformLoadError(
+            f"platform {name!r}: {target} calls itself {value.name!r}; the entry point's name "
+            "and the spec's `name` must be the same"
         )
-        publisher = self.shared(connection, "publisher", lambda: publisher_for(connection))
-        receiver = self.shared(connection, "callbacks", lambda: callback_receiver_for(connection))
-        ledger = self.shared(
-            connection,
-            "ledger",
-            lambda: QuotaLedger(
-                ledger_path(self._state_dir, connection), QuotaLimits.from_connection(connection)
-            ),
-        )
-        return MoEngageDestination(connection, client, context, policy, publisher, ledger, receiver)
-
-
-def ledger_path(state_dir: Path, connection: Connection) -> Path:
-    """Return where the MoEngage quota ledger of `connection` is kept."""
-    return state_dir / f"moengage-ledger-{connection.name}.json"
-
-
-def ledger_entries(state_dir: Path, connection: Connection) -> tuple[LedgerEntry, ...]:
-    """Return the operations recorded against the quota of a MoEngage connection."""
-    path = ledger_path(state_dir, connection)
-    return QuotaLedger(path, QuotaLimits.from_connection(connection)).entries
+    return value

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import duckdb
 
-from segops.destinations import MemberRow
 from segops.engine import identifiers, sources
-from segops.engine.attributes import ATTRIBUTES, attributes_of
 from segops.engine.sources import inline
 from segops.engine.sources.sql import quote_ident, quote_literal
 from segops.errors import Problem, SourceError
 from segops.model import (
+    ATTRIBUTES,
     DeltaFile,
     Destination,
     DiffMode,
@@ -34,6 +33,7 @@ from segops.model import (
     EngineConfig,
     KeyEncoding,
     MemberCounts,
+    MemberRow,
     OnBadRows,
     SnapshotRef,
     SourceKind,
@@ -117,7 +117,7 @@ class MemberEngine:
             selects.append(f"{identifiers.expiration_ts_sql(col)} AS expiration_ts")
             bad.append(f"({col} IS NOT NULL AND expiration_ts IS NULL)")
         inner = f"SELECT *, {', '.join(selects)} FROM {self.source_sql(destination)}"
-        attrs = "".join(f", {a}" for a in attributes_of(destination))
+        attrs = "".join(f", {a}" for a in destination.attributes)
         return f"SELECT k, ({' OR '.join(bad)}) AS bad{attrs} FROM ({inner})"
 
     # -- the diff ----------------------------------------------------------------------
@@ -130,7 +130,7 @@ class MemberEngine:
         """
         desired = request.desired
         attrs = _union(
-            attributes_of(desired) if desired else (),
+            desired.attributes if desired else (),
             request.applied.attributes if request.applied else (),
         )
         d_sql = self.desired_sql(desired) if desired else None
@@ -178,7 +178,7 @@ class MemberEngine:
         return DeltaFile(digest, rows)
 
     def _check_conflicts(self, destination: Destination, d_sql: str) -> None:
-        attrs = ", ".join(attributes_of(destination)) or "NULL"
+        attrs = ", ".join(destination.attributes) or "NULL"
         sql = (
             f"SELECT count(*) FROM (SELECT k FROM ({d_sql}) WHERE NOT bad GROUP BY k "
             f"HAVING count(DISTINCT ({attrs})) > 1)"
@@ -380,7 +380,7 @@ def _delta_query(
 
 
 def _own(destination: Destination | None) -> tuple[str, ...]:
-    return attributes_of(destination) if destination else ()
+    return destination.attributes if destination else ()
 
 
 def _snapshot_sql(snapshot: Path, attrs: Sequence[str]) -> str:

@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from segops.engine.attributes import attributes_of
+from segops.destinations.registry import platform_spec
 from segops.errors import PlanError
 from segops.model import (
-    IDENTITY_SETTINGS,
-    REFRESH_SETTINGS,
     Action,
     Destination,
     DestinationChange,
@@ -109,7 +107,7 @@ def _change(decision: Decision, result: DiffResult) -> DestinationChange:
         delta=result.delta,
         encoding=encoding,
         reason=reason,
-        attributes=attributes_of(want) if want else (),
+        attributes=want.attributes if want else (),
         base=have.snapshot.sha256 if have else "",
     )
 
@@ -153,9 +151,9 @@ def _setting_changes(
 
     before, after = dict(have.settings), dict(want.settings)
     diff = DeepDiff(before, after, ignore_order=False)
-    platforms = {have.platform, want.platform}
-    identity = set().union(*(IDENTITY_SETTINGS.get(p, frozenset()) for p in platforms))
-    refresh = set().union(*(REFRESH_SETTINGS.get(p, frozenset()) for p in platforms))
+    specs = [s for s in map(platform_spec, {have.platform, want.platform}) if s is not None]
+    identity = set().union(*(s.identity_settings for s in specs))
+    refresh = set().union(*(s.refresh_settings for s in specs))
     if have.platform != want.platform:
         identity.add("connection")
     changes = []

@@ -39,4 +39,4 @@ def test_every_missing_variable_is_named_with_its_connection() -> None:
 
 def test_files_connections_need_nothing() -> None:
     files = Connection("f", Platform.FILES, Platform.MEDIARITHMICS, (("path", "out"),))
-    assert resolve([files], {})["f"].values == {}
+    assert dict(resolve([files], {})["f"]) == {}

@@ -135,7 +135,7 @@ def test_bundled_workspace_covers_the_format(bundled: Workspace) -> None:
     assert any(manifests.count(m) >= 2 for m in manifests)
     attributes = {s.get("attribute.name") for s in settings}
     assert {"email", "ID"} <= attributes
-    moe = [d for d in destinations if d.platform is Platform.MOENGAGE]
+    moe = [d for d in destinations if d.platform == Platform.MOENGAGE]
     assert {d.connection.name for d in moe} == {"files-moe"}
 
 
@@ -169,7 +169,7 @@ def test_bundled_manifests_point_editors_at_the_schema() -> None:
 def test_typed_objects(tmp_path: Path) -> None:
     ws = load_workspace(make_workspace(tmp_path, {"segments/cart.yaml": CART}))
     moe = ws.connection("moe")
-    assert moe is not None and moe.target is Platform.MOENGAGE
+    assert moe is not None and moe.target == Platform.MOENGAGE
     assert moe.options == (
         ("api_key_env", "MOE_KEY"),
         ("data_center", "02"),

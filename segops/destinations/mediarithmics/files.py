@@ -1,0 +1,103 @@
+"""The files form of mediarithmics: the requests a change would send, written to a folder.
+
+Under the run folder::
+
+    mediarithmics/datamart-<datamart_id>/document_import.json   the import creation body
+    mediarithmics/datamart-<datamart_id>/<address>.ndjson        USER_SEGMENT commands (or .csv)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import groupby, islice
+from pathlib import Path
+from typing import IO
+
+from segops.destinations import REMOVE
+from segops.destinations.mediarithmics import commands as mics
+from segops.destinations.platform import FilesOut
+from segops.errors import DestinationError
+from segops.model import DestinationChange, MemberRow, Settings
+
+_LINES_PER_WRITE = 4096  # encode and write command lines in batches, not one by one
+
+
+@dataclass(frozen=True, slots=True)
+class _CommandFile:
+    target: mics.CommandTarget
+    path: Path
+    columns: tuple[str, ...]  # CSV only
+
+
+def write_commands(change: DestinationChange, rows: Iterable[MemberRow], out: FilesOut) -> None:
+    """Write the document import body and the command file(s) of `change`."""
+    mime = str(out.connection.option("mime_type", mics.NDJSON))
+    body = mics.document_import_body(mime, f"segops {out.connection.name} {out.run}")
+    before = _command_file(out.folder, change.settings_before, change.address, mime, ())
+    after = _command_file(
+        out.folder, change.settings_after, change.address, mime, change.attributes
+    )
+    if before and after and before.path == after.path:
+        # One file for both: the DELETEs leave the optional columns empty. A CSV file has
+        # one header, so when the identifier or segment field changed the removes get a
+        # file of their own.
+        shared = mics.csv_columns(
+            before.target,
+            expiration_ts="expiration_ts" in change.attributes,
+            data_bag="data_bag" in change.attributes,
+        )
+        if shared == after.columns or not after.columns:
+            before = _CommandFile(before.target, after.path, after.columns)
+        else:
+            before = _CommandFile(
+                before.target, before.path.with_suffix(".remove.csv"), before.columns
+            )
+    handles: dict[Path, IO[bytes]] = {}
+    for removing, group in groupby(rows, key=_is_remove):
+        target = before if removing else after
+        if target is None:
+            raise DestinationError(
+                f"{change.address}: {'removes' if removing else 'adds'} "
+                "to send but no settings to send them with"
+            )
+        handle = handles.get(target.path)
+        if handle is None:
+            if not any(p.parent == target.path.parent for p in handles):
+                out.files.write_json(target.path.parent / "document_import.json", body)
+            handle = handles[target.path] = out.files.open(target.path)
+            if target.columns:
+                handle.write(mics.csv_header(target.columns).encode())
+        lines = mics.command_lines(target.target, group, mime, target.columns or None)
+        while batch := "".join(islice(lines, _LINES_PER_WRITE)):
+            handle.write(batch.encode())
+
+
+def _command_file(
+    run_dir: Path, settings: Settings | None, address: str, mime: str, attributes: tuple[str, ...]
+) -> _CommandFile | None:
+    """Return where the commands sent with `settings` go.
+
+    A CSV file's columns come from the attributes the destination declares, not from the
+    rows, so its header does not depend on the data (removes carry none, see
+    mediarithmics.commands).
+    """
+    if settings is None:
+        return None
+    target = mics.CommandTarget.from_settings(settings)
+    ext = mics.FILE_EXTENSIONS.get(mime)
+    if ext is None:
+        raise DestinationError(f"mime_type {mime!r} is not one of {mics.MIME_TYPES}")
+    folder = run_dir / "mediarithmics" / f"datamart-{target.datamart_id}"
+    columns: tuple[str, ...] = ()
+    if mime == mics.CSV:
+        columns = mics.csv_columns(
+            target,
+            expiration_ts="expiration_ts" in attributes,
+            data_bag="data_bag" in attributes,
+        )
+    return _CommandFile(target, folder / f"{address}.{ext}", columns)
+
+
+def _is_remove(row: MemberRow) -> bool:
+    return row.op == REMOVE

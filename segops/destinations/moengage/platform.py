@@ -1,0 +1,157 @@
+"""MoEngage as segops sees it: keys, settings, identity, quota-aware operation counts, opening.
+
+Light on purpose (it is read whenever a workspace is loaded): the HTTP client, publishers
+and callback listener are imported only by `open`, the files form only by `write_files`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segops.destinations.moengage.quota import (
+    LedgerEntry,
+    QuotaLedger,
+    QuotaLimits,
+    eta_text,
+    operation_sizes,
+    schedule,
+)
+from segops.destinations.platform import DestinationParts, FilesOut, PlatformSpec, settings_of
+from segops.model import (
+    Connection,
+    DestinationChange,
+    Identifier,
+    IdentifierKind,
+    KeyEncoding,
+    MemberRow,
+    Platform,
+    Scalar,
+)
+
+if TYPE_CHECKING:
+    from segops.destinations import ApplyContext, Destination, Sent
+
+DEFAULT_EXPIRY_DAYS = 365
+
+
+class MoEngagePlatform(PlatformSpec):
+    name = "moengage"
+    title = "MoEngage"
+    connection_defaults = {"data_center": "01"}
+    secrets = (("workspace_id_env", "workspace id"), ("api_key_env", "Data API key"))
+    destination_keys = ("segment", "attribute", "expiry_days")
+    destination_required = ("segment", "attribute")
+    key_hints = {
+        "identifier": "; MoEngage identifies members by a user attribute: use attribute: "
+        "{name, type, column}"
+    }
+    identity_settings = frozenset(
+        {
+            "connection",
+            "segment.name",
+            "segment.cs_id",
+            "attribute.name",
+            "attribute.type",
+            "identifier.format",
+        }
+    )
+
+    def destination(self, raw: Mapping[str, Any]) -> DestinationParts:
+        attribute = raw["attribute"]
+        identifier = Identifier(
+            kind=IdentifierKind.ATTRIBUTE,
+            column=attribute.get("column", attribute["name"]),
+            format=attribute.get("format"),
+            attribute_name=attribute["name"],
+            attribute_type=attribute.get("type", "string"),
+        )
+        settings = settings_of(
+            {
+                "connection": raw["connection"],
+                "segment.name": raw["segment"]["name"],
+                "segment.cs_id": raw["segment"].get("cs_id"),
+                "attribute.name": identifier.attribute_name,
+                "attribute.type": identifier.attribute_type,
+                "identifier.format": identifier.format,
+                "expiry_days": int(raw.get("expiry_days", DEFAULT_EXPIRY_DAYS)),
+            }
+        )
+        return DestinationParts(identifier, settings)
+
+    def segment_keys(self, settings: Mapping[str, Scalar]) -> list[tuple[str, ...]]:
+        keys: list[tuple[str, ...]] = [
+            (self.name, str(settings["connection"]), "name", str(settings["segment.name"]))
+        ]
+        if "segment.cs_id" in settings:  # MoEngage ids are unique: the same id, the same segment
+            keys.append((self.name, "cs_id", str(settings["segment.cs_id"])))
+        return keys
+
+    def estimator(self, connection: Connection, state_dir: Path, now: float) -> _QuotaSchedule:
+        limits = QuotaLimits.from_connection(connection)
+        if connection.platform != Platform.MOENGAGE:  # a files connection: no quota applies
+            return _QuotaSchedule(limits, None, now)
+        entries = QuotaLedger(ledger_path(state_dir, connection), limits).entries
+        return _QuotaSchedule(limits, list(entries), now)
+
+    def open(
+        self, connection: Connection, secrets: Mapping[str, str], context: ApplyContext
+    ) -> Destination:
+        from segops.destinations.http import RetryPolicy
+        from segops.destinations.moengage.callbacks import callback_receiver_for
+        from segops.destinations.moengage.client import make_moengage_client
+        from segops.destinations.moengage.destination import MoEngageDestination
+        from segops.destinations.moengage.publish import publisher_for
+
+        policy = RetryPolicy.from_connection(connection)
+        workspace_id, api_key = secrets["workspace_id_env"], secrets["api_key_env"]
+        client = context.shared(
+            "client", lambda: make_moengage_client(connection, workspace_id, api_key, policy)
+        )
+        publisher = context.shared("publisher", lambda: publisher_for(connection))
+        receiver = context.shared("callbacks", lambda: callback_receiver_for(connection))
+        limits = QuotaLimits.from_connection(connection)
+        path = ledger_path(context.state_dir, connection)
+        ledger = context.shared("ledger", lambda: QuotaLedger(path, limits))
+        return MoEngageDestination(connection, client, context, policy, publisher, ledger, receiver)
+
+    def write_files(
+        self, change: DestinationChange, rows: Iterable[MemberRow], out: FilesOut
+    ) -> Sent | None:
+        from segops.destinations.moengage.files import write_requests
+
+        return write_requests(change, rows, out)
+
+
+class _QuotaSchedule:
+    """Operations per change and, with a ledger, when the quota lets the last go out.
+
+    The changes of one plan share the connection's quota: each one is scheduled after the
+    operations of the changes before it.
+    """
+
+    def __init__(self, limits: QuotaLimits, entries: list[LedgerEntry] | None, now: float):
+        self.limits, self.entries, self.now = limits, entries, now
+
+    def estimate(self, change: DestinationChange) -> tuple[int, str]:
+        counts = change.members
+        key_bytes = 65 if change.encoding is KeyEncoding.HEX else 257  # line length, at most
+        sizes = operation_sizes(counts.remove, counts.add, self.limits, key_bytes)
+        if self.entries is None:
+            return len(sizes), ""
+        times = schedule(sizes, self.entries, self.limits, self.now)
+        self.entries.extend(
+            LedgerEntry(t, "planned", n)
+            for t, n in zip(times, sizes, strict=True)
+            if t != float("inf")
+        )
+        return len(sizes), eta_text(times, self.now)
+
+
+def ledger_path(state_dir: Path, connection: Connection) -> Path:
+    """Return where the MoEngage quota ledger of `connection` is kept."""
+    return state_dir / f"moengage-ledger-{connection.name}.json"
+
+
+PLATFORM = MoEngagePlatform()
