@@ -17,20 +17,44 @@ A failed destination keeps its old state and does not stop the others.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from segops.apply.journal import FileJournal
-from segops.destinations import ApplyResult, Destination, MemberRow, Sent
-from segops.engine.duck import MemberEngine
+from segops.destinations import ApplyResult, Destination, Sent
 from segops.errors import DestinationError
-from segops.model import DestinationChange, Plan, SnapshotRef
+from segops.model import DestinationChange, KeyEncoding, MemberRow, Plan, SnapshotRef
 from segops.state import StateStore
 from segops.state.model import DestinationState, State
 
-DestinationFactory = Callable[[DestinationChange, "ScopedJournal"], Destination]
+OpenDestination = Callable[[DestinationChange, "ScopedJournal"], Destination]
+
+
+class MemberEngine(Protocol):
+    """What apply needs of the member engine (segops.engine): read deltas, merge snapshots."""
+
+    @property
+    def work(self) -> Path:
+        """Return the command's scratch folder."""
+        ...
+
+    def read_delta(self, delta: Path, encoding: KeyEncoding) -> Iterator[MemberRow]:
+        """Yield the delta's rows in file order, keys as the text that is sent."""
+        ...
+
+    def merge_snapshot(
+        self,
+        snapshot: Path | None,
+        delta: Path | None,
+        attrs: Sequence[str],
+        encoding: KeyEncoding,
+        out_dir: Path,
+        confirmed: Sequence[tuple[int, int]] | None = None,
+    ) -> tuple[Path, str, int]:
+        """Write the snapshot after `delta` (its `confirmed` rows) landed; (path, sha256, count)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +88,7 @@ def apply_plan(
     engine: MemberEngine,
     deltas: Path,
     journal: FileJournal,
-    destination_for: DestinationFactory,
+    destination_for: OpenDestination,
     segops_version: str,
     on_result: Callable[[ApplyResult], None] = lambda _: None,
 ) -> ApplyReport:
@@ -96,7 +120,7 @@ def _send(
     deltas: Path,
     engine: MemberEngine,
     journal: FileJournal,
-    destination_for: DestinationFactory,
+    destination_for: OpenDestination,
 ) -> ApplyResult:
     if not change.members.changed:
         return ApplyResult(change.address, True, Sent(), message="settings recorded")
