@@ -91,11 +91,15 @@ class PageRun:
         elif step.marker and step.marker[0] == "file":
             self.write(step.marker[1], self.ports_of(step.text), step.where)
         elif step.lang in DATA:
-            fail(f"{step.where}: a {step.lang} block needs <!-- file: PATH --> or "
-                        "<!-- not-checked: REASON --> on the line before")
+            fail(
+                f"{step.where}: a {step.lang} block needs <!-- file: PATH --> or "
+                "<!-- not-checked: REASON --> on the line before"
+            )
         elif step.marker:
-            fail(f"{step.where}: <!-- {step.marker[0]}: --> does not apply to a "
-                        f"{step.lang or 'plain'} block")
+            fail(
+                f"{step.where}: <!-- {step.marker[0]}: --> does not apply to a "
+                f"{step.lang or 'plain'} block"
+            )
 
     def yaml_block(self, block: Block) -> None:
         text = self.ports_of(block.text)
@@ -215,7 +219,7 @@ class PageRun:
         elif program == "mkdir":
             for name in (a for a in args if not a.startswith("-")):
                 (self.cwd / name).mkdir(parents=True, exist_ok=True)
-        elif program in PYTHONS and args[:2] and args[0] == "-m" and args[1].startswith("emulators."):
+        elif program in PYTHONS and args[:1] == ["-m"] and args[1].startswith("emulators."):
             self.start_emulator(args[1], args[2:], assigned, command)
         else:
             fail(
