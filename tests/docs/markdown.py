@@ -81,21 +81,21 @@ def read_steps(text: str, page: str) -> list[Step]:
                 f"{page}:{pending[0]}: <!-- {pending[1]}: ... --> must be on the line directly "
                 "before a code block"
             )
-        marker = _MARKER.match(line)
-        if marker and marker.group("key") in MARKER_KEYS:
-            key, value = marker.group("key"), marker.group("value")
+        comment = _MARKER.match(line)
+        if comment and comment.group("key") in MARKER_KEYS:
+            key, value = comment.group("key"), comment.group("value")
             if line.rstrip().endswith("-->"):
                 if key == "run":
                     steps.append(Hidden(page, number, key, value.removesuffix("-->").strip()))
                 else:
                     pending = (number, key, value.removesuffix("-->").strip())
             elif key == "file":
-                end = next((i for i in range(index + 1, len(lines)) if "-->" in lines[i]), None)
-                if end is None or lines[end].strip() != "-->":
+                close = next((i for i in range(index + 1, len(lines)) if "-->" in lines[i]), None)
+                if close is None or lines[close].strip() != "-->":
                     raise MarkupError(f"{page}:{number}: a hidden file ends with a line `-->`")
-                content = "\n".join(lines[index + 1 : end]) + "\n"
+                content = "\n".join(lines[index + 1 : close]) + "\n"
                 steps.append(Hidden(page, number, key, value, content))
-                index = end
+                index = close
             else:
                 raise MarkupError(f"{page}:{number}: <!-- {key}: ... --> fits on one line")
         index += 1
