@@ -156,7 +156,10 @@ class PageRun:
         if not isinstance(fragment, dict):
             fail(f"{where}: a segops.yaml fragment must be a mapping of top-level keys")
         merged = deep_merge(yaml.safe_load(path.read_text()), fragment)
-        self.write("segops.yaml", yaml.safe_dump(merged, sort_keys=False), where)
+        path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+        self.segops("fmt", "segops.yaml")  # canonical again, so a later `fmt --check` passes
+        self.unvalidated.append(where)
+        self.validate()
 
     def manifest_path(self, text: str, where: str) -> str:
         """Return where a Segment block goes: a file the workspace's `manifests` globs match."""

@@ -104,7 +104,8 @@ def test_relative_links_resolve(page: Path) -> None:
     assert not missing, f"{page}: links to missing files: {missing}"
 
 
-_PYPI_INSTALL = re.compile(r"pip3? install\s+[\"']?segops\b")
+# `pip install segops`, `"segops==0.1"`, `segops[dev]`; not `"segops @ git+https://..."`
+_PYPI_INSTALL = re.compile(r"pip3? install\s+(?:-\S+\s+)*[\"']?segops(?:\[[^\]]*\])?(?![\w-])(?!\s*@)")
 
 
 def test_no_page_installs_segops_from_the_package_index() -> None:
