@@ -105,7 +105,9 @@ def test_relative_links_resolve(page: Path) -> None:
 
 
 # `pip install segops`, `"segops==0.1"`, `segops[dev]`; not `"segops @ git+https://..."`
-_PYPI_INSTALL = re.compile(r"pip3? install\s+(?:-\S+\s+)*[\"']?segops(?:\[[^\]]*\])?(?![\w-])(?!\s*@)")
+_PYPI_INSTALL = re.compile(
+    r"pip3? install\s+(?:-\S+\s+)*[\"']?segops(?:\[[^\]]*\])?(?![\w-])(?!\s*@)"
+)
 
 
 def test_no_page_installs_segops_from_the_package_index() -> None:
