@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-api test check lint golden schemas bench kill-trials
+.PHONY: help install demo demo-api test check lint golden schemas docs bench kill-trials
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ golden: install ## Rewrite the golden files of tests/cases (review the diff!)
 
 schemas: ## Copy schemas/ into the package (the test suite checks they match)
 	cp schemas/*.json segops/schemas/
+
+docs: install ## Regenerate docs/configuration.md from the JSON Schemas
+	$(BIN)/python scripts/gen_config_docs.py
 
 kill-trials: install ## Kill apply at thousands of seeded random moments (TRIALS=2000)
 	$(BIN)/python scripts/kill_trials.py --trials $${TRIALS:-2000}
