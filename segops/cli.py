@@ -5,7 +5,7 @@ Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detail
 
 from __future__ import annotations
 
-import hashlib
+import os
 import sys
 import tempfile
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -27,16 +27,16 @@ from segops.errors import GuardError, SegopsError, UsageError
 from segops.model import EngineConfig, Plan
 from segops.operations import (
     Context,
-    check_not_stale,
     engine_for,
-    load_saved_plan,
     make_plan,
+    read_saved_plan,
     run_apply,
     store_for,
     validate_workspace,
+    verify_saved_plan,
 )
 from segops.planning.guards import check_overrides
-from segops.planning.planfile import open_plan, read_plan, save_plan
+from segops.planning.planfile import open_plan, plan_key, read_plan, save_plan
 from segops.planning.selection import Selection, make_selection
 from segops.render.human import render_text
 from segops.render.json import render_json
@@ -164,10 +164,11 @@ def plan(
     """
     with _context() as ctx, engine_for(ctx) as engine:
         _check_markdown_options(fmt, artifact, show_identifiers)
+        key = plan_key(os.environ) if out is not None else None
         chosen = _selection(ctx, segment, exclude, changed_since)
         result = make_plan(ctx, engine, __version__, chosen)
         if out is not None:
-            save_plan(result, ctx.work / "deltas", out)
+            save_plan(result, ctx.work / "deltas", out, key)
         samples = _samples(engine, result, ctx.work / "deltas") if show_identifiers else None
     typer.echo(_render(result, fmt, artifact, samples), nl=False)
     if out is not None and fmt is Format.text:
@@ -190,8 +191,9 @@ def show(
     """Show a saved plan."""
     with _errors():
         _check_markdown_options(fmt, artifact, show_identifiers)
-        saved = read_plan(file)
-        samples = _saved_samples(file, saved) if show_identifiers else None
+        key = plan_key(os.environ)
+        saved = read_plan(file, key).plan
+        samples = _saved_samples(file, saved, key) if show_identifiers else None
     typer.echo(_render(saved, fmt, artifact, samples), nl=False)
 
 
@@ -223,15 +225,17 @@ def apply(
     Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan.
     """
     with _context() as ctx, engine_for(ctx) as engine:
+        saved = None
+        if file is not None:
+            if segment or exclude or changed_since:
+                raise UsageError("a saved plan is applied whole: select when planning")
+            saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
         lock = ctx.store.lock("apply")
         try:
             state = ctx.store.read()
-            if file is not None:
-                if segment or exclude or changed_since:
-                    raise UsageError("a saved plan is applied whole: select when planning")
-                chosen = load_saved_plan(ctx, file)
-                check_not_stale(ctx, chosen, state)
-                check_overrides(chosen, allow_removals or (), _digest(file))
+            if saved is not None:
+                chosen = verify_saved_plan(ctx, engine, saved.plan, state, __version__, str(file))
+                check_overrides(chosen, allow_removals or (), saved.sha256)
             else:
                 selection = _selection(ctx, segment, exclude, changed_since)
                 chosen = make_plan(ctx, engine, __version__, selection)
@@ -323,11 +327,6 @@ def _selection(
     return make_selection(ctx.workspace, segment or (), exclude or (), changed_since, applied)
 
 
-def _digest(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _render(
     result: Plan,
     fmt: Format,
@@ -360,11 +359,11 @@ def _samples(engine: MemberEngine, plan: Plan, deltas: Path) -> dict[str, list[s
     return found
 
 
-def _saved_samples(file: Path, saved: Plan) -> dict[str, list[str]]:
+def _saved_samples(file: Path, saved: Plan, key: bytes | None) -> dict[str, list[str]]:
     """Return samples from the deltas of a plan file, extracted (and verified) in a scratch dir."""
     with tempfile.TemporaryDirectory(prefix="segops-") as tmp:
         work = Path(tmp)
-        open_plan(file, work / "deltas")
+        open_plan(file, work / "deltas", key)
         engine = MemberEngine(work, work, EngineConfig())
         try:
             return _samples(engine, saved, work / "deltas")

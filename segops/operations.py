@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,14 +21,20 @@ from segops.destinations.factory import DestinationFactory
 from segops.destinations.platform import Estimator
 from segops.destinations.registry import platform_spec
 from segops.engine.duck import MemberEngine
-from segops.errors import Problem, SourceError, StalePlanError
+from segops.errors import PlanError, Problem, SourceError, StalePlanError
 from segops.model import DiffResult, Plan, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
-from segops.planning.inputs import InputDigests, all_inputs
-from segops.planning.planfile import open_plan
+from segops.planning.inputs import InputDigests
+from segops.planning.planfile import PLAN_KEY_ENV, SavedPlan, plan_key, read_plan
 from segops.planning.schedule import with_schedule
 from segops.planning.selection import Selection
+from segops.planning.verify import (
+    expected_segments,
+    parse_selection,
+    plan_differences,
+    segment_differences,
+)
 from segops.state.local import LocalStateStore
 from segops.state.model import State
 
@@ -114,18 +120,60 @@ def estimators(workspace: Workspace, state_dir: Path, now: float) -> dict[str, E
     return found
 
 
-def check_not_stale(ctx: Context, plan: Plan, state: State | None) -> None:
-    reasons = planner.stale_reasons(plan, state, all_inputs(ctx.workspace))
+def read_saved_plan(path: Path, env: Mapping[str, str]) -> SavedPlan:
+    """Read a plan file for apply: every entry checked, its signature too when a key is set.
+
+    Raises:
+        PlanError: the file is not a sound plan file, or is signed and no key is set.
+    """
+    key = plan_key(env)
+    saved = read_plan(path, key)
+    if key is None and saved.signed:
+        raise PlanError(
+            f"{path}: the plan is signed, but {PLAN_KEY_ENV} is not set: set it to the key "
+            "the plan was made with, so that its signature is checked"
+        )
+    return saved
+
+
+def verify_saved_plan(
+    ctx: Context, engine: MemberEngine, saved: Plan, state: State | None, version: str, origin: str
+) -> Plan:
+    """Recompute `saved` from the workspace and the state; return the recomputed plan.
+
+    The caller holds the lock. Apply then sends the recomputed plan and its own delta files,
+    which match the saved ones byte for byte (their digests are compared).
+
+    Raises:
+        StalePlanError: the state or an input file moved since the plan was made.
+        PlanError: the plan says anything the workspace and the state do not give.
+    """
+    _check_not_stale(planner.stale_reasons(saved, state, saved.inputs))  # before any work
+    applied = state.destinations if state else ()
+    known = {s.name for s in ctx.workspace.segments} | {d.segment for d in applied}
+    picked = expected_segments(parse_selection(saved.selection, origin), known)
+    segments = frozenset(c.segment for c in saved.changes)
+    fresh = make_plan(ctx, engine, version, Selection(changed=segments, text=saved.selection))
+    _check_not_stale(planner.stale_reasons(saved, state, fresh.inputs))
+    problems = segment_differences(saved, picked) + plan_differences(saved, fresh)
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems[:20])
+        more = f"\n  ({len(problems) - 20} more)" if len(problems) > 20 else ""
+        raise PlanError(
+            f"{origin}: the plan does not match what the workspace and the state give, so it "
+            f"was changed after it was made; nothing was applied:\n{listed}{more}\n"
+            "Make the plan again with `segops plan -out FILE`, review it, and apply that file."
+        )
+    return fresh
+
+
+def _check_not_stale(reasons: Sequence[str]) -> None:
     if reasons:
         listed = "\n".join(f"  - {r}" for r in reasons)
         raise StalePlanError(
             "the saved plan is stale: it no longer matches the state or the workspace\n"
             f"{listed}\nRun `segops plan` again and apply the new plan."
         )
-
-
-def load_saved_plan(ctx: Context, path: Path) -> Plan:
-    return open_plan(path, ctx.work / "deltas")
 
 
 def run_apply(
