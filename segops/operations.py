@@ -160,8 +160,8 @@ def verify_saved_plan(
         listed = "\n".join(f"  - {p}" for p in problems[:20])
         more = f"\n  ({len(problems) - 20} more)" if len(problems) > 20 else ""
         raise PlanError(
-            f"{origin}: the plan does not match what the workspace and the state give, so it "
-            f"was changed after it was made; nothing was applied:\n{listed}{more}\n"
+            f"{origin}: the plan does not match what the workspace and the state give (was it "
+            f"edited, or made by another segops?); nothing was applied:\n{listed}{more}\n"
             "Make the plan again with `segops plan -out FILE`, review it, and apply that file."
         )
     return fresh

@@ -44,7 +44,7 @@ from jsonschema import Draft202012Validator, ValidationError  # type: ignore[imp
 from segops._fs import PRIVATE_FILE, atomic_open, open_private, private_dir, remove_stale_temps
 from segops.errors import PlanError, UsageError
 from segops.model import Plan
-from segops.render.json import plan_from_dict, render_json
+from segops.render.json import plan_from_dict, render_json, summary
 
 PLAN_KEY_ENV = "SEGOPS_PLAN_KEY"
 MIN_KEY_LENGTH = 32
@@ -248,7 +248,21 @@ def _parse(body: bytes, path: Path) -> Plan:
             f"{path}: {_PLAN_ENTRY} does not match schemas/plan.schema.json:\n{listed}{more}"
         )
     _check_names(data, path)
-    return plan_from_dict(data, str(path))
+    plan = plan_from_dict(data, str(path))
+    _check_derived(data, plan, path)
+    return plan
+
+
+def _check_derived(data: Mapping[str, Any], plan: Plan, path: Path) -> None:
+    """Refuse derived fields that disagree with what they are derived from (shown to people)."""
+    for raw, change in zip(data["changes"], plan.changes, strict=True):
+        if raw["action"] != change.action.value:
+            raise PlanError(
+                f"{path}: {change.address}: action is {raw['action']!r}, but its actions make it "
+                f"{change.action.value!r}"
+            )
+    if data["summary"] != summary(plan):
+        raise PlanError(f"{path}: {_PLAN_ENTRY}: the summary does not add up to the changes")
 
 
 def _check_names(data: Mapping[str, Any], path: Path) -> None:
