@@ -27,8 +27,10 @@ from segops.errors import GuardError, SegopsError, UsageError
 from segops.model import EngineConfig, Plan
 from segops.operations import (
     Context,
+    claim_state,
     engine_for,
     make_plan,
+    planning_state,
     read_saved_plan,
     run_apply,
     store_for,
@@ -65,6 +67,14 @@ ArtifactOption = Annotated[
         "--artifact",
         help="With --format markdown: where the full plan is (Markdown text: a URL, an "
         "artifact name).",
+    ),
+]
+AllowNewStateOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-new-state",
+        help="state.json is gone but traces of it remain: start a new state anyway (apply "
+        "moves the traces to the state folder's abandoned/). See `segops state recover` first.",
     ),
 ]
 ShowIdentifiersOption = Annotated[
@@ -156,13 +166,14 @@ def plan(
     changed_since: ChangedSinceOption = None,
     artifact: ArtifactOption = None,
     show_identifiers: ShowIdentifiersOption = False,
+    allow_new_state: AllowNewStateOption = False,
 ) -> None:
     """Show what apply would change: members to add, update and remove per destination.
 
     Exit codes: 0 no changes (or changes without --detailed-exitcode), 1 error,
     2 changes (with --detailed-exitcode), 3 a safety guard stops the plan.
     """
-    with _context() as ctx, engine_for(ctx) as engine:
+    with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
         _check_markdown_options(fmt, artifact, show_identifiers)
         key = plan_key(os.environ) if out is not None else None
         chosen = _selection(ctx, segment, exclude, changed_since)
@@ -219,12 +230,13 @@ def apply(
     segment: SegmentOption = None,
     exclude: ExcludeOption = None,
     changed_since: ChangedSinceOption = None,
+    allow_new_state: AllowNewStateOption = False,
 ) -> None:
     """Send the planned changes and record the new state.
 
     Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan.
     """
-    with _context() as ctx, engine_for(ctx) as engine:
+    with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
         saved = None
         if file is not None:
             if segment or exclude or changed_since:
@@ -232,9 +244,9 @@ def apply(
             saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
         lock = ctx.store.lock("apply")
         try:
-            state = ctx.store.read()
+            claim_state(ctx, __version__)
             if saved is not None:
-                chosen = verify_saved_plan(ctx, engine, saved.plan, state, __version__, str(file))
+                chosen = verify_saved_plan(ctx, engine, saved.plan, __version__, str(file))
                 check_overrides(chosen, allow_removals or (), saved.sha256)
             else:
                 selection = _selection(ctx, segment, exclude, changed_since)
@@ -255,11 +267,47 @@ def apply(
 @app.command("force-unlock")
 def force_unlock(
     lock_id: Annotated[str, typer.Argument(help="The Lock ID printed by the run that holds it.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Release it even though its process still runs on this machine."
+        ),
+    ] = False,
 ) -> None:
     """Release a stale state lock left by a run that is gone."""
     with _context() as ctx:
-        ctx.store.unlock(lock_id)
+        ctx.store.force_unlock(lock_id, force)
     typer.echo(f"segops state has been unlocked (lock {lock_id}).")
+
+
+state_app = typer.Typer(help="Inspect and repair the state.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("recover")
+def state_recover(
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Go back to the backup even though state.json reads fine."),
+    ] = False,
+) -> None:
+    """Restore state.json from state.json.backup, the state before the last write.
+
+    A damaged state.json is kept beside it (state.json.damaged-<time>).
+    """
+    with _context() as ctx:
+        lock = ctx.store.lock("state recover")
+        try:
+            recovered = ctx.store.recover(force)
+        finally:
+            ctx.store.unlock(lock.id)
+    typer.echo(
+        f"Recovered the state from state.json.backup: lineage {recovered.lineage}, "
+        f"{len(recovered.destinations)} destination(s), now serial {recovered.serial}.\n"
+        "It is the state before the last write: the destination that write recorded may have "
+        "members on its platform that the state does not list. Run `segops plan` and review "
+        "it before you apply."
+    )
 
 
 @app.command("fmt")
@@ -298,11 +346,11 @@ def fmt_command(
 
 
 @contextmanager
-def _context() -> Iterator[Context]:
+def _context(allow_new_state: bool = False) -> Iterator[Context]:
     """Load the workspace and give a scratch folder that is removed afterwards."""
     with _errors(), tempfile.TemporaryDirectory(prefix="segops-") as tmp:
         workspace = load_workspace(_state["chdir"])
-        yield Context(workspace, store_for(workspace), Path(tmp))
+        yield Context(workspace, store_for(workspace), Path(tmp), allow_new_state)
 
 
 @contextmanager
@@ -322,7 +370,7 @@ def _errors() -> Iterator[None]:
 def _selection(
     ctx: Context, segment: list[str] | None, exclude: list[str] | None, changed_since: str | None
 ) -> Selection:
-    state = ctx.store.read()
+    state = planning_state(ctx)
     applied = [d.segment for d in state.destinations] if state else []
     return make_selection(ctx.workspace, segment or (), exclude or (), changed_since, applied)
 

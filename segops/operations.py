@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from segops.destinations.factory import DestinationFactory
 from segops.destinations.platform import Estimator
 from segops.destinations.registry import platform_spec
 from segops.engine.duck import MemberEngine
-from segops.errors import PlanError, Problem, SourceError, StalePlanError
+from segops.errors import LostStateError, PlanError, Problem, SourceError, StalePlanError
 from segops.model import DiffResult, Plan, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
@@ -46,10 +47,41 @@ class Context:
     workspace: Workspace
     store: LocalStateStore
     work: Path
+    # --allow-new-state: plan against no state, and let apply set a lost state's traces aside
+    allow_new_state: bool = False
 
     @property
     def root(self) -> Path:
         return Path(self.workspace.root)
+
+
+def planning_state(ctx: Context) -> State | None:
+    """Return the state plans are made against; None for one with nothing written yet.
+
+    Raises:
+        LostStateError: state.json is gone but traces remain, without --allow-new-state.
+    """
+    try:
+        state = ctx.store.read()
+    except LostStateError:
+        if not ctx.allow_new_state:
+            raise
+        return None
+    # A first apply that began but wrote nothing (serial 0) planned against no state too.
+    return state if state is not None and state.serial > 0 else None
+
+
+def claim_state(ctx: Context, version: str) -> State | None:
+    """Return the state apply works on; with --allow-new-state, set a lost one aside first.
+
+    The caller holds the lock.
+    """
+    try:
+        return ctx.store.read()
+    except LostStateError:
+        if not ctx.allow_new_state:
+            raise
+        return ctx.store.abandon(State(str(uuid.uuid4()), 0, version))
 
 
 def store_for(workspace: Workspace) -> LocalStateStore:
@@ -90,7 +122,7 @@ def make_plan(
     With a selection, segments it leaves out are neither planned nor destroyed.
     """
     selection = selection or Selection()
-    state = ctx.store.read()
+    state = planning_state(ctx)
     ws = ctx.workspace
     digests = InputDigests(ws)  # runs beside the diff, which reads the same files
     desired = [d for d in ws.destinations if selection.includes(d.segment)]
@@ -137,7 +169,7 @@ def read_saved_plan(path: Path, env: Mapping[str, str]) -> SavedPlan:
 
 
 def verify_saved_plan(
-    ctx: Context, engine: MemberEngine, saved: Plan, state: State | None, version: str, origin: str
+    ctx: Context, engine: MemberEngine, saved: Plan, version: str, origin: str
 ) -> Plan:
     """Recompute `saved` from the workspace and the state; return the recomputed plan.
 
@@ -148,6 +180,7 @@ def verify_saved_plan(
         StalePlanError: the state or an input file moved since the plan was made.
         PlanError: the plan says anything the workspace and the state do not give.
     """
+    state = planning_state(ctx)
     _check_not_stale(planner.stale_reasons(saved, state, saved.inputs))  # before any work
     applied = state.destinations if state else ()
     known = {s.name for s in ctx.workspace.segments} | {d.segment for d in applied}
