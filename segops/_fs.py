@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -109,3 +110,27 @@ def remove_stale_temps(folder: Path, of: str = "") -> None:
         if not pid_alive(int(match.group(2))):
             with contextlib.suppress(OSError):
                 os.unlink(folder / entry)
+
+
+SCRATCH_PREFIX = "segops-"
+_SCRATCH = re.compile(r"segops-(\d+)-[a-z0-9_]+")
+
+
+def scratch_prefix() -> str:
+    """Return the name prefix of this process's scratch folders: `segops-<pid>-`."""
+    return f"{SCRATCH_PREFIX}{os.getpid()}-"
+
+
+def remove_stale_scratch(folder: Path) -> None:
+    """Delete the scratch folders (`segops-<pid>-*`) of this user's runs that were killed."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = _SCRATCH.fullmatch(entry.name)
+        if match is None or pid_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.getuid():
+                shutil.rmtree(entry.path)  # removes links inside, never follows them

@@ -6,6 +6,7 @@ Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detail
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -13,13 +14,14 @@ from contextlib import contextmanager
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from segops import __version__
+from segops._fs import remove_stale_scratch, scratch_prefix
 from segops.config.workspace import load_workspace
 from segops.destinations import ApplyResult
 from segops.engine.duck import MemberEngine
@@ -348,9 +350,21 @@ def fmt_command(
 @contextmanager
 def _context(allow_new_state: bool = False) -> Iterator[Context]:
     """Load the workspace and give a scratch folder that is removed afterwards."""
-    with _errors(), tempfile.TemporaryDirectory(prefix="segops-") as tmp:
+    with _errors(), _scratch() as work:
         workspace = load_workspace(_state["chdir"])
-        yield Context(workspace, store_for(workspace), Path(tmp), allow_new_state)
+        yield Context(workspace, store_for(workspace), work, allow_new_state)
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    """Give a private (0700) scratch folder, removed on exit, on SIGTERM and at next start.
+
+    Scratch folders hold delta files, that is member identifiers. A run killed outright
+    leaves its folder behind: each run first removes those of dead processes.
+    """
+    remove_stale_scratch(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix()) as tmp:
+        yield Path(tmp)
 
 
 @contextmanager
@@ -409,8 +423,7 @@ def _samples(engine: MemberEngine, plan: Plan, deltas: Path) -> dict[str, list[s
 
 def _saved_samples(file: Path, saved: Plan, key: bytes | None) -> dict[str, list[str]]:
     """Return samples from the deltas of a plan file, extracted (and verified) in a scratch dir."""
-    with tempfile.TemporaryDirectory(prefix="segops-") as tmp:
-        work = Path(tmp)
+    with _scratch() as work:
         open_plan(file, work / "deltas", key)
         engine = MemberEngine(work, work, EngineConfig())
         try:
@@ -467,4 +480,12 @@ def _print_summary(results: tuple[ApplyResult, ...]) -> None:
 
 
 def main() -> None:
+    # SIGTERM (CI cancelling a job) and SIGHUP unwind like Ctrl-C: scratch folders and
+    # partial plan files are removed, and apply releases its lock.
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
     app()
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
