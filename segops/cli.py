@@ -29,6 +29,7 @@ from segops.errors import GuardError, SegopsError, UsageError
 from segops.model import EngineConfig, Plan
 from segops.operations import (
     Context,
+    check_allow_new_state,
     claim_state,
     engine_for,
     make_plan,
@@ -177,6 +178,7 @@ def plan(
     """
     with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
         _check_markdown_options(fmt, artifact, show_identifiers)
+        check_allow_new_state(ctx)
         key = plan_key(os.environ) if out is not None else None
         chosen = _selection(ctx, segment, exclude, changed_since)
         result = make_plan(ctx, engine, __version__, chosen)
@@ -239,6 +241,7 @@ def apply(
     Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan.
     """
     with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
+        check_allow_new_state(ctx)
         saved = None
         if file is not None:
             if segment or exclude or changed_since:

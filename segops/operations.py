@@ -22,7 +22,14 @@ from segops.destinations.factory import DestinationFactory
 from segops.destinations.platform import Estimator
 from segops.destinations.registry import platform_spec
 from segops.engine.duck import MemberEngine
-from segops.errors import LostStateError, PlanError, Problem, SourceError, StalePlanError
+from segops.errors import (
+    LostStateError,
+    PlanError,
+    Problem,
+    SourceError,
+    StalePlanError,
+    UsageError,
+)
 from segops.model import DiffResult, Plan, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
@@ -53,6 +60,20 @@ class Context:
     @property
     def root(self) -> Path:
         return Path(self.workspace.root)
+
+
+def check_allow_new_state(ctx: Context) -> None:
+    """Refuse --allow-new-state when no state is lost: left in a script, it would hide one."""
+    if not ctx.allow_new_state:
+        return
+    try:
+        ctx.store.read()
+    except LostStateError:
+        return
+    raise UsageError(
+        "--allow-new-state: there is no lost state to set aside (state.json is there, or the "
+        "state folder is empty); drop the option, so that it cannot hide a lost state later"
+    )
 
 
 def planning_state(ctx: Context) -> State | None:

@@ -154,6 +154,18 @@ def test_allow_new_state_sets_the_traces_aside(applied: Path) -> None:
     assert run(applied, "plan", "--detailed-exitcode")[0] == 0
 
 
+@pytest.mark.parametrize("command", [["plan"], ["apply", "--auto-approve"]])
+@pytest.mark.parametrize("situation", ["sound-state", "no-state"])
+def test_allow_new_state_without_a_lost_state_is_refused(
+    applied: Path, command: list[str], situation: str
+) -> None:
+    """Left in a script, the option would silently hide the next lost state."""
+    if situation == "no-state":
+        shutil.rmtree(state_dir(applied))
+    err = refused(applied, *command, "--allow-new-state")
+    assert "no lost state" in err
+
+
 def test_a_first_apply_that_failed_resumes_its_lineage(workspace: Path) -> None:
     write_tree(workspace, {"segments/cart.yaml": mics_manifest("cart", "csv: {path: ../c.csv}")})
     write_tree(workspace, {"c.csv": "email_hash\n" + "".join(f"{x}\n" for x in HASHES)})
