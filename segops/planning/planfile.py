@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
-import os
 import re
-import stat
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -44,18 +41,22 @@ from jsonschema import Draft202012Validator, ValidationError  # type: ignore[imp
 from segops._fs import PRIVATE_FILE, atomic_open, open_private, private_dir, remove_stale_temps
 from segops.errors import PlanError, UsageError
 from segops.model import Plan
+from segops.planning.planzip import (
+    CHUNK,
+    DELTA_ENTRY,
+    PLAN_ENTRY,
+    SIGNATURE_ENTRY,
+    entries,
+    open_regular,
+    read_entry,
+    stream,
+    zip_entry,
+)
 from segops.render.json import plan_from_dict, render_json, summary
 
 PLAN_KEY_ENV = "SEGOPS_PLAN_KEY"
 MIN_KEY_LENGTH = 32
-MAX_PLAN_JSON = 64 << 20  # a plan.json of 1,000 destinations is about 2 MB
-_PLAN_ENTRY = "plan.json"
-_SIGNATURE_ENTRY = "plan.json.hmac-sha256"
-_DELTA_ENTRY = re.compile(r"deltas/([0-9a-f]{64})\.parquet")
 _SIGNATURE = re.compile(rb"[0-9a-f]{64}")
-_EPOCH = (1980, 1, 1, 0, 0, 0)
-_CHUNK = 1 << 20
-_ENCRYPTED = 0x1
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +96,15 @@ def save_plan(plan: Plan, deltas: Path, path: Path, key: bytes | None = None) ->
     remove_stale_temps(path.parent, of=path.name)
     try:
         with atomic_open(path, PRIVATE_FILE) as handle, zipfile.ZipFile(handle, "w") as archive:
-            archive.writestr(_entry(_PLAN_ENTRY), body)
+            archive.writestr(zip_entry(PLAN_ENTRY), body)
             if key is not None:
-                archive.writestr(_entry(_SIGNATURE_ENTRY), _sign(key, body))
+                archive.writestr(zip_entry(SIGNATURE_ENTRY), _sign(key, body))
             for name in names:
                 with (
                     (deltas / name).open("rb") as src,
-                    archive.open(_entry(f"deltas/{name}"), "w") as dst,
+                    archive.open(zip_entry(f"deltas/{name}"), "w") as dst,
                 ):
-                    while chunk := src.read(_CHUNK):
+                    while chunk := src.read(CHUNK):
                         dst.write(chunk)
     except OSError as exc:
         raise PlanError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
@@ -128,16 +129,16 @@ def open_plan(path: Path, deltas: Path, key: bytes | None = None) -> SavedPlan:
 
 def _read(path: Path, key: bytes | None, extract: Path | None) -> SavedPlan:
     try:
-        with _open_regular(path) as handle:
+        with open_regular(path) as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
             size = handle.tell()
             handle.seek(0)
             with zipfile.ZipFile(handle) as archive:
-                found = _entries(archive, path, size)
-                body = _read_entry(archive, found[_PLAN_ENTRY], path)
-                signed = _SIGNATURE_ENTRY in found
+                found = entries(archive, path, size)
+                body = read_entry(archive, found[PLAN_ENTRY], path)
+                signed = SIGNATURE_ENTRY in found
                 if key is not None:
-                    _check_signature(archive, found.get(_SIGNATURE_ENTRY), key, body, path)
+                    _check_signature(archive, found.get(SIGNATURE_ENTRY), key, body, path)
                 plan = _parse(body, path)
                 _extract_deltas(archive, found, plan, path, extract)
     except FileNotFoundError:
@@ -147,68 +148,6 @@ def _read(path: Path, key: bytes | None, extract: Path | None) -> SavedPlan:
     except OSError as exc:
         raise PlanError(f"{path}: cannot read the plan file: {exc.strerror or exc}") from None
     return SavedPlan(plan, digest, signed)
-
-
-def _open_regular(path: Path) -> io.BufferedReader:
-    """Open `path` for reading if it is a regular file (a named pipe would block open())."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise PlanError(f"{path}: not a regular file; give the file `segops plan -out` wrote")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _entries(archive: zipfile.ZipFile, path: Path, size: int) -> dict[str, zipfile.ZipInfo]:
-    """Return the archive's entries by name, refusing any a segops plan file cannot hold."""
-    found: dict[str, zipfile.ZipInfo] = {}
-    total = 0
-    for info in archive.infolist():
-        name = info.filename
-        where = f"{path}: entry {name[:80]!r}"
-        if name in found:
-            raise PlanError(f"{where} appears twice: not a plan file segops wrote")
-        if name not in (_PLAN_ENTRY, _SIGNATURE_ENTRY) and not _DELTA_ENTRY.fullmatch(name):
-            raise PlanError(f"{where} is not part of a segops plan file")
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & _ENCRYPTED:
-            raise PlanError(f"{where} is compressed or encrypted; segops stores plan entries as is")
-        if info.file_size != info.compress_size:
-            raise PlanError(f"{where} declares two different sizes")
-        total += info.file_size
-        found[name] = info
-    if total > size:
-        raise PlanError(f"{path}: its entries overlap (they add up to more than the file)")
-    if _PLAN_ENTRY not in found:
-        raise PlanError(f"{path}: not a segops plan file (no {_PLAN_ENTRY})")
-    return found
-
-
-def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
-    if info.file_size > MAX_PLAN_JSON:
-        raise PlanError(f"{path}: {info.filename} is larger than {MAX_PLAN_JSON >> 20} MiB")
-    parts: list[bytes] = []
-    _stream(archive, info, path, parts.append)
-    return b"".join(parts)
-
-
-def _stream(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, sink: Callable[[bytes], Any]
-) -> str:
-    """Pass the entry's bytes to `sink`, never more than it declares; return their sha256."""
-    digest = hashlib.sha256()
-    count = 0
-    with archive.open(info) as src:
-        while chunk := src.read(_CHUNK):
-            count += len(chunk)
-            if count > info.file_size:
-                raise PlanError(f"{path}: entry {info.filename} is longer than it declares")
-            digest.update(chunk)
-            sink(chunk)
-    if count != info.file_size:
-        raise PlanError(f"{path}: entry {info.filename} is shorter than it declares")
-    return digest.hexdigest()
 
 
 def _sign(key: bytes, body: bytes) -> bytes:
@@ -223,7 +162,7 @@ def _check_signature(
             f"{path}: the plan is not signed, and {PLAN_KEY_ENV} is set: only plans made with "
             f"the same {PLAN_KEY_ENV} are applied; run `segops plan -out FILE` with it"
         )
-    given = _read_entry(archive, info, path) if info.file_size <= 64 else b""
+    given = read_entry(archive, info, path) if info.file_size <= 64 else b""
     if not _SIGNATURE.fullmatch(given) or not hmac.compare_digest(given, _sign(key, body)):
         raise PlanError(
             f"{path}: the plan's signature does not match {PLAN_KEY_ENV}: it was changed after "
@@ -237,15 +176,15 @@ def _parse(body: bytes, path: Path) -> Plan:
             body.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant
         )
     except UnicodeDecodeError:
-        raise PlanError(f"{path}: {_PLAN_ENTRY} is not UTF-8") from None
+        raise PlanError(f"{path}: {PLAN_ENTRY} is not UTF-8") from None
     except (ValueError, RecursionError) as exc:
-        raise PlanError(f"{path}: {_PLAN_ENTRY} is not valid JSON ({exc})") from None
+        raise PlanError(f"{path}: {PLAN_ENTRY} is not valid JSON ({exc})") from None
     errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.path)))
     if errors:
         listed = "\n".join(f"  - {_where(e)}: {e.message[:160]}" for e in errors[:5])
         more = f"\n  ({len(errors) - 5} more)" if len(errors) > 5 else ""
         raise PlanError(
-            f"{path}: {_PLAN_ENTRY} does not match schemas/plan.schema.json:\n{listed}{more}"
+            f"{path}: {PLAN_ENTRY} does not match schemas/plan.schema.json:\n{listed}{more}"
         )
     _check_names(data, path)
     plan = plan_from_dict(data, str(path))
@@ -262,19 +201,19 @@ def _check_derived(data: Mapping[str, Any], plan: Plan, path: Path) -> None:
                 f"{change.action.value!r}"
             )
     if data["summary"] != summary(plan):
-        raise PlanError(f"{path}: {_PLAN_ENTRY}: the summary does not add up to the changes")
+        raise PlanError(f"{path}: {PLAN_ENTRY}: the summary does not add up to the changes")
 
 
 def _check_names(data: Mapping[str, Any], path: Path) -> None:
     """Refuse what the schema cannot say: unique addresses, deltas named by their digest."""
     addresses = [c["address"] for c in data["changes"]]
     if len(set(addresses)) != len(addresses):
-        raise PlanError(f"{path}: {_PLAN_ENTRY} lists a destination address twice")
+        raise PlanError(f"{path}: {PLAN_ENTRY} lists a destination address twice")
     for change in data["changes"]:
         delta = change["delta"]
         # The schema's `$` would let a trailing newline through: match whole values here.
         if delta is not None and (
-            not _DELTA_ENTRY.fullmatch(f"deltas/{delta['sha256']}.parquet")
+            not DELTA_ENTRY.fullmatch(f"deltas/{delta['sha256']}.parquet")
             or delta["file"] != f"{delta['sha256']}.parquet"
         ):
             raise PlanError(f"{path}: {change['address']}: delta.file must be <sha256>.parquet")
@@ -289,7 +228,7 @@ def _extract_deltas(
 ) -> None:
     """Check every delta entry against its digest; write them into `extract` when given."""
     named = {c.delta.sha256: c.address for c in plan.changes if c.delta is not None}
-    present = {m.group(1) for n in found if (m := _DELTA_ENTRY.fullmatch(n))}
+    present = {m.group(1) for n in found if (m := DELTA_ENTRY.fullmatch(n))}
     for extra in sorted(present - named.keys()):
         raise PlanError(f"{path}: entry deltas/{extra}.parquet is named by no change")
     for sha256, address in sorted(named.items()):
@@ -298,21 +237,14 @@ def _extract_deltas(
             raise PlanError(f"{path}: delta of {address} is missing")
         target = None if extract is None else extract / f"{sha256}.parquet"
         if target is None:
-            actual = _stream(archive, info, path, lambda _: None)
+            actual = stream(archive, info, path, lambda _: None)
         else:
             with open_private(target) as out:
-                actual = _stream(archive, info, path, out.write)
+                actual = stream(archive, info, path, out.write)
         if actual != sha256:
             if target is not None:
                 target.unlink()
             raise PlanError(f"{path}: delta of {address} does not match its digest")
-
-
-def _entry(name: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=_EPOCH)
-    info.compress_type = zipfile.ZIP_STORED
-    info.external_attr = 0o600 << 16
-    return info
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

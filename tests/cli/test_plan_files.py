@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from segops.planning import planfile
+from segops.planning import planzip
 from segops.render.json import plan_from_dict, summary
 from tests.conftest import mics_manifest, run, write_tree
 
@@ -262,7 +262,7 @@ def test_declared_sizes_must_agree_and_fit_the_file(
 def test_a_plan_json_past_the_limit_is_refused(
     applied: Path, saved: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(planfile, "MAX_PLAN_JSON", 1000)
+    monkeypatch.setattr(planzip, "MAX_PLAN_JSON", 1000)
     assert "larger than" in refused(applied, "show", str(saved))
 
 
