@@ -1,9 +1,22 @@
-"""Durable file operations shared by the state store and the files destination."""
+"""Durable file operations shared by the state store, plan files and the files destination.
+
+Files that hold member identifiers or state are private: 0600 in 0700 folders, whatever
+the umask, because the umask can only take permissions away.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 def fsync_path(path: Path | str) -> None:
@@ -15,12 +28,109 @@ def fsync_path(path: Path | str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old content or the new, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` so readers see the old content or the new, never a mix.
+
+    With `mode`, the file gets exactly that mode; without it, the mode the umask gives.
+    """
+    with atomic_open(path, mode) as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: int | None = PRIVATE_FILE) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces `path` once the block ends without an exception.
+
+    The temporary file sits next to `path` (so the rename is atomic) and is removed when
+    the block fails; the data and the folder entry are fsynced before this returns.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    # Without a mode, the umask decides, as for a plain open().
+    fd = os.open(tmp, flags, 0o666 if mode is None else mode)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_path(path.parent)
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) and make it a folder only its owner can enter."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != PRIVATE_DIR:
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def open_private(path: Path) -> IO[bytes]:
+    """Create `path` for writing with mode 0600; refuse an existing file or a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return os.fdopen(fd, "wb")
+
+
+def pid_alive(pid: int) -> bool:
+    """Return whether a process with this id runs on this machine (it may be another's)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_TEMP = re.compile(r"\.(.+)\.(\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def remove_stale_temps(folder: Path, of: str = "") -> None:
+    """Delete temporary files that `atomic_open` left in `folder` when its process was killed.
+
+    With `of`, only the temporary files of the file with that name.
+    """
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        match = _TEMP.fullmatch(entry)
+        if match is None or (of and match.group(1) != of):
+            continue
+        if not pid_alive(int(match.group(2))):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / entry)
+
+
+SCRATCH_PREFIX = "segops-"
+_SCRATCH = re.compile(r"segops-(\d+)-[a-z0-9_]+")
+
+
+def scratch_prefix() -> str:
+    """Return the name prefix of this process's scratch folders: `segops-<pid>-`."""
+    return f"{SCRATCH_PREFIX}{os.getpid()}-"
+
+
+def remove_stale_scratch(folder: Path) -> None:
+    """Delete the scratch folders (`segops-<pid>-*`) of this user's runs that were killed."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = _SCRATCH.fullmatch(entry.name)
+        if match is None or pid_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.getuid():
+                shutil.rmtree(entry.path)  # removes links inside, never follows them

@@ -5,7 +5,8 @@ Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detail
 
 from __future__ import annotations
 
-import hashlib
+import os
+import signal
 import sys
 import tempfile
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -13,13 +14,14 @@ from contextlib import contextmanager
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from segops import __version__
+from segops._fs import remove_stale_scratch, scratch_prefix
 from segops.config.workspace import load_workspace
 from segops.destinations import ApplyResult
 from segops.engine.duck import MemberEngine
@@ -27,16 +29,19 @@ from segops.errors import GuardError, SegopsError, UsageError
 from segops.model import EngineConfig, Plan
 from segops.operations import (
     Context,
-    check_not_stale,
+    check_allow_new_state,
+    claim_state,
     engine_for,
-    load_saved_plan,
     make_plan,
+    planning_state,
+    read_saved_plan,
     run_apply,
     store_for,
     validate_workspace,
+    verify_saved_plan,
 )
 from segops.planning.guards import check_overrides
-from segops.planning.planfile import open_plan, read_plan, save_plan
+from segops.planning.planfile import open_plan, plan_key, read_plan, save_plan
 from segops.planning.selection import Selection, make_selection
 from segops.render.human import render_text
 from segops.render.json import render_json
@@ -65,6 +70,14 @@ ArtifactOption = Annotated[
         "--artifact",
         help="With --format markdown: where the full plan is (Markdown text: a URL, an "
         "artifact name).",
+    ),
+]
+AllowNewStateOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-new-state",
+        help="state.json is gone but traces of it remain: start a new state anyway (apply "
+        "moves the traces to the state folder's abandoned/). See `segops state recover` first.",
     ),
 ]
 ShowIdentifiersOption = Annotated[
@@ -156,18 +169,21 @@ def plan(
     changed_since: ChangedSinceOption = None,
     artifact: ArtifactOption = None,
     show_identifiers: ShowIdentifiersOption = False,
+    allow_new_state: AllowNewStateOption = False,
 ) -> None:
     """Show what apply would change: members to add, update and remove per destination.
 
     Exit codes: 0 no changes (or changes without --detailed-exitcode), 1 error,
     2 changes (with --detailed-exitcode), 3 a safety guard stops the plan.
     """
-    with _context() as ctx, engine_for(ctx) as engine:
+    with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
         _check_markdown_options(fmt, artifact, show_identifiers)
+        check_allow_new_state(ctx)
+        key = plan_key(os.environ) if out is not None else None
         chosen = _selection(ctx, segment, exclude, changed_since)
         result = make_plan(ctx, engine, __version__, chosen)
         if out is not None:
-            save_plan(result, ctx.work / "deltas", out)
+            save_plan(result, ctx.work / "deltas", out, key)
         samples = _samples(engine, result, ctx.work / "deltas") if show_identifiers else None
     typer.echo(_render(result, fmt, artifact, samples), nl=False)
     if out is not None and fmt is Format.text:
@@ -190,8 +206,9 @@ def show(
     """Show a saved plan."""
     with _errors():
         _check_markdown_options(fmt, artifact, show_identifiers)
-        saved = read_plan(file)
-        samples = _saved_samples(file, saved) if show_identifiers else None
+        key = plan_key(os.environ)
+        saved = read_plan(file, key).plan
+        samples = _saved_samples(file, saved, key) if show_identifiers else None
     typer.echo(_render(saved, fmt, artifact, samples), nl=False)
 
 
@@ -217,21 +234,25 @@ def apply(
     segment: SegmentOption = None,
     exclude: ExcludeOption = None,
     changed_since: ChangedSinceOption = None,
+    allow_new_state: AllowNewStateOption = False,
 ) -> None:
     """Send the planned changes and record the new state.
 
     Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan.
     """
-    with _context() as ctx, engine_for(ctx) as engine:
+    with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
+        check_allow_new_state(ctx)
+        saved = None
+        if file is not None:
+            if segment or exclude or changed_since:
+                raise UsageError("a saved plan is applied whole: select when planning")
+            saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
         lock = ctx.store.lock("apply")
         try:
-            state = ctx.store.read()
-            if file is not None:
-                if segment or exclude or changed_since:
-                    raise UsageError("a saved plan is applied whole: select when planning")
-                chosen = load_saved_plan(ctx, file)
-                check_not_stale(ctx, chosen, state)
-                check_overrides(chosen, allow_removals or (), _digest(file))
+            claim_state(ctx, __version__)
+            if saved is not None:
+                chosen = verify_saved_plan(ctx, engine, saved.plan, __version__, str(file))
+                check_overrides(chosen, allow_removals or (), saved.sha256)
             else:
                 selection = _selection(ctx, segment, exclude, changed_since)
                 chosen = make_plan(ctx, engine, __version__, selection)
@@ -251,11 +272,47 @@ def apply(
 @app.command("force-unlock")
 def force_unlock(
     lock_id: Annotated[str, typer.Argument(help="The Lock ID printed by the run that holds it.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Release it even though its process still runs on this machine."
+        ),
+    ] = False,
 ) -> None:
     """Release a stale state lock left by a run that is gone."""
     with _context() as ctx:
-        ctx.store.unlock(lock_id)
+        ctx.store.force_unlock(lock_id, force)
     typer.echo(f"segops state has been unlocked (lock {lock_id}).")
+
+
+state_app = typer.Typer(help="Inspect and repair the state.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("recover")
+def state_recover(
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Go back to the backup even though state.json reads fine."),
+    ] = False,
+) -> None:
+    """Restore state.json from state.json.backup, the state before the last write.
+
+    A damaged state.json is kept beside it (state.json.damaged-<time>).
+    """
+    with _context() as ctx:
+        lock = ctx.store.lock("state recover")
+        try:
+            recovered = ctx.store.recover(force)
+        finally:
+            ctx.store.unlock(lock.id)
+    typer.echo(
+        f"Recovered the state from state.json.backup: lineage {recovered.lineage}, "
+        f"{len(recovered.destinations)} destination(s), now serial {recovered.serial}.\n"
+        "It is the state before the last write: the destination that write recorded may have "
+        "members on its platform that the state does not list. Run `segops plan` and review "
+        "it before you apply."
+    )
 
 
 @app.command("fmt")
@@ -294,11 +351,23 @@ def fmt_command(
 
 
 @contextmanager
-def _context() -> Iterator[Context]:
+def _context(allow_new_state: bool = False) -> Iterator[Context]:
     """Load the workspace and give a scratch folder that is removed afterwards."""
-    with _errors(), tempfile.TemporaryDirectory(prefix="segops-") as tmp:
+    with _errors(), _scratch() as work:
         workspace = load_workspace(_state["chdir"])
-        yield Context(workspace, store_for(workspace), Path(tmp))
+        yield Context(workspace, store_for(workspace), work, allow_new_state)
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    """Give a private (0700) scratch folder, removed on exit, on SIGTERM and at next start.
+
+    Scratch folders hold delta files, that is member identifiers. A run killed outright
+    leaves its folder behind: each run first removes those of dead processes.
+    """
+    remove_stale_scratch(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix()) as tmp:
+        yield Path(tmp)
 
 
 @contextmanager
@@ -318,14 +387,9 @@ def _errors() -> Iterator[None]:
 def _selection(
     ctx: Context, segment: list[str] | None, exclude: list[str] | None, changed_since: str | None
 ) -> Selection:
-    state = ctx.store.read()
+    state = planning_state(ctx)
     applied = [d.segment for d in state.destinations] if state else []
     return make_selection(ctx.workspace, segment or (), exclude or (), changed_since, applied)
-
-
-def _digest(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _render(
@@ -360,11 +424,10 @@ def _samples(engine: MemberEngine, plan: Plan, deltas: Path) -> dict[str, list[s
     return found
 
 
-def _saved_samples(file: Path, saved: Plan) -> dict[str, list[str]]:
+def _saved_samples(file: Path, saved: Plan, key: bytes | None) -> dict[str, list[str]]:
     """Return samples from the deltas of a plan file, extracted (and verified) in a scratch dir."""
-    with tempfile.TemporaryDirectory(prefix="segops-") as tmp:
-        work = Path(tmp)
-        open_plan(file, work / "deltas")
+    with _scratch() as work:
+        open_plan(file, work / "deltas", key)
         engine = MemberEngine(work, work, EngineConfig())
         try:
             return _samples(engine, saved, work / "deltas")
@@ -420,4 +483,12 @@ def _print_summary(results: tuple[ApplyResult, ...]) -> None:
 
 
 def main() -> None:
+    # SIGTERM (CI cancelling a job) and SIGHUP unwind like Ctrl-C: scratch folders and
+    # partial plan files are removed, and apply releases its lock.
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
     app()
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)

@@ -5,7 +5,8 @@
      ├── ManifestError              segops.yaml or a manifest is malformed or inconsistent
      ├── SourceError                a source file cannot be read or holds bad rows
      ├── StateError                 the state cannot be read or written
-     │    └── StateLockedError      another process holds the state lock
+     │    ├── StateLockedError      another process holds the state lock
+     │    └── LostStateError        state.json is gone but traces of it remain
      ├── PlanError                  a plan file is unreadable
      │    └── StalePlanError        the state or an input moved since the plan was made
      ├── GuardError                 a safety guard stops the plan (exit code 3)
@@ -66,6 +67,10 @@ class StateError(SegopsError):
 
 class StateLockedError(StateError):
     """Another process holds the state lock."""
+
+
+class LostStateError(StateError):
+    """state.json is missing while traces of an earlier state remain: never start afresh."""
 
 
 class PlanError(SegopsError):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,14 +22,27 @@ from segops.destinations.factory import DestinationFactory
 from segops.destinations.platform import Estimator
 from segops.destinations.registry import platform_spec
 from segops.engine.duck import MemberEngine
-from segops.errors import Problem, SourceError, StalePlanError
+from segops.errors import (
+    LostStateError,
+    PlanError,
+    Problem,
+    SourceError,
+    StalePlanError,
+    UsageError,
+)
 from segops.model import DiffResult, Plan, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
-from segops.planning.inputs import InputDigests, all_inputs
-from segops.planning.planfile import open_plan
+from segops.planning.inputs import InputDigests
+from segops.planning.planfile import PLAN_KEY_ENV, SavedPlan, plan_key, read_plan
 from segops.planning.schedule import with_schedule
 from segops.planning.selection import Selection
+from segops.planning.verify import (
+    expected_segments,
+    parse_selection,
+    plan_differences,
+    segment_differences,
+)
 from segops.state.local import LocalStateStore
 from segops.state.model import State
 
@@ -40,10 +54,55 @@ class Context:
     workspace: Workspace
     store: LocalStateStore
     work: Path
+    # --allow-new-state: plan against no state, and let apply set a lost state's traces aside
+    allow_new_state: bool = False
 
     @property
     def root(self) -> Path:
         return Path(self.workspace.root)
+
+
+def check_allow_new_state(ctx: Context) -> None:
+    """Refuse --allow-new-state when no state is lost: left in a script, it would hide one."""
+    if not ctx.allow_new_state:
+        return
+    try:
+        ctx.store.read()
+    except LostStateError:
+        return
+    raise UsageError(
+        "--allow-new-state: there is no lost state to set aside (state.json is there, or the "
+        "state folder is empty); drop the option, so that it cannot hide a lost state later"
+    )
+
+
+def planning_state(ctx: Context) -> State | None:
+    """Return the state plans are made against; None for one with nothing written yet.
+
+    Raises:
+        LostStateError: state.json is gone but traces remain, without --allow-new-state.
+    """
+    try:
+        state = ctx.store.read()
+    except LostStateError:
+        if not ctx.allow_new_state:
+            raise
+        return None
+    # A first apply that began but wrote nothing (serial 0) planned against no state too.
+    return state if state is not None and state.serial > 0 else None
+
+
+def claim_state(ctx: Context, version: str) -> State | None:
+    """Return the state apply works on; with --allow-new-state, set a lost one aside first.
+
+    The caller holds the lock.
+    """
+    try:
+        return ctx.store.read()
+    except LostStateError:
+        if not ctx.allow_new_state:
+            raise
+        return ctx.store.abandon(State(str(uuid.uuid4()), 0, version))
 
 
 def store_for(workspace: Workspace) -> LocalStateStore:
@@ -84,7 +143,7 @@ def make_plan(
     With a selection, segments it leaves out are neither planned nor destroyed.
     """
     selection = selection or Selection()
-    state = ctx.store.read()
+    state = planning_state(ctx)
     ws = ctx.workspace
     digests = InputDigests(ws)  # runs beside the diff, which reads the same files
     desired = [d for d in ws.destinations if selection.includes(d.segment)]
@@ -114,18 +173,61 @@ def estimators(workspace: Workspace, state_dir: Path, now: float) -> dict[str, E
     return found
 
 
-def check_not_stale(ctx: Context, plan: Plan, state: State | None) -> None:
-    reasons = planner.stale_reasons(plan, state, all_inputs(ctx.workspace))
+def read_saved_plan(path: Path, env: Mapping[str, str]) -> SavedPlan:
+    """Read a plan file for apply: every entry checked, its signature too when a key is set.
+
+    Raises:
+        PlanError: the file is not a sound plan file, or is signed and no key is set.
+    """
+    key = plan_key(env)
+    saved = read_plan(path, key)
+    if key is None and saved.signed:
+        raise PlanError(
+            f"{path}: the plan is signed, but {PLAN_KEY_ENV} is not set: set it to the key "
+            "the plan was made with, so that its signature is checked"
+        )
+    return saved
+
+
+def verify_saved_plan(
+    ctx: Context, engine: MemberEngine, saved: Plan, version: str, origin: str
+) -> Plan:
+    """Recompute `saved` from the workspace and the state; return the recomputed plan.
+
+    The caller holds the lock. Apply then sends the recomputed plan and its own delta files,
+    which match the saved ones byte for byte (their digests are compared).
+
+    Raises:
+        StalePlanError: the state or an input file moved since the plan was made.
+        PlanError: the plan says anything the workspace and the state do not give.
+    """
+    state = planning_state(ctx)
+    _check_not_stale(planner.stale_reasons(saved, state, saved.inputs))  # before any work
+    applied = state.destinations if state else ()
+    known = {s.name for s in ctx.workspace.segments} | {d.segment for d in applied}
+    picked = expected_segments(parse_selection(saved.selection, origin), known)
+    segments = frozenset(c.segment for c in saved.changes)
+    fresh = make_plan(ctx, engine, version, Selection(changed=segments, text=saved.selection))
+    _check_not_stale(planner.stale_reasons(saved, state, fresh.inputs))
+    problems = segment_differences(saved, picked) + plan_differences(saved, fresh)
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems[:20])
+        more = f"\n  ({len(problems) - 20} more)" if len(problems) > 20 else ""
+        raise PlanError(
+            f"{origin}: the plan does not match what the workspace and the state give (was it "
+            f"edited, or made by another segops?); nothing was applied:\n{listed}{more}\n"
+            "Make the plan again with `segops plan -out FILE`, review it, and apply that file."
+        )
+    return fresh
+
+
+def _check_not_stale(reasons: Sequence[str]) -> None:
     if reasons:
         listed = "\n".join(f"  - {r}" for r in reasons)
         raise StalePlanError(
             "the saved plan is stale: it no longer matches the state or the workspace\n"
             f"{listed}\nRun `segops plan` again and apply the new plan."
         )
-
-
-def load_saved_plan(ctx: Context, path: Path) -> Plan:
-    return open_plan(path, ctx.work / "deltas")
 
 
 def run_apply(

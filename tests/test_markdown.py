@@ -76,7 +76,7 @@ def _plan_of(
     plan_file = tmp_path / "plan.segplan"
     code, _, err = run(root, "plan", "-out", str(plan_file))
     assert code in (0, 3), err  # 3: a safety guard stops a change; the plan is saved all the same
-    return read_plan(plan_file)
+    return read_plan(plan_file).plan
 
 
 def _normalised(plan: Plan) -> Plan:

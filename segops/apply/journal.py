@@ -7,8 +7,10 @@ One JSON object per line in `.segops/journal.jsonl`:
 
 A line is on disk before `record`/`put` returns, so after a kill the next apply knows which
 operations the platform accepted (and checks on them instead of sending them again) and
-which platform objects exist. A torn last line (a kill mid-write) is ignored. Entries never
-hold secrets or member identifiers.
+which platform objects exist. A torn last line (a kill mid-write: no newline at the end) was
+never recorded: it is cut off when the journal is opened, so the next line starts clean.
+Any other line that is not an entry is damage, refused with how to recover. The file is
+0600 in the private state folder. Entries never hold secrets or member identifiers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from segops._fs import PRIVATE_FILE, atomic_write, private_dir
+from segops.errors import StateError
+
 STATUSES = ("intent", "sent", "accepted", "confirmed", "failed")
+_HINT = (
+    "The journal lists operations sent but not yet recorded in state.json. If no segops run "
+    "is going on, move it aside (e.g. `mv .segops/journal.jsonl journal.damaged`) and run "
+    "`segops apply` again: it sends those changes again, which is harmless"
+)
 
 
 class FileJournal:
@@ -33,23 +43,38 @@ class FileJournal:
 
     def _load(self) -> None:
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a torn last line from a kill mid-write
-            if "op" in entry:
-                self._ops[entry["op"]] = entry
-            elif "resource" in entry:
-                self._resources[entry["resource"]] = entry["value"]
+        except OSError as exc:
+            raise StateError(
+                f"{self.path}: cannot read the apply journal: {exc.strerror}. {_HINT}"
+            ) from None
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):
+            self._cut_torn_tail(complete)
+        for number, line in enumerate(data[:complete].splitlines(), start=1):
+            self._take(_entry(line, f"{self.path}:{number}"))
+
+    def _take(self, entry: Mapping[str, Any]) -> None:
+        if "op" in entry:
+            self._ops[entry["op"]] = dict(entry)
+        else:
+            self._resources[entry["resource"]] = entry["value"]
+
+    def _cut_torn_tail(self, length: int) -> None:
+        """Drop a last line without its newline: its record never returned."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
+        try:
+            os.ftruncate(fd, length)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _append(self, entry: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         data = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, data)
             os.fsync(fd)
@@ -104,11 +129,22 @@ class FileJournal:
             for k, v in sorted(self._resources.items())
         ]
         lines += [json.dumps(e, sort_keys=True, separators=(",", ":")) for e in self._ops.values()]
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(f"{line}\n" for line in lines).encode(), PRIVATE_FILE)
+
+
+def _entry(line: bytes, where: str) -> Mapping[str, Any]:
+    """Return the journal entry on `line`, or raise StateError naming the line."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        entry = None
+    if isinstance(entry, dict):
+        if isinstance(entry.get("op"), str) and isinstance(entry.get("address"), str):
+            if entry.get("status") in STATUSES:
+                return entry
+        if isinstance(entry.get("resource"), str) and isinstance(entry.get("value"), str):
+            return entry
+    raise StateError(f"{where}: not an apply journal entry: the journal is damaged. {_HINT}")
 
 
 class JournalResources:

@@ -96,11 +96,13 @@ def apply_plan(
 
     The caller holds the state lock and has checked that the plan is not stale.
     """
-    state = store.read() or State(str(uuid.uuid4()), 0, segops_version)
+    state = store.read()
     results = []
     for change in plan.changes:
         if not change.is_change:
             continue
+        if state is None:  # recorded before anything is sent: a kill now resumes this lineage
+            state = store.begin(State(str(uuid.uuid4()), 0, segops_version))
         result = _send(change, deltas, engine, journal, destination_for)
         if result.ok or result.confirmed:
             entry = _recorded(change, result, state, store, engine, deltas)

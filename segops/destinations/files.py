@@ -54,8 +54,13 @@ class FilesDestination:
         self._target = target
 
     @property
+    def _output(self) -> Path:
+        """Return the connection's output folder; nothing below it is a symlink segops follows."""
+        return self._root / str(self._connection.option("path", DEFAULT_PATH))
+
+    @property
     def run_dir(self) -> Path:
-        return self._root / str(self._connection.option("path", DEFAULT_PATH)) / self._run
+        return self._output / self._run
 
     def apply(
         self, change: DestinationChange, rows: Callable[[], Iterable[MemberRow]]
@@ -64,7 +69,7 @@ class FilesDestination:
         target = self._target or _target_of(self._connection, change)
         tally = {REMOVE: 0, ADD: 0, UPDATE: 0}
         try:
-            with AtomicFiles() as files:
+            with AtomicFiles(self._output) as files:
                 out = FilesOut(
                     self.run_dir, files, self._connection, self._run, self._max_file_bytes
                 )

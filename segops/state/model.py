@@ -1,11 +1,19 @@
 """The state and its versioned dict form; no I/O.
 
 `format_version` is checked on read: an unknown version fails clearly, and each older
-version is brought forward by one upgrade function per step (none yet: version 1).
+version is brought forward by one upgrade function per step (`_upgrade_v1`).
+
+The dict form is verified on read: each destination entry carries the sha256 of its
+canonical JSON with its address (so an entry moved to another address, or pointing at
+another snapshot, fails), and the document carries one over its top-level fields and
+the entries' digests. A damaged or edited state.json is refused with how to recover.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -13,7 +21,13 @@ from typing import Any
 from segops.errors import StateError
 from segops.model import KeyEncoding, Platform, Settings, SnapshotRef, settings_digest
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+RECOVER_HINT = (
+    "To go back to the state before the last write, run `segops state recover` (it restores "
+    "state.json.backup and keeps the damaged file beside it); otherwise restore the state "
+    "folder from a copy."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +110,41 @@ class LockInfo:
 
 
 def state_to_dict(state: State) -> dict[str, Any]:
-    """Return the canonical, versioned dict form written to state.json."""
-    return {
-        "format_version": state.format_version,
+    """Return the canonical, versioned dict form written to state.json, with its digests."""
+    data: dict[str, Any] = {
+        "format_version": STATE_FORMAT_VERSION,
         "lineage": state.lineage,
         "serial": state.serial,
         "segops_version": state.segops_version,
         "destinations": {d.address: _destination_to_dict(d) for d in state.destinations},
         "resources": dict(state.resources),
     }
+    data["digest"] = _document_digest(data)
+    return data
+
+
+def _canonical_digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _entry_digest(address: str, raw: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in raw.items() if k != "digest"}
+    return _canonical_digest({"address": address, "entry": body})
+
+
+def _document_digest(data: Mapping[str, Any]) -> str:
+    top = {k: v for k, v in data.items() if k not in ("digest", "destinations")}
+    entries = {a: e.get("digest") for a, e in data["destinations"].items()}
+    return _canonical_digest({**top, "destinations": entries})
 
 
 def _destination_to_dict(entry: DestinationState) -> dict[str, Any]:
+    body = _destination_body(entry)
+    return {**body, "digest": _entry_digest(entry.address, body)}
+
+
+def _destination_body(entry: DestinationState) -> dict[str, Any]:
     return {
         "segment": entry.segment,
         "connection": entry.connection,
@@ -129,13 +166,16 @@ def _destination_to_dict(entry: DestinationState) -> dict[str, Any]:
 
 
 def state_from_dict(data: Mapping[str, Any], origin: str) -> State:
-    """Parse and check the dict form; `origin` names the file in errors."""
+    """Parse the dict form and check its digests; `origin` names the file in errors."""
     version = data.get("format_version")
-    if version != STATE_FORMAT_VERSION:
+    if version == 1:
+        data = _upgrade_v1(data, origin)
+    elif version != STATE_FORMAT_VERSION:
         raise StateError(
             f"{origin}: format_version {version!r} is not supported by this segops "
-            f"(it reads version {STATE_FORMAT_VERSION}); upgrade segops"
+            f"(it reads versions 1 to {STATE_FORMAT_VERSION}); upgrade segops"
         )
+    _check_digests(data, origin)
     try:
         entries = tuple(
             _destination_from_dict(address, raw)
@@ -149,12 +189,47 @@ def state_from_dict(data: Mapping[str, Any], origin: str) -> State:
             entries,
             resources=resources,
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StateError(f"{origin}: malformed state ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateError(
+            f"{origin}: malformed state ({type(exc).__name__}: {exc}). {RECOVER_HINT}"
+        ) from None
+
+
+def _upgrade_v1(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """Return a version 1 document as version 2: the same fields, with their digests."""
+    destinations = data.get("destinations")
+    if not isinstance(destinations, Mapping) or not all(
+        isinstance(e, Mapping) for e in destinations.values()
+    ):
+        raise StateError(f"{origin}: malformed state (destinations is not an object of objects)")
+    upgraded: dict[str, Any] = {**data, "format_version": STATE_FORMAT_VERSION}
+    upgraded["destinations"] = {
+        a: {**e, "digest": _entry_digest(a, e)} for a, e in destinations.items()
+    }
+    upgraded["digest"] = _document_digest(upgraded)
+    return upgraded
+
+
+def _check_digests(data: Mapping[str, Any], origin: str) -> None:
+    destinations = data.get("destinations")
+    if not isinstance(destinations, Mapping):
+        raise StateError(f"{origin}: malformed state (no destinations object). {RECOVER_HINT}")
+    for address, raw in sorted(destinations.items()):
+        if not isinstance(raw, Mapping) or raw.get("digest") != _entry_digest(address, raw):
+            raise StateError(
+                f"{origin}: the entry of {address} does not match its digest: state.json was "
+                f"edited or damaged. {RECOVER_HINT}"
+            )
+    if data.get("digest") != _document_digest(data):
+        raise StateError(
+            f"{origin}: does not match its digest: state.json was edited or damaged. {RECOVER_HINT}"
+        )
 
 
 def _destination_from_dict(address: str, raw: Mapping[str, Any]) -> DestinationState:
     snap = raw["snapshot"]
+    if not isinstance(snap["sha256"], str) or not _SHA256.fullmatch(snap["sha256"]):
+        raise ValueError(f"the snapshot digest of {address} is not 64 lowercase hex")
     settings: Settings = tuple(sorted(raw["settings"].items()))
     entry = DestinationState(
         address=address,

@@ -456,10 +456,12 @@ def test_files_are_fsynced_before_they_are_renamed_into_place(
         events.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync")
         real_fsync(fd)
 
-    def replace(src: str, dst: str) -> None:
-        assert Path(src).parent == Path(dst).parent and Path(src).name.startswith(".")
+    def replace(src: str, dst: str, **dirs: int) -> None:
+        # Renamed within one folder, opened without following symlinks.
+        assert dirs["src_dir_fd"] == dirs["dst_dir_fd"] and "/" not in src + dst
+        assert src.startswith(".") and src.endswith(".tmp")
         events.append("replace")
-        real_replace(src, dst)
+        real_replace(src, dst, **dirs)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)

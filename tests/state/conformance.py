@@ -1,20 +1,46 @@
-"""The behaviour every state store must have; each store's test module runs it."""
+"""The behaviour every state store must have; each store's test module runs it.
+
+A store's test module gives a factory of stores and a `Raw` view of what the store keeps
+(by the local layout's names: "state.json", "snapshots/<sha>.parquet", "lock.json"...),
+through which these checks damage it as a disk, a person or an attacker would.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
-from segops.errors import StateError, StateLockedError
+from segops.errors import LostStateError, StateError, StateLockedError
 from segops.model import KeyEncoding, Platform, SnapshotRef
 from segops.state import Locker, StateStore
 from segops.state.model import DestinationState, State
 
-Factory = Callable[[], StateStore]
+
+class Store(StateStore, Locker, Protocol):
+    pass
+
+
+Factory = Callable[[], Store]
+
+
+class Raw(Protocol):
+    def get(self, name: str) -> bytes | None: ...
+
+    def put(self, name: str, data: bytes) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def names(self) -> list[str]: ...
+
+
+RECOVER = "segops state recover"
 
 
 def entry(address: str, sha: str, count: int = 3) -> DestinationState:
@@ -28,20 +54,56 @@ def entry(address: str, sha: str, count: int = 3) -> DestinationState:
     )
 
 
-def snapshot_file(tmp: Path, content: bytes) -> Path:
-    path = tmp / f"snap-{len(content)}.parquet"
+def snapshot_file(tmp: Path, content: bytes) -> tuple[Path, str]:
+    """Write a snapshot file; return it with its digest."""
+    sha = hashlib.sha256(content).hexdigest()
+    path = tmp / f"snap-{sha[:8]}.parquet"
     path.write_bytes(content)
-    return path
+    return path, sha
+
+
+def stored(store: Store, tmp: Path, content: bytes) -> str:
+    """Put a snapshot with `content` into `store`; return its digest."""
+    path, sha = snapshot_file(tmp, content)
+    store.put_snapshot(path, sha)
+    return sha
+
+
+def begun(make: Factory, lineage: str = "lin") -> Store:
+    """Return a store where a first apply of `lineage` began (as apply does before sending)."""
+    store = make()
+    store.begin(State(lineage, 0, "0.1"))
+    return store
+
+
+def two_writes(make: Factory, tmp: Path) -> tuple[State, State]:
+    """Write two states (the second is current, the first its backup); return them."""
+    store = begun(make)
+    one, two = stored(store, tmp, b"one"), stored(store, tmp, b"two")
+    first = store.write(State("lin", 0, "0.1", (entry("a.x", one), entry("b.x", two))))
+    three = stored(store, tmp, b"three")
+    second = store.write(first.with_destination(entry("a.x", three, count=4)))
+    return first, second
+
+
+def edit_state(raw: Raw, edit: Callable[[dict[str, Any]], None]) -> None:
+    data = json.loads(raw.get("state.json") or b"{}")
+    edit(data)
+    raw.put("state.json", json.dumps(data).encode())
+
+
+# -- reading and writing ----------------------------------------------------------------
 
 
 def check_empty_store_reads_none(make: Factory) -> None:
     assert make().read() is None
 
 
-def check_write_increments_serial_and_keeps_lineage(make: Factory) -> None:
-    store = make()
-    first = store.write(State("lin-1", 0, "0.1", (entry("a.x", "0" * 64),)))
-    second = store.write(first.with_destination(entry("b.x", "1" * 64)))
+def check_write_increments_serial_and_keeps_lineage(make: Factory, tmp: Path) -> None:
+    store = begun(make, "lin-1")
+    a, b = stored(store, tmp, b"a"), stored(store, tmp, b"b")
+    first = store.write(State("lin-1", 0, "0.1", (entry("a.x", a),)))
+    second = store.write(first.with_destination(entry("b.x", b)))
     assert (first.serial, second.serial) == (1, 2)
     again = make().read()
     assert again is not None
@@ -57,19 +119,214 @@ def check_refuses_other_lineage(make: Factory) -> None:
 
 
 def check_snapshots_roundtrip_and_collect(make: Factory, tmp: Path) -> None:
-    store = make()
-    store.put_snapshot(snapshot_file(tmp, b"one"), "a" * 64)
-    store.put_snapshot(snapshot_file(tmp, b"two!"), "b" * 64)
-    state = store.write(State("lin", 0, "0.1", (entry("s.x", "a" * 64),)))
-    assert store.snapshot_path("a" * 64).read_bytes() == b"one"
+    store = begun(make)
+    a, b = stored(store, tmp, b"one"), stored(store, tmp, b"two!")
+    state = store.write(State("lin", 0, "0.1", (entry("s.x", a),)))
+    assert store.snapshot_path(a).read_bytes() == b"one"
     # b is referenced by neither state.json nor its backup: it is collected.
     with pytest.raises(StateError, match="missing"):
-        store.snapshot_path("b" * 64)
-    store.put_snapshot(snapshot_file(tmp, b"three"), "c" * 64)
-    store.write(state.with_destination(entry("s.x", "c" * 64)))
+        store.snapshot_path(b)
+    c = stored(store, tmp, b"three")
+    store.write(state.with_destination(entry("s.x", c)))
     # a is still referenced by the backup (the previous state), c by the current one.
-    assert store.snapshot_path("a" * 64).read_bytes() == b"one"
-    assert store.snapshot_path("c" * 64).read_bytes() == b"three"
+    assert store.snapshot_path(a).read_bytes() == b"one"
+    assert store.snapshot_path(c).read_bytes() == b"three"
+
+
+def check_unknown_format_version_fails_clearly(make: Factory, raw: Raw) -> None:
+    make().write(State("lin", 0, "0.1"))
+    edit_state(raw, lambda d: d.update(format_version=99))
+    with pytest.raises(StateError, match="format_version 99"):
+        make().read()
+
+
+def check_version_1_is_read_and_upgraded(make: Factory, raw: Raw, tmp: Path) -> None:
+    store = begun(make)
+    sha = stored(store, tmp, b"v1")
+    store.write(State("lin", 0, "0.1", (entry("a.x", sha, count=9),)))
+
+    def as_version_1(data: dict[str, Any]) -> None:
+        data.update(format_version=1)
+        del data["digest"]
+        for item in data["destinations"].values():
+            del item["digest"]
+
+    edit_state(raw, as_version_1)
+    state = make().read()
+    assert state is not None and state.get("a.x") is not None
+    assert make().write(state).serial == 2
+    assert json.loads(raw.get("state.json") or b"")["format_version"] == 2
+
+
+# -- verified on read ---------------------------------------------------------------------
+
+
+def check_put_snapshot_checks_the_digest(make: Factory, tmp: Path) -> None:
+    path, _ = snapshot_file(tmp, b"content")
+    with pytest.raises(StateError, match="digest"):
+        make().put_snapshot(path, hashlib.sha256(b"other").hexdigest())
+
+
+SNAPSHOT_DAMAGE: dict[str, Callable[[bytes], bytes | None]] = {
+    "flipped-byte": lambda b: bytes([b[0] ^ 1]) + b[1:],
+    "truncated": lambda b: b[:-1],
+    "replaced": lambda b: b"another valid snapshot",
+    "emptied": lambda b: b"",
+    "deleted": lambda b: None,
+}
+
+
+def check_damaged_snapshot_is_refused(make: Factory, raw: Raw, tmp: Path, damage: str) -> None:
+    _, current = two_writes(make, tmp)
+    sha = current.destinations[0].snapshot.sha256
+    name = f"snapshots/{sha}.parquet"
+    changed = SNAPSHOT_DAMAGE[damage](raw.get(name) or b"")
+    if changed is None:
+        raw.delete(name)
+    else:
+        raw.put(name, changed)
+    with pytest.raises(StateError, match="missing|digest") as info:
+        make().snapshot_path(sha)
+    assert RECOVER in str(info.value)
+
+
+STATE_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    # state.json pointing at another destination's snapshot
+    "other-snapshot": lambda d: d["destinations"]["a.x"]["snapshot"].update(
+        sha256=d["destinations"]["b.x"]["snapshot"]["sha256"]
+    ),
+    "member-count": lambda d: d["destinations"]["a.x"].update(member_count=0),
+    "settings": lambda d: d["destinations"]["a.x"]["settings"].update(datamart_id="2"),
+    "moved-entry": lambda d: d["destinations"].update({"c.x": d["destinations"].pop("a.x")}),
+    "swapped-entries": lambda d: d.update(
+        destinations={"a.x": d["destinations"]["b.x"], "b.x": d["destinations"]["a.x"]}
+    ),
+    "lineage": lambda d: d.update(lineage="another"),
+    "serial": lambda d: d.update(serial=99),
+    "resources": lambda d: d["resources"].update(k="v"),
+    "dropped-entry": lambda d: d["destinations"].pop("b.x"),
+}
+
+
+def check_edited_state_is_refused(make: Factory, raw: Raw, tmp: Path, edit: str) -> None:
+    two_writes(make, tmp)
+    edit_state(raw, STATE_EDITS[edit])
+    with pytest.raises(StateError, match="digest") as info:
+        make().read()
+    assert RECOVER in str(info.value)
+
+
+STATE_DAMAGE: dict[str, bytes] = {
+    "not-utf8": b'{"format_version": 2, "lineage": "\xff\xfe"}',
+    "torn": b'{"format_version": 2, "lin',
+    "not-an-object": b"[1, 2, 3]",
+    "deep": b"[" * 100_000 + b"]" * 100_000,
+    "empty": b"",
+    "wrong-types": b'{"format_version": 2, "destinations": [], "digest": 1}',
+}
+
+
+def check_damaged_state_is_a_clear_error(make: Factory, raw: Raw, tmp: Path, damage: str) -> None:
+    two_writes(make, tmp)
+    raw.put("state.json", STATE_DAMAGE[damage])
+    with pytest.raises(StateError) as info:
+        make().read()
+    assert RECOVER in str(info.value)
+
+
+# -- never started afresh --------------------------------------------------------------------
+
+LOST_TRACES = ("state.json.backup", "snapshots", "journal.jsonl", "moengage-ledger-x.json")
+
+
+def check_lost_state_is_refused(make: Factory, raw: Raw, tmp: Path, trace: str) -> None:
+    """state.json is gone; any one trace of it is enough to refuse starting afresh."""
+    _, current = two_writes(make, tmp)
+    keep = {n for n in raw.names() if n == trace or n.startswith(f"{trace}/")}
+    if trace in ("journal.jsonl", "moengage-ledger-x.json"):
+        raw.put(trace, b"")
+        keep = {trace}
+    for name in raw.names():
+        if name not in keep:
+            raw.delete(name)
+    store = make()
+    with pytest.raises(LostStateError) as info:
+        store.read()
+    assert trace.split("/")[0] in str(info.value) and "--allow-new-state" in str(info.value)
+    with pytest.raises(LostStateError):
+        store.write(State("new-lineage", 0, "0.1"))
+    assert (trace == "state.json.backup") == (RECOVER in str(info.value))
+
+
+def check_a_first_apply_that_began_resumes_its_lineage(make: Factory, tmp: Path) -> None:
+    store = make()
+    begun = store.begin(State("first", 0, "0.1"))
+    assert (begun.lineage, begun.serial) == ("first", 0)
+    sha = stored(store, tmp, b"sent before the kill")
+    resumed = make().read()  # a new process, after a kill
+    assert resumed is not None and (resumed.lineage, resumed.serial) == ("first", 0)
+    written = make().write(State("first", 0, "0.1", (entry("a.x", sha),)))
+    assert written.serial == 1
+    with pytest.raises(StateError, match="lineage"):
+        make().write(State("other", 0, "0.1"))
+    with pytest.raises(StateError):
+        make().begin(State("again", 0, "0.1"))
+
+
+def check_abandon_sets_traces_aside_and_begins(make: Factory, raw: Raw, tmp: Path) -> None:
+    two_writes(make, tmp)
+    backup = raw.get("state.json.backup")
+    raw.delete("state.json")
+    store = make()
+    with pytest.raises(LostStateError):
+        store.read()
+    begun = store.abandon(State("fresh", 0, "0.1"))
+    assert (begun.lineage, begun.serial) == ("fresh", 0)
+    again = make().read()
+    assert again is not None and again.lineage == "fresh"
+    kept = [n for n in raw.names() if n.startswith("abandoned/")]
+    assert any(n.endswith("state.json.backup") and raw.get(n) == backup for n in kept)
+    assert any("/snapshots/" in n for n in kept)
+    assert make().write(State("fresh", 0, "0.1")).serial == 1
+
+
+def check_recover_restores_the_backup(make: Factory, raw: Raw, tmp: Path, how: str) -> None:
+    first, _ = two_writes(make, tmp)
+    if how == "missing":
+        raw.delete("state.json")
+    else:
+        raw.put("state.json", b"\x00\x00 damaged")
+    recovered = make().recover()
+    assert recovered.destinations == first.destinations
+    # Past the lost serial: no serial ever names two different states.
+    assert (recovered.lineage, recovered.serial) == (first.lineage, first.serial + 2)
+    state = make().read()
+    assert state is not None and state.destinations == first.destinations
+    if how == "damaged":
+        assert any(n.startswith("state.json.damaged-") for n in raw.names())
+
+
+def check_recover_leaves_a_sound_state_alone(make: Factory, tmp: Path) -> None:
+    first, second = two_writes(make, tmp)
+    with pytest.raises(StateError, match="--force"):
+        make().recover()
+    state = make().read()
+    assert state is not None and state.serial == second.serial
+    assert make().recover(force=True).destinations == first.destinations
+
+
+def check_recover_needs_a_sound_backup(make: Factory, raw: Raw, tmp: Path) -> None:
+    two_writes(make, tmp)
+    raw.delete("state.json")
+    raw.put("state.json.backup", b"{}")
+    with pytest.raises(StateError):
+        make().recover()
+    raw.delete("state.json.backup")
+    with pytest.raises(StateError, match="no backup"):
+        make().recover()
+
+
+# -- locks -----------------------------------------------------------------------------------
 
 
 def check_lock_excludes_and_releases(locker: Locker) -> None:
@@ -102,11 +359,44 @@ def check_lock_across_processes(make_locker: Callable[[], Locker], path: Path) -
     make_locker().unlock(held.id)
 
 
-def check_unknown_format_version_fails_clearly(make: Factory, state_file: Path) -> None:
+UNREADABLE_LOCKS = {"empty": b"", "torn": b'{"id": "ab', "not-utf8": b"\xff", "list": b"[]"}
+
+
+def check_an_unreadable_lock_is_named_and_removable(make: Factory, raw: Raw, kind: str) -> None:
+    raw.put("lock.json", UNREADABLE_LOCKS[kind])
     store = make()
-    store.write(State("lin", 0, "0.1"))
-    data = json.loads(state_file.read_text())
-    data["format_version"] = 99
-    state_file.write_text(json.dumps(data))
-    with pytest.raises(StateError, match="format_version 99"):
-        make().read()
+    with pytest.raises(StateLockedError, match="force-unlock unreadable-") as info:
+        store.lock("apply")
+    name = str(info.value).rsplit(" ", 1)[-1]
+    with pytest.raises(StateError, match="held with ID"):
+        store.force_unlock("unreadable-000000000000")
+    store.force_unlock(name)
+    store.unlock(store.lock("apply").id)
+
+
+def check_a_live_holder_is_only_released_with_force(make: Factory) -> None:
+    held = make().lock("apply")  # this process: alive, on this machine
+    with pytest.raises(StateError, match="still running") as info:
+        make().force_unlock(held.id)
+    assert "--force" in str(info.value)
+    make().force_unlock(held.id, force=True)
+    make().unlock(make().lock("apply").id)
+
+
+def check_a_dead_holder_is_released(make: Factory, raw: Raw) -> None:
+    held = make().lock("apply")
+    data = json.loads(raw.get("lock.json") or b"")
+    data["pid"] = _dead_pid()
+    raw.put("lock.json", json.dumps(data).encode())
+    with pytest.raises(StateLockedError, match="no longer running"):
+        make().lock("apply")
+    make().force_unlock(held.id)
+    make().unlock(make().lock("apply").id)
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid

@@ -4,14 +4,37 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from segops.errors import StateError
+from segops.errors import StateError, StateLockedError
 from segops.state.local import LocalStateStore
 from segops.state.model import State
 from tests.state import conformance as c
+
+
+class LocalRaw:
+    """The conformance suite's raw view of a local store: files under its folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, name: str) -> bytes | None:
+        path = self.root / name
+        return path.read_bytes() if path.is_file() else None
+
+    def put(self, name: str, data: bytes) -> None:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def delete(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file())
 
 
 @pytest.fixture
@@ -19,20 +42,90 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / ".segops"
 
 
-def test_empty_store_reads_none(path: Path) -> None:
-    c.check_empty_store_reads_none(lambda: LocalStateStore(path))
+@pytest.fixture
+def raw(path: Path) -> LocalRaw:
+    return LocalRaw(path)
 
 
-def test_write_increments_serial(path: Path) -> None:
-    c.check_write_increments_serial_and_keeps_lineage(lambda: LocalStateStore(path))
+@pytest.fixture
+def make(path: Path) -> c.Factory:
+    return lambda: LocalStateStore(path)
 
 
-def test_refuses_other_lineage(path: Path) -> None:
-    c.check_refuses_other_lineage(lambda: LocalStateStore(path))
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    return folder
 
 
-def test_snapshots(path: Path, tmp_path: Path) -> None:
-    c.check_snapshots_roundtrip_and_collect(lambda: LocalStateStore(path), tmp_path)
+def test_empty_store_reads_none(make: c.Factory) -> None:
+    c.check_empty_store_reads_none(make)
+
+
+def test_write_increments_serial(make: c.Factory, files: Path) -> None:
+    c.check_write_increments_serial_and_keeps_lineage(make, files)
+
+
+def test_refuses_other_lineage(make: c.Factory) -> None:
+    c.check_refuses_other_lineage(make)
+
+
+def test_snapshots(make: c.Factory, files: Path) -> None:
+    c.check_snapshots_roundtrip_and_collect(make, files)
+
+
+def test_unknown_format_version(make: c.Factory, raw: LocalRaw) -> None:
+    c.check_unknown_format_version_fails_clearly(make, raw)
+
+
+def test_version_1_is_upgraded(make: c.Factory, raw: LocalRaw, files: Path) -> None:
+    c.check_version_1_is_read_and_upgraded(make, raw, files)
+
+
+def test_put_snapshot_checks_the_digest(make: c.Factory, files: Path) -> None:
+    c.check_put_snapshot_checks_the_digest(make, files)
+
+
+@pytest.mark.parametrize("damage", sorted(c.SNAPSHOT_DAMAGE))
+def test_damaged_snapshot(make: c.Factory, raw: LocalRaw, files: Path, damage: str) -> None:
+    c.check_damaged_snapshot_is_refused(make, raw, files, damage)
+
+
+@pytest.mark.parametrize("edit", sorted(c.STATE_EDITS))
+def test_edited_state(make: c.Factory, raw: LocalRaw, files: Path, edit: str) -> None:
+    c.check_edited_state_is_refused(make, raw, files, edit)
+
+
+@pytest.mark.parametrize("damage", sorted(c.STATE_DAMAGE))
+def test_damaged_state(make: c.Factory, raw: LocalRaw, files: Path, damage: str) -> None:
+    c.check_damaged_state_is_a_clear_error(make, raw, files, damage)
+
+
+@pytest.mark.parametrize("trace", c.LOST_TRACES)
+def test_lost_state(make: c.Factory, raw: LocalRaw, files: Path, trace: str) -> None:
+    c.check_lost_state_is_refused(make, raw, files, trace)
+
+
+def test_first_apply_resumes(make: c.Factory, files: Path) -> None:
+    c.check_a_first_apply_that_began_resumes_its_lineage(make, files)
+
+
+def test_abandon(make: c.Factory, raw: LocalRaw, files: Path) -> None:
+    c.check_abandon_sets_traces_aside_and_begins(make, raw, files)
+
+
+@pytest.mark.parametrize("how", ["missing", "damaged"])
+def test_recover(make: c.Factory, raw: LocalRaw, files: Path, how: str) -> None:
+    c.check_recover_restores_the_backup(make, raw, files, how)
+
+
+def test_recover_leaves_a_sound_state(make: c.Factory, files: Path) -> None:
+    c.check_recover_leaves_a_sound_state_alone(make, files)
+
+
+def test_recover_needs_a_backup(make: c.Factory, raw: LocalRaw, files: Path) -> None:
+    c.check_recover_needs_a_sound_backup(make, raw, files)
 
 
 def test_lock(path: Path) -> None:
@@ -43,8 +136,20 @@ def test_lock_across_processes(path: Path) -> None:
     c.check_lock_across_processes(lambda: LocalStateStore(path), path)
 
 
-def test_unknown_format_version(path: Path) -> None:
-    c.check_unknown_format_version_fails_clearly(lambda: LocalStateStore(path), path / "state.json")
+@pytest.mark.parametrize("kind", sorted(c.UNREADABLE_LOCKS))
+def test_unreadable_lock(make: c.Factory, raw: LocalRaw, kind: str) -> None:
+    c.check_an_unreadable_lock_is_named_and_removable(make, raw, kind)
+
+
+def test_live_holder(make: c.Factory) -> None:
+    c.check_a_live_holder_is_only_released_with_force(make)
+
+
+def test_dead_holder(make: c.Factory, raw: LocalRaw) -> None:
+    c.check_a_dead_holder_is_released(make, raw)
+
+
+# -- specific to files on disk -------------------------------------------------------------
 
 
 def test_every_write_keeps_the_previous_state_as_backup(path: Path) -> None:
@@ -56,15 +161,17 @@ def test_every_write_keeps_the_previous_state_as_backup(path: Path) -> None:
     assert json.loads((path / "state.json").read_text())["serial"] == 2
 
 
-def test_state_json_has_the_documented_fields(path: Path) -> None:
-    store = LocalStateStore(path)
-    store.write(State("lin", 0, "0.1", (c.entry("seg.files", "d" * 64, count=7),)))
+def test_state_json_has_the_documented_fields(path: Path, files: Path) -> None:
+    store = c.begun(lambda: LocalStateStore(path))
+    sha = c.stored(store, files, b"seven")
+    store.write(State("lin", 0, "0.1", (c.entry("seg.files", sha, count=7),)))
     data = json.loads((path / "state.json").read_text())
     assert {"format_version", "lineage", "serial", "segops_version", "destinations"} <= data.keys()
+    assert data["format_version"] == 2 and len(data["digest"]) == 64
     dest = data["destinations"]["seg.files"]
     assert dest["member_count"] == 7
-    assert dest["snapshot"]["sha256"] == "d" * 64
-    assert len(dest["settings_digest"]) == 64
+    assert dest["snapshot"]["sha256"] == sha
+    assert len(dest["settings_digest"]) == 64 and len(dest["digest"]) == 64
 
 
 def test_a_crash_before_rename_leaves_the_old_state(
@@ -79,20 +186,109 @@ def test_a_crash_before_rename_leaves_the_old_state(
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="power cut"):
-        store.write(State("lin", 0, "0.1", (c.entry("x.y", "e" * 64),)))
+        store.write(State("lin", 0, "0.1"))
     monkeypatch.undo()
     assert (path / "state.json").read_bytes() == before
     state = LocalStateStore(path).read()
     assert state is not None and state.serial == 1
-
-
-def test_torn_state_file_is_a_clear_error(path: Path) -> None:
-    path.mkdir()
-    (path / "state.json").write_text('{"format_version": 1, "lin')
-    with pytest.raises(StateError, match="state.json: not valid JSON"):
-        LocalStateStore(path).read()
+    assert [p.name for p in path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_unlock_without_lock_is_an_error(path: Path) -> None:
     with pytest.raises(StateError, match="no lock"):
         LocalStateStore(path).unlock("whatever")
+
+
+@pytest.mark.parametrize("fail", ["write", "fsync", "link"])
+def test_a_lock_is_never_left_empty(path: Path, monkeypatch: pytest.MonkeyPatch, fail: str) -> None:
+    """A failure (or a kill) at any step of taking the lock leaves no lock, or a whole one."""
+
+    def boom(*args: object) -> None:
+        raise OSError(5, "killed here")
+
+    monkeypatch.setattr(os, fail, boom)
+    with pytest.raises(OSError, match="killed here"):
+        LocalStateStore(path).lock("apply")
+    monkeypatch.undo()
+    assert not (path / "lock.json").exists()
+    assert [p.name for p in path.iterdir()] == []
+    LocalStateStore(path).lock("apply")
+
+
+def test_a_file_system_without_hard_links_still_locks(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*args: object) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    held = LocalStateStore(path).lock("apply")
+    with pytest.raises(StateLockedError, match=held.id):
+        LocalStateStore(path).lock("apply")
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_everything_is_private_whatever_the_umask(path: Path, files: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        store = LocalStateStore(path)
+        lock = store.lock("apply")
+        store.begin(State("lin", 0, "0.1"))
+        sha = c.stored(store, files, b"members")
+        state = store.write(State("lin", 0, "0.1", (c.entry("a.x", sha),)))
+        store.write(state)
+    finally:
+        os.umask(old)
+    modes = {
+        str(p.relative_to(path.parent)): stat.S_IMODE(p.stat().st_mode)
+        for p in [path, *path.rglob("*")]
+    }
+    assert modes == {
+        ".segops": 0o700,
+        ".segops/lock.json": 0o600,
+        ".segops/snapshots": 0o700,
+        f".segops/snapshots/{sha}.parquet": 0o600,
+        ".segops/state.json": 0o600,
+        ".segops/state.json.backup": 0o600,
+    }
+    store.unlock(lock.id)
+
+
+def test_the_first_apply_record_is_private(path: Path) -> None:
+    old = os.umask(0)
+    try:
+        LocalStateStore(path).begin(State("first", 0, "0.1"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((path / "new-state.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+
+
+def test_an_existing_open_folder_is_made_private(path: Path) -> None:
+    path.mkdir(mode=0o755)
+    os.chmod(path, 0o755)
+    LocalStateStore(path).write(State("lin", 0, "0.1"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert stat.S_IMODE((path / "state.json").stat().st_mode) == 0o600
+
+
+def test_a_snapshot_that_is_a_symlink_is_refused(path: Path, files: Path) -> None:
+    store = c.begun(lambda: LocalStateStore(path))
+    sha = c.stored(store, files, b"members")
+    store.write(State("lin", 0, "0.1", (c.entry("a.x", sha),)))
+    target = path / "snapshots" / f"{sha}.parquet"
+    moved = files / "elsewhere.parquet"
+    target.rename(moved)
+    target.symlink_to(moved)  # same bytes, but not the store's own file
+    with pytest.raises(StateError, match="not a regular file"):
+        LocalStateStore(path).snapshot_path(sha)
+
+
+def test_temporary_files_of_killed_runs_are_removed_at_lock(path: Path) -> None:
+    path.mkdir()
+    dead = path / ".state.json.999999999.0123abcd.tmp"
+    alive = path / f".state.json.{os.getpid()}.0123abcd.tmp"
+    dead.write_text("partial")
+    alive.write_text("being written")
+    LocalStateStore(path).lock("apply")
+    assert not dead.exists() and alive.exists()

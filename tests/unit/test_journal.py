@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from segops.apply.journal import FileJournal, JournalResources
 from segops.apply.loop import ScopedJournal
+from segops.errors import StateError
 from segops.model import DestinationChange, KeyEncoding, MemberCounts, Platform
 
 
@@ -72,3 +75,72 @@ def test_a_change_sees_only_entries_of_its_own_base(tmp_path: Path) -> None:
     # The same delta computed against another snapshot is another change.
     assert ScopedJournal(journal, change("bbb")).get("op") is None
     assert ScopedJournal(journal, change("")).get("op") is None
+
+
+def test_a_torn_tail_never_swallows_the_next_record(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    FileJournal(path).record("op1", "s.x", "intent")
+    with path.open("a") as handle:
+        handle.write('{"op": "op2", "address": "s.x", "sta')  # killed mid-write
+    journal = FileJournal(path)
+    journal.record("op3", "s.x", "accepted", execution_id="9")
+    again = FileJournal(path)
+    assert again.get("op3") is not None and again.get("op3")["execution_id"] == "9"  # type: ignore[index]
+    assert again.get("op1") is not None and again.get("op2") is None
+    assert path.read_bytes().endswith(b"\n")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'"a string"',
+        b'{"op": "x", "address": "s.x", "status": "done"}',
+        b'{"op": 7, "address": "s.x", "status": "sent"}',
+        b'{"resource": "k"}',
+        b'{"something": "else"}',
+        b'{"op": "x", "address": "s.x", "status": "sent", "note": "\xff"}',
+    ],
+    ids=["text", "list", "string", "status", "op-type", "no-value", "unknown", "not-utf8"],
+)
+def test_a_damaged_line_is_refused_naming_it(tmp_path: Path, line: bytes) -> None:
+    path = tmp_path / "journal.jsonl"
+    FileJournal(path).record("op1", "s.x", "intent")
+    with path.open("ab") as handle:
+        handle.write(line + b"\n")
+        handle.write(b'{"op": "op2", "address": "s.x", "status": "sent"}\n')
+    with pytest.raises(StateError, match=r"journal.jsonl:2: not an apply journal entry") as info:
+        FileJournal(path)
+    assert "segops apply" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["folder", "unreadable"])
+def test_a_journal_that_cannot_be_read_is_a_clear_error(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "journal.jsonl"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.write_text("{}\n")
+        path.chmod(0)
+        if os.access(path, os.R_OK):  # root reads anything: damage it another way
+            path.chmod(0o600)
+            path.unlink()
+            path.symlink_to(path)  # a loop: reading fails with ELOOP
+    with pytest.raises(StateError, match="cannot read the apply journal"):
+        FileJournal(path)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_the_journal_is_private(tmp_path: Path, umask: int) -> None:
+    path = tmp_path / "state" / "journal.jsonl"
+    old = os.umask(umask)
+    try:
+        journal = FileJournal(path)
+        journal.record("a", "s.x", "intent")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        journal.forget("s.x")  # rewritten whole
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
