@@ -11,16 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Protocol
 
 import yaml
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from segops.config.messages import message_for
-from segops.config.schemas import workspace_schema
 from segops.errors import ManifestError, Problem
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -165,9 +160,20 @@ def _documents(text: str, file: str) -> tuple[Document, ...]:
 
 
 def _syntax_problem(file: str, error: yaml.MarkedYAMLError) -> Problem:
-    mark = error.problem_mark or error.context_mark
-    message = "; ".join(str(part) for part in (error.context, error.problem) if part)
-    return Problem(file, f"invalid YAML: {message}", mark.line + 1 if mark else None)
+    """Locate a syntax error where the parser gave up, and name where its construct began.
+
+    An unclosed bracket or quote is only noticed lines later, at the next key or at the end
+    of the file: the line of the opening bracket (the context mark) is what to fix.
+    """
+    mark, context = error.problem_mark or error.context_mark, error.context_mark
+    message = f"invalid YAML: {error.problem or error.context}"
+    if error.problem_mark is not None:
+        message += f" at column {error.problem_mark.column + 1}"
+    if error.context and error.problem:
+        message += f", {error.context}"
+        if context is not None and (context.line, context.column) != (mark.line, mark.column):
+            message += f" that starts at line {context.line + 1}, column {context.column + 1}"
+    return Problem(file, message, mark.line + 1 if mark else None)
 
 
 def _children(node: Node) -> Iterator[Node]:
@@ -262,38 +268,3 @@ def _merge_sources(node: Node) -> list[MappingNode]:
     if isinstance(node, SequenceNode):
         return [item for item in node.value if isinstance(item, MappingNode)]
     return []  # PyYAML reports the bad merge when constructing
-
-
-# -- schema validation ---------------------------------------------------------------------
-
-
-@cache
-def _validator(schema: str) -> Any:
-    return Draft202012Validator(workspace_schema(schema))
-
-
-def validate_document(doc: Document, schema: str) -> list[Problem]:
-    """Return the problems of `doc` against the packaged JSON Schema `schema`, by line.
-
-    `schema` is a name known to `segops.config.schemas.load_schema` ("segops" or "segment");
-    the keys of installed platform packages are added to it.
-    """
-    problems: set[Problem] = set()
-    for error in _validator(schema).iter_errors(doc.data):
-        problems.update(_error_problems(doc, error))
-    return sorted(problems, key=lambda p: (p.line or 0, p.path, p.message))
-
-
-def _error_problems(doc: Document, error: ValidationError) -> list[Problem]:
-    path: KeyPath = tuple(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = error.schema.get("properties", {})
-        allowed = ", ".join(sorted(known))
-        return [
-            doc.problem((*path, key), f"unknown key {key!r}; allowed keys: {allowed}")
-            for key in sorted(set(error.instance) - set(known))
-        ]
-    if "propertyNames" in error.schema_path:  # the error is about a key, not a value
-        key = str(error.instance)
-        return [doc.problem((*path, key), f"key {key!r}: {message_for(error)}")]
-    return [doc.problem(path, message_for(error))]

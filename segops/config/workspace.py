@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from segops.config.checks import Placed, connection_problems, cross_check
-from segops.config.documents import MAX_FILE_BYTES, Document, load_documents, validate_document
+from segops.config.documents import MAX_FILE_BYTES, Document, load_documents
+from segops.config.schemas import validate_document
 from segops.config.segments import SegmentBuilder
 from segops.destinations.registry import platform_spec
 from segops.errors import ManifestError, Problem
