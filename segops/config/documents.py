@@ -165,15 +165,16 @@ def _syntax_problem(file: str, error: yaml.MarkedYAMLError) -> Problem:
     An unclosed bracket or quote is only noticed lines later, at the next key or at the end
     of the file: the line of the opening bracket (the context mark) is what to fix.
     """
-    mark, context = error.problem_mark or error.context_mark, error.context_mark
+    mark, context = error.problem_mark, error.context_mark
     message = f"invalid YAML: {error.problem or error.context}"
-    if error.problem_mark is not None:
-        message += f" at column {error.problem_mark.column + 1}"
+    if mark is not None:
+        message += f" at column {mark.column + 1}"
     if error.context and error.problem:
         message += f", {error.context}"
-        if context is not None and (context.line, context.column) != (mark.line, mark.column):
+        if context is not None and (mark is None or context.line != mark.line):
             message += f" that starts at line {context.line + 1}, column {context.column + 1}"
-    return Problem(file, message, mark.line + 1 if mark else None)
+    where = mark or context
+    return Problem(file, message, where.line + 1 if where else None)
 
 
 def _children(node: Node) -> Iterator[Node]:
