@@ -26,8 +26,8 @@ _TYPE_NAMES: Mapping[str, str] = {
 _VALUE_KINDS: Mapping[type, str] = {bool: "boolean", int: "integer", float: "number", str: "string"}
 # Keywords that judge a value (not a key's presence): their message ends with the value.
 _VALUE_KEYWORDS = frozenset(
-    {"pattern", "type", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum"}
-    | {"exclusiveMaximum"}
+    {"pattern", "type", "enum", "const", "minLength", "maxLength", "minimum", "maximum"}
+    | {"exclusiveMinimum", "exclusiveMaximum"}
 )
 _MEMBERS = ("spec", "source", "members")
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from segops.config.checks import Placed, connection_problems, cross_check
+from segops.config.checks import Placed, connection_problems, cross_check, engine_problems
 from segops.config.documents import MAX_FILE_BYTES, Document, load_documents
+from segops.config.regular import UnreadableFile, check_regular, read_regular
 from segops.config.schemas import validate_document
 from segops.config.segments import SegmentBuilder
 from segops.destinations.registry import platform_spec
@@ -45,14 +47,19 @@ def load_workspace(root: Path) -> Workspace:
     config = files.config()
     connections = {c.name: c for c in _connections(config, files)}
     state_path = _state_path(config, files)
+    files.problems.extend(engine_problems(config))
     safety = Safety().merged(config.data.get("safety", {}))
     segments: list[Segment] = []
     placed: list[Placed] = []
     documents = 0
     for path, name in _manifest_files(config, files):
-        for doc in files.read_yaml(path, name):
-            if doc.data is None:  # an empty document, e.g. after a trailing `---`
-                continue
+        before = len(files.problems)
+        docs = [doc for doc in files.read_yaml(path, name) if doc.data is not None]
+        if not docs and len(files.problems) == before:  # read and parsed, but nothing in it
+            # Not skipped: emptying a manifest would silently destroy what it held.
+            message = "holds no Segment document: write one, or delete the file"
+            files.problems.append(Problem(name, message))
+        for doc in docs:  # documents left empty, e.g. after a trailing `---`, are skipped
             documents += 1
             built = _segment(doc, path, connections, files)
             if built is not None:
@@ -131,7 +138,7 @@ class _Files:
     def config(self) -> Document:
         """Return the schema-checked segops.yaml document; raise at once when it is unusable."""
         path = self.root / CONFIG_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ManifestError([Problem(CONFIG_FILE, f"not found in {self.root}")])
         docs = [doc for doc in self.read_yaml(path, CONFIG_FILE)]
         if not docs and not self.problems:
@@ -147,10 +154,9 @@ class _Files:
     def read_yaml(self, path: Path, name: str) -> tuple[Document, ...]:
         """Return the documents of the YAML file `path`, named `name` in problems."""
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)  # one byte more tells it is too large
-        except OSError as error:
-            self.problems.append(Problem(name, f"cannot read: {error.strerror}"))
+            data = read_regular(path, MAX_FILE_BYTES + 1)  # one byte more tells it is too large
+        except UnreadableFile as error:
+            self.problems.append(Problem(name, str(error)))
             return ()
         self.inputs[name] = hashlib.sha256(data).hexdigest()
         try:
@@ -170,10 +176,9 @@ class _Files:
             raise ValueError(f"{path.as_posix()} is outside the workspace {self.root}")
         if name not in self.data_files:
             try:
-                with path.open("rb"):
-                    pass
-            except OSError as error:
-                raise ValueError(f"cannot read {name}: {error.strerror}") from None
+                check_regular(path)
+            except UnreadableFile as error:
+                raise ValueError(f"{name}: {error}") from None
             self.data_files.add(name)
         return name
 
@@ -191,7 +196,7 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
             if name is None:
                 message = f"matches {match.as_posix()}, which is outside the workspace"
                 files.problems.append(config.problem(("manifests", index), message))
-            elif match.is_file() and name != CONFIG_FILE:
+            elif not match.is_dir() and name != CONFIG_FILE:  # read_yaml refuses pipes
                 found.setdefault(name, match)
     if not found:
         message = f"no manifest file matches {', '.join(globs)}"
