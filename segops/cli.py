@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import tempfile
+import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
@@ -21,6 +22,7 @@ from typer.exceptions import TyperException
 
 from segops import __version__
 from segops.config.workspace import load_workspace
+from segops.crash import report_crash
 from segops.destinations import ApplyResult
 from segops.engine.duck import MemberEngine
 from segops.errors import GuardError, SegopsError, UsageError
@@ -31,8 +33,10 @@ from segops.operations import (
     engine_for,
     load_saved_plan,
     make_plan,
+    release_lock,
     run_apply,
     store_for,
+    take_lock,
     validate_workspace,
 )
 from segops.planning.guards import check_overrides
@@ -78,7 +82,8 @@ ShowIdentifiersOption = Annotated[
 
 
 class _Group(TyperGroup):
-    """Report usage errors with exit code 1, keeping 2 for "changes present"."""
+    """Report usage errors with exit code 1, keeping 2 for "changes present"; turn any
+    other exception into one line and a crash report, never a traceback."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -93,6 +98,14 @@ class _Group(TyperGroup):
             sys.exit(EXIT_ERROR)
         except typer.Abort:
             typer.echo("Aborted.", err=True)
+            sys.exit(EXIT_ERROR)
+        except SegopsError as exc:  # raised outside a command's `_errors()`
+            guard = isinstance(exc, GuardError)
+            typer.echo(f"{'Refused' if guard else 'Error'}: {exc}", err=True)
+            sys.exit(EXIT_GUARD if guard else EXIT_ERROR)
+        except Exception as exc:  # the last resort: a bug, or a library failing unforeseen
+            argv = kwargs.get("args", args[0] if args else None)
+            typer.echo(report_crash(exc, sys.argv[1:] if argv is None else argv), err=True)
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
@@ -223,7 +236,7 @@ def apply(
     Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan.
     """
     with _context() as ctx, engine_for(ctx) as engine:
-        lock = ctx.store.lock("apply")
+        lock, created = take_lock(ctx.store, "apply")
         try:
             state = ctx.store.read()
             if file is not None:
@@ -242,7 +255,7 @@ def apply(
                 _confirm(auto_approve)
             report = run_apply(ctx, engine, chosen, __version__, _print_result)
         finally:
-            ctx.store.unlock(lock.id)
+            release_lock(ctx.store, lock, created)
     _print_summary(report.results)
     if not report.ok:
         raise typer.Exit(EXIT_ERROR)
@@ -420,4 +433,11 @@ def _print_summary(results: tuple[ApplyResult, ...]) -> None:
 
 
 def main() -> None:
+    threading.excepthook = _thread_crash
     app()
+
+
+def _thread_crash(args: threading.ExceptHookArgs) -> None:
+    """Report an exception that ends a thread like one that ends the command."""
+    if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+        typer.echo(report_crash(args.exc_value, sys.argv[1:]), err=True)

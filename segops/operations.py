@@ -30,7 +30,7 @@ from segops.planning.planfile import open_plan
 from segops.planning.schedule import with_schedule
 from segops.planning.selection import Selection
 from segops.state.local import LocalStateStore
-from segops.state.model import State
+from segops.state.model import LockInfo, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,26 @@ class Context:
 
 def store_for(workspace: Workspace) -> LocalStateStore:
     return LocalStateStore(Path(workspace.root) / workspace.state_path)
+
+
+def take_lock(store: LocalStateStore, operation: str) -> tuple[LockInfo, list[Path]]:
+    """Take the state lock; return it and the folders taking it created (deepest first)."""
+    created = [p for p in (store.path, *store.path.parents) if not p.exists()]
+    return store.lock(operation), created
+
+
+def release_lock(store: LocalStateStore, lock: LockInfo, created: list[Path]) -> None:
+    """Release `lock` and remove the folders its taking created that are still empty.
+
+    A command that fails (bad rows found while planning) leaves the workspace as it was:
+    no empty `.segops/` behind.
+    """
+    store.unlock(lock.id)
+    for folder in created:  # one that holds anything (state was written) stops the walk
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 @contextmanager
