@@ -77,10 +77,17 @@ def _is_finite_number(checker: Any, value: Any) -> bool:
     return number and math.isfinite(value)
 
 
-# YAML's .nan and .inf are floats that every range check lets through (nan compares false)
+def _is_integer(checker: Any, value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# YAML's .nan and .inf are floats that every range check lets through (nan compares false);
+# and JSON Schema takes 30.0 for an integer, which YAML keeps a float all the way to the API.
 _Validator = validators.extend(
     Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", _is_finite_number),
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": _is_finite_number, "integer": _is_integer}
+    ),
 )
 
 

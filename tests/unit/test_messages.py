@@ -121,6 +121,12 @@ def test_a_refused_name_is_quoted_with_its_invisible_characters_shown(
          "must be at most 3,600; got 1000000.0 (number)"),
         ("segops", "timeout: 30", "timeout: 0", "connections.mics.timeout",
          "must be more than 0; got 0 (integer)"),
+        ("segops", "threads: 2", "threads: 2.0", "engine.threads",
+         "expected an integer, got 2.0 (number)"),
+        ("segment", "expiry_days: 30", "expiry_days: 30.0", "spec.destinations[0].expiry_days",
+         "expected an integer, got 30.0 (number)"),
+        ("segment", "expiry_days: 30", "expiry_days: true", "spec.destinations[0].expiry_days",
+         "expected an integer, got true (boolean)"),
     ],
 )  # fmt: skip
 def test_an_out_of_range_number_names_the_range_and_the_value(
