@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 
 from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
@@ -30,6 +31,7 @@ _VALUE_KEYWORDS = frozenset(
     | {"exclusiveMinimum", "exclusiveMaximum"}
 )
 _MEMBERS = ("spec", "source", "members")
+_USERINFO = re.compile(r"(://)[^/?#@]*@")
 
 
 def message_for(error: ValidationError) -> str:
@@ -121,6 +123,8 @@ def _describe(value: object, error: ValidationError | None = None) -> str:
         return f"a {kind} member value"
     if _non_finite(value):
         return {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}[str(value)]  # as YAML writes it
+    if isinstance(value, str):  # a URL's user:password@ is a secret, even where it is refused
+        value = _USERINFO.sub(r"\1***@", value)
     return f"{_short(value)} ({kind})"
 
 

@@ -166,3 +166,20 @@ def test_a_refused_member_value_is_never_quoted(member: str) -> None:
     assert found and all(path.startswith("spec.source.members[0]") for path, _ in found)
     for _, message in found:
         assert "example.com" not in message and "nan" not in message and "inf" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:s3cr3t-pw@api.example.com",
+        "https://s3cr3t-pw@api.example.com/v1",
+        "http://user:s3cr3t-pw@127.0.0.1:8080\n",
+        "ftp://user:s3cr3t-pw@host",
+    ],
+)
+def test_a_url_with_credentials_is_refused_without_showing_them(url: str) -> None:
+    text = CONFIG.replace("timeout: 30", f"base_url: {url!r}".replace("\n", "\\n"))
+    text = text.replace("base_url: '", 'base_url: "').replace("'\n", '"\n')
+    ((path, message),) = problems(text, "segops")
+    assert path == "connections.mics.base_url"
+    assert "user:password@" in message and "s3cr3t-pw" not in message and "***@" in message
