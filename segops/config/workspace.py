@@ -76,11 +76,9 @@ def load_workspace(root: Path) -> Workspace:
 
 
 def _state_path(config: Document, files: _Files) -> str:
-    given = config.data.get("state", {}).get("path", ".segops")
-    path = files.inside(files.root / given)
-    if path is None:
-        files.problems.append(config.problem(("state", "path"), "must stay inside the workspace"))
-    return path or given
+    return files.folder(
+        config, ("state", "path"), config.data.get("state", {}).get("path", ".segops")
+    )
 
 
 def _segment(
@@ -134,6 +132,19 @@ class _Files:
         if not resolved.is_relative_to(self.root):
             return None
         return resolved.relative_to(self.root).as_posix()
+
+    def folder(self, config: Document, key: tuple[str, ...], given: str) -> str:
+        """Return the workspace-relative folder segops.yaml names at `key`, checked."""
+        path = self.inside(self.root / given)
+        if path is None:
+            self.problems.append(config.problem(key, "must stay inside the workspace"))
+        else:  # the folder, or the first of its parents that exists, must be a folder
+            full = self.root / path
+            found = next(p for p in (full, *full.parents) if p.exists())
+            if not found.is_dir():
+                name = found.relative_to(self.root).as_posix()
+                self.problems.append(config.problem(key, f"{name} exists and is not a folder"))
+        return path or given
 
     def config(self) -> Document:
         """Return the schema-checked segops.yaml document; raise at once when it is unusable."""
@@ -191,7 +202,14 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
         if Path(pattern).is_absolute():
             files.problems.append(config.problem(("manifests", index), "must be relative"))
             continue
-        for match in files.root.glob(pattern):
+        try:
+            matches = list(files.root.glob(pattern))
+        except (ValueError, IndexError, NotImplementedError) as error:  # pathlib refuses it
+            reason = f": {error}" if isinstance(error, ValueError) else ""
+            message = f"{pattern!r} is not a glob segops can use{reason}"
+            files.problems.append(config.problem(("manifests", index), message))
+            continue
+        for match in matches:
             name = files.inside(match)
             if name is None:
                 message = f"matches {match.as_posix()}, which is outside the workspace"
@@ -215,11 +233,7 @@ def _connections(config: Document, files: _Files) -> Iterator[Connection]:
         }
         options.update(_flatten({k: v for k, v in raw.items() if k not in ("platform", "target")}))
         if "path" in raw and platform == Platform.FILES:
-            path = files.inside(files.root / raw["path"])
-            if path is None:
-                key = ("connections", name, "path")
-                files.problems.append(config.problem(key, "must stay inside the workspace"))
-            options["path"] = path or raw["path"]
+            options["path"] = files.folder(config, ("connections", name, "path"), raw["path"])
         files.problems.extend(connection_problems(config, name, raw))
         yield Connection(name, platform, target, tuple(sorted(options.items())))
 

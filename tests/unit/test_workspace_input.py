@@ -250,3 +250,38 @@ def test_a_shared_platform_segment_is_named(
 
 def test_data_used_by_the_cases_is_valid() -> None:
     assert CSV.startswith("hash,")
+
+
+@pytest.mark.parametrize("glob", ["***", "a**b/*.yaml", "segments/x**.yaml", "."])
+def test_a_glob_pathlib_refuses_is_a_problem_not_a_traceback(tmp_path: Path, glob: str) -> None:
+    config = CONFIG.replace('"more/*.yml"]', f'"{glob}"]')
+    root = make_workspace(tmp_path, {"segments/cart.yaml": CART}, config)
+    ((file, path, message),) = located(root)
+    assert (file, path) == ("segops.yaml", "manifests[1]")
+    assert message.startswith(f"{glob!r} is not a glob segops can use")
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("state: {path: data/cart.csv}", "state.path"),
+        ("state: {path: segops.yaml}", "state.path"),
+        ("state: {path: data/cart.csv/deeper}", "state.path"),
+    ],
+)
+def test_a_state_folder_that_is_a_file_is_refused(tmp_path: Path, setting: str, key: str) -> None:
+    config = CONFIG.replace("version: 1\n", f"version: 1\n{setting}\n")
+    root = make_workspace(tmp_path, {"segments/cart.yaml": CART}, config)
+    ((file, path, message),) = located(root)
+    assert (file, path) == ("segops.yaml", key)
+    assert message.endswith("exists and is not a folder")
+
+
+@pytest.mark.parametrize("output", ["data/cart.csv", "segments/cart.yaml", "data/cart.csv/x/y"])
+def test_a_files_output_folder_that_is_a_file_is_refused(tmp_path: Path, output: str) -> None:
+    root = make_workspace(
+        tmp_path, {"segments/cart.yaml": CART}, CONFIG.replace("path: out/moe/", f"path: {output}")
+    )
+    ((file, path, message),) = located(root)
+    assert (file, path) == ("segops.yaml", "connections.files-moe.path")
+    assert message.endswith("exists and is not a folder")
