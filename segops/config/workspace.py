@@ -140,7 +140,11 @@ class _Files:
             self.problems.append(config.problem(key, "must stay inside the workspace"))
         else:  # the folder, or the first of its parents that exists, must be a folder
             full = self.root / path
-            found = next(p for p in (full, *full.parents) if p.exists())
+            try:
+                found = next(p for p in (full, *full.parents) if p.exists())
+            except OSError as error:  # e.g. a name longer than the file system allows
+                self.problems.append(config.problem(key, f"cannot be used: {error.strerror}"))
+                return path
             if not found.is_dir():
                 name = found.relative_to(self.root).as_posix()
                 self.problems.append(config.problem(key, f"{name} exists and is not a folder"))
@@ -204,8 +208,14 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
             continue
         try:
             matches = list(files.root.glob(pattern))
-        except (ValueError, IndexError, NotImplementedError) as error:  # pathlib refuses it
+        except (
+            ValueError,
+            IndexError,
+            NotImplementedError,
+            OSError,
+        ) as error:  # pathlib refuses it
             reason = f": {error}" if isinstance(error, ValueError) else ""
+            reason = f": {error.strerror}" if isinstance(error, OSError) else reason
             message = f"{pattern!r} is not a glob segops can use{reason}"
             files.problems.append(config.problem(("manifests", index), message))
             continue

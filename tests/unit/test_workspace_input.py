@@ -252,7 +252,9 @@ def test_data_used_by_the_cases_is_valid() -> None:
     assert CSV.startswith("hash,")
 
 
-@pytest.mark.parametrize("glob", ["***", "a**b/*.yaml", "segments/x**.yaml", "."])
+@pytest.mark.parametrize(
+    "glob", ["***", "a**b/*.yaml", "segments/x**.yaml", ".", "a" * 300 + "/*.yml", "b" * 300]
+)
 def test_a_glob_pathlib_refuses_is_a_problem_not_a_traceback(tmp_path: Path, glob: str) -> None:
     config = CONFIG.replace('"more/*.yml"]', f'"{glob}"]')
     root = make_workspace(tmp_path, {"segments/cart.yaml": CART}, config)
@@ -285,3 +287,20 @@ def test_a_files_output_folder_that_is_a_file_is_refused(tmp_path: Path, output:
     ((file, path, message),) = located(root)
     assert (file, path) == ("segops.yaml", "connections.files-moe.path")
     assert message.endswith("exists and is not a folder")
+
+
+@pytest.mark.parametrize("setting", ["state: {path: NAME}", "files"])
+def test_a_folder_name_too_long_for_the_file_system_is_a_problem(
+    tmp_path: Path, setting: str
+) -> None:
+    name = "n" * 300
+    if setting == "files":
+        config = CONFIG.replace("path: out/moe/", f"path: {name}")
+    else:
+        config = CONFIG.replace(
+            "version: 1\n", "version: 1\n" + setting.replace("NAME", name) + "\n"
+        )
+    root = make_workspace(tmp_path, {"segments/cart.yaml": CART}, config)
+    ((file, path, message),) = located(root)
+    assert file == "segops.yaml" and path.endswith("path")
+    assert message == "cannot be used: File name too long"
