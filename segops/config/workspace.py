@@ -206,17 +206,9 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
         if Path(pattern).is_absolute():
             files.problems.append(config.problem(("manifests", index), "must be relative"))
             continue
-        try:
-            matches = list(files.root.glob(pattern))
-        except (
-            ValueError,
-            IndexError,
-            NotImplementedError,
-            OSError,
-        ) as error:  # pathlib refuses it
-            reason = f": {error}" if isinstance(error, ValueError) else ""
-            reason = f": {error.strerror}" if isinstance(error, OSError) else reason
-            message = f"{pattern!r} is not a glob segops can use{reason}"
+        matches = _glob(files.root, pattern)
+        if isinstance(matches, str):
+            message = f"{pattern!r} is not a glob segops can use{matches}"
             files.problems.append(config.problem(("manifests", index), message))
             continue
         for match in matches:
@@ -230,6 +222,18 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
         message = f"no manifest file matches {', '.join(globs)}"
         files.problems.append(config.problem(("manifests",), message))
     return [(found[name], name) for name in sorted(found)]
+
+
+def _glob(root: Path, pattern: str) -> list[Path] | str:
+    """Return the paths `pattern` matches under `root`, or why pathlib refuses it."""
+    try:
+        return list(root.glob(pattern))
+    except ValueError as error:  # e.g. "'**' can only be an entire path component"
+        return f": {error}"
+    except OSError as error:  # e.g. a name longer than the file system allows
+        return f": {error.strerror}"
+    except (IndexError, NotImplementedError):  # pathlib's own failures, e.g. on "."
+        return ""
 
 
 def _connections(config: Document, files: _Files) -> Iterator[Connection]:
