@@ -9,6 +9,7 @@ Every problem names the file, the line and the key path, e.g.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -98,10 +99,19 @@ class Document:
 
 
 def format_path(path: Sequence[str | int]) -> str:
-    """Return `path` as a dotted key path, e.g. ``spec.destinations[0].identifier.kind``."""
+    """Return `path` as a dotted key path, e.g. ``spec.destinations[0].identifier.kind``.
+
+    A key holding a line break or another invisible character is shown quoted, with its
+    escapes (``connections["mics\\n"]``): a message stays on one line and shows the key.
+    """
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part.isprintable():
+            text += f"[{json.dumps(part)}]"
+        else:
+            text += f".{part}" if text else part
     return text
 
 

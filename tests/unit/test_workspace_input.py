@@ -23,6 +23,8 @@ def located(root: Path) -> list[tuple[str, str, str]]:
     """Return (file, key path, message) of every problem load_workspace reports."""
     with pytest.raises(ManifestError) as caught:
         _without_hanging(lambda: load_workspace(root))
+    for problem in caught.value.problems:  # one problem, one line, whatever the input held
+        assert str(problem).isprintable(), repr(str(problem))
     return [(p.file, p.path, p.message) for p in caught.value.problems]
 
 
@@ -62,7 +64,8 @@ CASES = [
     ("segments/cart.yaml", "column: hash", 'column: "hash\\n"', "identifier.column"),
     ("segments/cart.yaml", "{column: basket}", '{column: "basket\\t"}', "data_bag.column"),
     ("segments/cart.yaml", "../data/cart.csv", '"../data/cart.csv\\n"', "source.csv.path"),
-    ("segops.yaml", "  mics:\n", '  "mics\\n":\n', "connections.mics\n"),
+    ("segops.yaml", "  mics:\n", '  "mics\\n":\n', 'connections["mics\\n"]'),
+    ("segops.yaml", "  mics:\n", '  "mics\\u202e":\n', 'connections["mics\\u202e"]'),
     ("segops.yaml", "token_env: MICS_TOKEN", 'token_env: "MICS_TOKEN\\n"', "token_env"),
     ("segops.yaml", 'data_center: "02"', 'data_center: "02\\n"', "data_center"),
     ("segops.yaml", "path: out/moe/", 'path: "out/moe\\n"', "connections.files-moe.path"),
