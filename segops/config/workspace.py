@@ -189,6 +189,8 @@ class _Files:
         name = self.inside(path)
         if name is None:
             raise ValueError(f"{path.as_posix()} is outside the workspace {self.root}")
+        if not name.isprintable():  # through a symlink: it would break one-line messages
+            raise ValueError(f"{json.dumps(name)}: rename it without line breaks")
         if name not in self.data_files:
             try:
                 check_regular(path)
@@ -215,6 +217,9 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
             name = files.inside(match)
             if name is None:
                 message = f"matches {match.as_posix()}, which is outside the workspace"
+                files.problems.append(config.problem(("manifests", index), message))
+            elif not name.isprintable():  # it would break the one-line messages naming it
+                message = f"matches {json.dumps(name)}: rename it without line breaks"
                 files.problems.append(config.problem(("manifests", index), message))
             elif not match.is_dir() and name != CONFIG_FILE:  # read_yaml refuses pipes
                 found.setdefault(name, match)

@@ -307,3 +307,24 @@ def test_a_folder_name_too_long_for_the_file_system_is_a_problem(
     ((file, path, message),) = located(root)
     assert file == "segops.yaml" and path.endswith("path")
     assert message == "cannot be used: File name too long"
+
+
+@pytest.mark.parametrize("name", ["a\nb.yaml", "tab\t.yaml", "rlo\u202e.yaml"])
+def test_a_manifest_file_name_with_a_line_break_is_refused(tmp_path: Path, name: str) -> None:
+    root = make_workspace(tmp_path, {"segments/cart.yaml": CART, f"segments/{name}": CART})
+    ((file, path, message),) = located(root)
+    assert (file, path) == ("segops.yaml", "manifests[0]")
+    assert message.startswith("matches ") and "rename it" in message
+
+
+@pytest.mark.parametrize("name", ["a\nb.csv", "bell\a.csv"])
+def test_a_source_reached_through_a_link_to_an_odd_name_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    root = make_workspace(tmp_path, {"segments/cart.yaml": CART})
+    (root / "data" / name).write_text(CSV)
+    (root / "data/cart.csv").unlink()
+    (root / "data/cart.csv").symlink_to(name)
+    ((file, path, message),) = located(root)
+    assert (file, path) == ("segments/cart.yaml", "spec.source.csv.path")
+    assert message.endswith("rename it without line breaks")
