@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
@@ -23,6 +24,7 @@ from typer.exceptions import TyperException
 from segops import __version__
 from segops._fs import remove_stale_scratch, scratch_prefix
 from segops.config.workspace import load_workspace
+from segops.crash import report_crash
 from segops.destinations import ApplyResult
 from segops.engine.duck import MemberEngine
 from segops.errors import GuardError, SegopsError, UsageError
@@ -35,8 +37,10 @@ from segops.operations import (
     make_plan,
     planning_state,
     read_saved_plan,
+    release_lock,
     run_apply,
     store_for,
+    take_lock,
     validate_workspace,
     verify_saved_plan,
 )
@@ -91,7 +95,8 @@ ShowIdentifiersOption = Annotated[
 
 
 class _Group(TyperGroup):
-    """Report usage errors with exit code 1, keeping 2 for "changes present"."""
+    """Report usage errors with exit code 1, keeping 2 for "changes present"; turn any
+    other exception into one line and a crash report, never a traceback."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -106,6 +111,14 @@ class _Group(TyperGroup):
             sys.exit(EXIT_ERROR)
         except typer.Abort:
             typer.echo("Aborted.", err=True)
+            sys.exit(EXIT_ERROR)
+        except SegopsError as exc:  # raised outside a command's `_errors()`
+            guard = isinstance(exc, GuardError)
+            typer.echo(f"{'Refused' if guard else 'Error'}: {exc}", err=True)
+            sys.exit(EXIT_GUARD if guard else EXIT_ERROR)
+        except Exception as exc:  # the last resort: a bug, or a library failing unforeseen
+            argv = kwargs.get("args", args[0] if args else None)
+            typer.echo(report_crash(exc, sys.argv[1:] if argv is None else argv), err=True)
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
@@ -247,7 +260,7 @@ def apply(
             if segment or exclude or changed_since:
                 raise UsageError("a saved plan is applied whole: select when planning")
             saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
-        lock = ctx.store.lock("apply")
+        lock, created = take_lock(ctx.store, "apply")
         try:
             claim_state(ctx, __version__)
             if saved is not None:
@@ -263,7 +276,7 @@ def apply(
                 _confirm(auto_approve)
             report = run_apply(ctx, engine, chosen, __version__, _print_result)
         finally:
-            ctx.store.unlock(lock.id)
+            release_lock(ctx.store, lock, created)
     _print_summary(report.results)
     if not report.ok:
         raise typer.Exit(EXIT_ERROR)
@@ -487,8 +500,15 @@ def main() -> None:
     # partial plan files are removed, and apply releases its lock.
     signal.signal(signal.SIGTERM, _terminated)
     signal.signal(signal.SIGHUP, _terminated)
+    threading.excepthook = _thread_crash
     app()
 
 
 def _terminated(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)
+
+
+def _thread_crash(args: threading.ExceptHookArgs) -> None:
+    """Report an exception that ends a thread like one that ends the command."""
+    if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+        typer.echo(report_crash(args.exc_value, sys.argv[1:]), err=True)

@@ -44,7 +44,7 @@ from segops.planning.verify import (
     segment_differences,
 )
 from segops.state.local import LocalStateStore
-from segops.state.model import State
+from segops.state.model import LockInfo, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +107,26 @@ def claim_state(ctx: Context, version: str) -> State | None:
 
 def store_for(workspace: Workspace) -> LocalStateStore:
     return LocalStateStore(Path(workspace.root) / workspace.state_path)
+
+
+def take_lock(store: LocalStateStore, operation: str) -> tuple[LockInfo, list[Path]]:
+    """Take the state lock; return it and the folders taking it created (deepest first)."""
+    created = [p for p in (store.path, *store.path.parents) if not p.exists()]
+    return store.lock(operation), created
+
+
+def release_lock(store: LocalStateStore, lock: LockInfo, created: list[Path]) -> None:
+    """Release `lock` and remove the folders its taking created that are still empty.
+
+    A command that fails (bad rows found while planning) leaves the workspace as it was:
+    no empty `.segops/` behind.
+    """
+    store.unlock(lock.id)
+    for folder in created:  # one that holds anything (state was written) stops the walk
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 @contextmanager

@@ -3,8 +3,10 @@ several manifests at once. Each returns Problems naming file, line and key path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from segops.config.documents import Document, KeyPath
@@ -16,6 +18,15 @@ from segops.destinations.registry import (
 )
 from segops.errors import Problem
 from segops.model import Connection, Destination, Platform, Segment
+
+# DuckDB's memory_limit, in bytes. Under 64 MB its readers cannot allocate their buffers
+# (an NDJSON source needs 32 MiB at once); 32 TiB is the memory of the largest single
+# machines sold. A fixed cap, not this machine's memory: a segops.yaml is valid or not
+# wherever it is checked (a CI runner and a laptop agree), and past the cap DuckDB's own
+# parser fails ("Memory value out of range") with a traceback.
+MEMORY_LIMIT_RANGE = (64_000_000, 32 * 2**40)
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,20 @@ def connection_problems(config: Document, name: str, raw: Mapping[str, Any]) -> 
     return problems
 
 
+def engine_problems(config: Document) -> list[Problem]:
+    """Return a problem when the schema-checked engine.memory_limit is outside its range."""
+    text = config.data.get("engine", {}).get("memory_limit")
+    found = re.fullmatch(r"([0-9.]+) ?([KMGT]?i?B)", text) if isinstance(text, str) else None
+    if found is None:  # absent, or refused by the schema already
+        return []
+    size = Decimal(found[1]) * _UNITS[found[2]]
+    low, high = MEMORY_LIMIT_RANGE
+    if low <= size <= high:
+        return []
+    message = f"must be a size from 64MB to 32TiB; got {text!r}"
+    return [config.problem(("engine", "memory_limit"), message)]
+
+
 def cross_check(segments: Sequence[Segment], placed: Sequence[Placed]) -> list[Problem]:
     """Return the problems between manifests: reused segment names and platform segments."""
     return [*_duplicate_segments(segments), *_shared_platform_segments(placed)]
@@ -114,10 +139,22 @@ def _shared_platform_segments(placed: Sequence[Placed]) -> Iterator[Problem]:
             if other is not here:
                 message = (
                     f"{here.address} sends to the same {here.platform.value} segment as "
-                    f"{other.address} ({other.manifest}:{other.line})"
+                    f"{other.address} ({other.manifest}:{other.line}): {_describe_key(key)}"
                 )
                 yield Problem(here.manifest, message, here.line, item.path)
                 break
+
+
+def _describe_key(key: tuple[str, ...]) -> str:
+    """Return the parts of a platform segment key, e.g. ``connection 'mics', datamart_id '1509'``.
+
+    Parts are ``name=value`` (see PlatformSpec.segment_keys); other parts are shown as they are.
+    """
+    shown = []
+    for part in key[1:]:
+        name, sep, value = part.partition("=")
+        shown.append(f"{name} {value!r}" if sep else repr(part))
+    return ", ".join(shown)
 
 
 def platform_segment_keys(destination: Destination) -> list[tuple[str, ...]]:

@@ -9,18 +9,14 @@ Every problem names the file, the line and the key path, e.g.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Protocol
 
 import yaml
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from segops.config.messages import message_for
-from segops.config.schemas import workspace_schema
 from segops.errors import ManifestError, Problem
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -103,10 +99,19 @@ class Document:
 
 
 def format_path(path: Sequence[str | int]) -> str:
-    """Return `path` as a dotted key path, e.g. ``spec.destinations[0].identifier.kind``."""
+    """Return `path` as a dotted key path, e.g. ``spec.destinations[0].identifier.kind``.
+
+    A key holding a line break or another invisible character is shown quoted, with its
+    escapes (``connections["mics\\n"]``): a message stays on one line and shows the key.
+    """
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part.isprintable():
+            text += f"[{json.dumps(part)}]"
+        else:
+            text += f".{part}" if text else part
     return text
 
 
@@ -165,9 +170,21 @@ def _documents(text: str, file: str) -> tuple[Document, ...]:
 
 
 def _syntax_problem(file: str, error: yaml.MarkedYAMLError) -> Problem:
-    mark = error.problem_mark or error.context_mark
-    message = "; ".join(str(part) for part in (error.context, error.problem) if part)
-    return Problem(file, f"invalid YAML: {message}", mark.line + 1 if mark else None)
+    """Locate a syntax error where the parser gave up, and name where its construct began.
+
+    An unclosed bracket or quote is only noticed lines later, at the next key or at the end
+    of the file: the line of the opening bracket (the context mark) is what to fix.
+    """
+    mark, context = error.problem_mark, error.context_mark
+    message = f"invalid YAML: {error.problem or error.context}"
+    if mark is not None:
+        message += f" at column {mark.column + 1}"
+    if error.context and error.problem:
+        message += f", {error.context}"
+        if context is not None and (mark is None or context.line != mark.line):
+            message += f" that starts at line {context.line + 1}, column {context.column + 1}"
+    where = mark or context
+    return Problem(file, message, where.line + 1 if where else None)
 
 
 def _children(node: Node) -> Iterator[Node]:
@@ -262,38 +279,3 @@ def _merge_sources(node: Node) -> list[MappingNode]:
     if isinstance(node, SequenceNode):
         return [item for item in node.value if isinstance(item, MappingNode)]
     return []  # PyYAML reports the bad merge when constructing
-
-
-# -- schema validation ---------------------------------------------------------------------
-
-
-@cache
-def _validator(schema: str) -> Any:
-    return Draft202012Validator(workspace_schema(schema))
-
-
-def validate_document(doc: Document, schema: str) -> list[Problem]:
-    """Return the problems of `doc` against the packaged JSON Schema `schema`, by line.
-
-    `schema` is a name known to `segops.config.schemas.load_schema` ("segops" or "segment");
-    the keys of installed platform packages are added to it.
-    """
-    problems: set[Problem] = set()
-    for error in _validator(schema).iter_errors(doc.data):
-        problems.update(_error_problems(doc, error))
-    return sorted(problems, key=lambda p: (p.line or 0, p.path, p.message))
-
-
-def _error_problems(doc: Document, error: ValidationError) -> list[Problem]:
-    path: KeyPath = tuple(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = error.schema.get("properties", {})
-        allowed = ", ".join(sorted(known))
-        return [
-            doc.problem((*path, key), f"unknown key {key!r}; allowed keys: {allowed}")
-            for key in sorted(set(error.instance) - set(known))
-        ]
-    if "propertyNames" in error.schema_path:  # the error is about a key, not a value
-        key = str(error.instance)
-        return [doc.problem((*path, key), f"key {key!r}: {message_for(error)}")]
-    return [doc.problem(path, message_for(error))]

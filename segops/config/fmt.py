@@ -30,6 +30,7 @@ from ruamel.yaml.tokens import CommentToken
 from segops._fs import atomic_write
 from segops.config.comments import loose_lines, put_back, tidy
 from segops.config.documents import MAX_FILE_BYTES, Document, load_documents
+from segops.config.regular import UnreadableFile, read_regular
 
 # fmt must find exactly the files plan reads, without loading (so validating) them: these
 # two helpers of workspace.py do just that.
@@ -169,10 +170,9 @@ def format_text(data: bytes, file: str) -> str:
 
 def _read(path: Path, name: str) -> bytes:
     try:
-        with path.open("rb") as handle:
-            return handle.read(MAX_FILE_BYTES + 1)  # one byte more tells it is too large
-    except OSError as error:
-        raise ManifestError([Problem(name, f"cannot read: {error.strerror}")]) from None
+        return read_regular(path, MAX_FILE_BYTES + 1)  # one byte more tells it is too large
+    except UnreadableFile as error:
+        raise ManifestError([Problem(name, str(error))]) from None
 
 
 def _split(lines: list[str], file: str) -> list[tuple[int, list[str]]]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from segops.config.checks import Placed, connection_problems, cross_check
-from segops.config.documents import MAX_FILE_BYTES, Document, load_documents, validate_document
+from segops.config.checks import Placed, connection_problems, cross_check, engine_problems
+from segops.config.documents import MAX_FILE_BYTES, Document, load_documents
+from segops.config.regular import UnreadableFile, check_regular, read_regular
+from segops.config.schemas import validate_document
 from segops.config.segments import SegmentBuilder
 from segops.destinations.registry import platform_spec
 from segops.errors import ManifestError, Problem
@@ -44,14 +47,19 @@ def load_workspace(root: Path) -> Workspace:
     config = files.config()
     connections = {c.name: c for c in _connections(config, files)}
     state_path = _state_path(config, files)
+    files.problems.extend(engine_problems(config))
     safety = Safety().merged(config.data.get("safety", {}))
     segments: list[Segment] = []
     placed: list[Placed] = []
     documents = 0
     for path, name in _manifest_files(config, files):
-        for doc in files.read_yaml(path, name):
-            if doc.data is None:  # an empty document, e.g. after a trailing `---`
-                continue
+        before = len(files.problems)
+        docs = [doc for doc in files.read_yaml(path, name) if doc.data is not None]
+        if not docs and len(files.problems) == before:  # read and parsed, but nothing in it
+            # Not skipped: emptying a manifest would silently destroy what it held.
+            message = "holds no Segment document: write one, or delete the file"
+            files.problems.append(Problem(name, message))
+        for doc in docs:  # documents left empty, e.g. after a trailing `---`, are skipped
             documents += 1
             built = _segment(doc, path, connections, files)
             if built is not None:
@@ -68,11 +76,9 @@ def load_workspace(root: Path) -> Workspace:
 
 
 def _state_path(config: Document, files: _Files) -> str:
-    given = config.data.get("state", {}).get("path", ".segops")
-    path = files.inside(files.root / given)
-    if path is None:
-        files.problems.append(config.problem(("state", "path"), "must stay inside the workspace"))
-    return path or given
+    return files.folder(
+        config, ("state", "path"), config.data.get("state", {}).get("path", ".segops")
+    )
 
 
 def _segment(
@@ -127,10 +133,27 @@ class _Files:
             return None
         return resolved.relative_to(self.root).as_posix()
 
+    def folder(self, config: Document, key: tuple[str, ...], given: str) -> str:
+        """Return the workspace-relative folder segops.yaml names at `key`, checked."""
+        path = self.inside(self.root / given)
+        if path is None:
+            self.problems.append(config.problem(key, "must stay inside the workspace"))
+        else:  # the folder, or the first of its parents that exists, must be a folder
+            full = self.root / path
+            try:
+                found = next(p for p in (full, *full.parents) if p.exists())
+            except OSError as error:  # e.g. a name longer than the file system allows
+                self.problems.append(config.problem(key, f"cannot be used: {error.strerror}"))
+                return path
+            if not found.is_dir():
+                name = found.relative_to(self.root).as_posix()
+                self.problems.append(config.problem(key, f"{name} exists and is not a folder"))
+        return path or given
+
     def config(self) -> Document:
         """Return the schema-checked segops.yaml document; raise at once when it is unusable."""
         path = self.root / CONFIG_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ManifestError([Problem(CONFIG_FILE, f"not found in {self.root}")])
         docs = [doc for doc in self.read_yaml(path, CONFIG_FILE)]
         if not docs and not self.problems:
@@ -146,10 +169,9 @@ class _Files:
     def read_yaml(self, path: Path, name: str) -> tuple[Document, ...]:
         """Return the documents of the YAML file `path`, named `name` in problems."""
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)  # one byte more tells it is too large
-        except OSError as error:
-            self.problems.append(Problem(name, f"cannot read: {error.strerror}"))
+            data = read_regular(path, MAX_FILE_BYTES + 1)  # one byte more tells it is too large
+        except UnreadableFile as error:
+            self.problems.append(Problem(name, str(error)))
             return ()
         self.inputs[name] = hashlib.sha256(data).hexdigest()
         try:
@@ -167,12 +189,13 @@ class _Files:
         name = self.inside(path)
         if name is None:
             raise ValueError(f"{path.as_posix()} is outside the workspace {self.root}")
+        if not name.isprintable():  # through a symlink: it would break one-line messages
+            raise ValueError(f"{json.dumps(name)}: rename it without line breaks")
         if name not in self.data_files:
             try:
-                with path.open("rb"):
-                    pass
-            except OSError as error:
-                raise ValueError(f"cannot read {name}: {error.strerror}") from None
+                check_regular(path)
+            except UnreadableFile as error:
+                raise ValueError(f"{name}: {error}") from None
             self.data_files.add(name)
         return name
 
@@ -185,17 +208,37 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
         if Path(pattern).is_absolute():
             files.problems.append(config.problem(("manifests", index), "must be relative"))
             continue
-        for match in files.root.glob(pattern):
+        matches = _glob(files.root, pattern)
+        if isinstance(matches, str):
+            message = f"{pattern!r} is not a glob segops can use{matches}"
+            files.problems.append(config.problem(("manifests", index), message))
+            continue
+        for match in matches:
             name = files.inside(match)
             if name is None:
                 message = f"matches {match.as_posix()}, which is outside the workspace"
                 files.problems.append(config.problem(("manifests", index), message))
-            elif match.is_file() and name != CONFIG_FILE:
+            elif not name.isprintable():  # it would break the one-line messages naming it
+                message = f"matches {json.dumps(name)}: rename it without line breaks"
+                files.problems.append(config.problem(("manifests", index), message))
+            elif not match.is_dir() and name != CONFIG_FILE:  # read_yaml refuses pipes
                 found.setdefault(name, match)
     if not found:
         message = f"no manifest file matches {', '.join(globs)}"
         files.problems.append(config.problem(("manifests",), message))
     return [(found[name], name) for name in sorted(found)]
+
+
+def _glob(root: Path, pattern: str) -> list[Path] | str:
+    """Return the paths `pattern` matches under `root`, or why pathlib refuses it."""
+    try:
+        return list(root.glob(pattern))
+    except ValueError as error:  # e.g. "'**' can only be an entire path component"
+        return f": {error}"
+    except OSError as error:  # e.g. a name longer than the file system allows
+        return f": {error.strerror}"
+    except (IndexError, NotImplementedError):  # pathlib's own failures, e.g. on "."
+        return ""
 
 
 def _connections(config: Document, files: _Files) -> Iterator[Connection]:
@@ -209,11 +252,7 @@ def _connections(config: Document, files: _Files) -> Iterator[Connection]:
         }
         options.update(_flatten({k: v for k, v in raw.items() if k not in ("platform", "target")}))
         if "path" in raw and platform == Platform.FILES:
-            path = files.inside(files.root / raw["path"])
-            if path is None:
-                key = ("connections", name, "path")
-                files.problems.append(config.problem(key, "must stay inside the workspace"))
-            options["path"] = path or raw["path"]
+            options["path"] = files.folder(config, ("connections", name, "path"), raw["path"])
         files.problems.extend(connection_problems(config, name, raw))
         yield Connection(name, platform, target, tuple(sorted(options.items())))
 

@@ -105,7 +105,9 @@ class PlatformSpec:
     def segment_keys(self, settings: Mapping[str, Scalar]) -> list[tuple[str, ...]]:
         """Return keys naming the platform segment a destination writes to.
 
-        Two destinations sharing a key write the same platform segment.
+        Two destinations sharing a key write the same platform segment. A key is the
+        platform name, then ``name=value`` parts, which the message about two manifests
+        sharing a segment shows (e.g. ``connection 'mics', datamart_id '1509'``).
         """
         identity = sorted(k for k in self.identity_settings if k in settings)
         return [(self.name, *(f"{k}={settings[k]}" for k in identity))]

@@ -19,7 +19,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "segops"
 BASE = ("segops.errors", "segops.model", "segops._fs", "segops.version")
-SHELL = ("segops", "segops.__main__", "segops.cli", "segops.operations")
+SHELL = ("segops", "segops.__main__", "segops.cli", "segops.crash", "segops.operations")
 # Each step of the flow; stages on one step are siblings and do not import each other.
 FLOW: tuple[tuple[str, ...], ...] = (
     ("config",),

@@ -237,7 +237,10 @@ def test_destroy_needs_the_connection(cart: Path) -> None:
 
 
 def test_a_failed_destination_keeps_its_old_state(cart: Path) -> None:
-    (cart / "out").write_text("a file where the output folder should be")
+    # segops.yaml's folder is checked up front (a file there is a validation error); the
+    # run folder inside it is made only by apply
+    (cart / "out/mics").mkdir(parents=True)
+    (cart / "out/mics/run-000001").write_text("a file where the run folder should be")
     code, _, err = run(cart, "apply", "--auto-approve")
     assert code == 1
     assert "cart.files-mics: FAILED" in err

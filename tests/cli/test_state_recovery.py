@@ -169,10 +169,12 @@ def test_allow_new_state_without_a_lost_state_is_refused(
 def test_a_first_apply_that_failed_resumes_its_lineage(workspace: Path) -> None:
     write_tree(workspace, {"segments/cart.yaml": mics_manifest("cart", "csv: {path: ../c.csv}")})
     write_tree(workspace, {"c.csv": "email_hash\n" + "".join(f"{x}\n" for x in HASHES)})
-    (workspace / "out").write_text("a file where the output folder should be")
+    # a file where apply makes its run folder (the output folder itself is checked up front)
+    (workspace / "out/mics").mkdir(parents=True)
+    (workspace / "out/mics/run-000001").write_text("a file where the run folder should be")
     assert run(workspace, "apply", "--auto-approve")[0] == 1
     pending = json.loads((state_dir(workspace) / "new-state.json").read_text())["lineage"]
-    (workspace / "out").unlink()
+    (workspace / "out/mics/run-000001").unlink()
     code, _, err = run(workspace, "apply", "--auto-approve")
     assert code == 0, err
     assert lineage(workspace) == pending

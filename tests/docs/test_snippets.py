@@ -98,6 +98,7 @@ _LINK = re.compile(r"\]\((?P<target>[^)\s#]+)(?:#[^)\s]*)?\)")
 @pytest.mark.parametrize("page", PAGES, ids=str)
 def test_relative_links_resolve(page: Path) -> None:
     text = (REPO / page).read_text(encoding="utf-8")
+    text = re.sub(r"`+[^`]*`+", "", text)  # code spans: a regex there is not a link
     targets = [m.group("target") for m in _LINK.finditer(text)]
     local = [t for t in targets if not re.match(r"^[a-z]+:", t)]
     missing = [t for t in local if not ((REPO / page).parent / t).exists()]

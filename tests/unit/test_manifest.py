@@ -11,8 +11,8 @@ from segops.config.documents import (
     Document,
     format_path,
     load_documents,
-    validate_document,
 )
+from segops.config.schemas import validate_document
 from segops.errors import ManifestError, Problem
 
 SEGMENT = """\
@@ -255,9 +255,9 @@ def test_enum_type_and_pattern_messages() -> None:
     )
     assert schema_problems(text) == [
         (4, "metadata.name", "must be 1 to 128 lowercase letters, digits, '_' or '-', "
-         "starting with a letter or a digit"),
+         'starting with a letter or a digit; got "Cart Abandoners" (string)'),
         (10, "spec.destinations[0].datamart_id",
-         'must be a string of digits in quotes, e.g. "1509"'),
+         'must be a string of digits in quotes, e.g. "1509"; got 1509 (integer)'),
         (13, "spec.destinations[0].identifier.kind",
          'must be one of "user_account_id", "email_hash", "user_agent_id"; '
          'got "email" (string)'),

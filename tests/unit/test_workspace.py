@@ -380,13 +380,15 @@ def test_two_destinations_writing_one_mediarithmics_segment(tmp_path: Path) -> N
             "segments/a.yaml",
             13,
             "spec.destinations[1]",
-            "a.again sends to the same mediarithmics segment as a.mics (segments/a.yaml:9)",
+            "a.again sends to the same mediarithmics segment as a.mics (segments/a.yaml:9): "
+            "connection 'mics', datamart_id '1', segment_id '2'",
         ),
         (
             "segments/b.yaml",
             9,
             "spec.destinations[0]",
-            "b.mics sends to the same mediarithmics segment as a.mics (segments/a.yaml:9)",
+            "b.mics sends to the same mediarithmics segment as a.mics (segments/a.yaml:9): "
+            "connection 'mics', datamart_id '1', segment_id '2'",
         ),
     ]
 
@@ -405,8 +407,18 @@ def test_two_destinations_writing_one_moengage_segment(tmp_path: Path) -> None:
     )
     found = [(f, line, path, m.split(" as ")[1]) for f, line, path, m in problems(root)]
     assert found == [
-        ("segments/b.yaml", 9, "spec.destinations[0]", "a.moe (segments/a.yaml:9)"),
-        ("segments/c.yaml", 9, "spec.destinations[0]", "a.files-moe (segments/a.yaml:12)"),
+        (
+            "segments/b.yaml",
+            9,
+            "spec.destinations[0]",
+            "a.moe (segments/a.yaml:9): connection 'moe', name 's'",
+        ),
+        (
+            "segments/c.yaml",
+            9,
+            "spec.destinations[0]",
+            "a.files-moe (segments/a.yaml:12): cs_id 'id1'",
+        ),
     ]
 
 

@@ -98,8 +98,8 @@ class MediarithmicsPlatform(PlatformSpec):
 
     def segment_keys(self, settings: Mapping[str, Scalar]) -> list[tuple[str, ...]]:
         ref = "segment_id" if "segment_id" in settings else "segment_technical_name"
-        key = (str(settings["connection"]), str(settings["datamart_id"]), ref, str(settings[ref]))
-        return [(self.name, *key)]
+        names = ("connection", "datamart_id", ref)
+        return [(self.name, *(f"{name}={settings[name]}" for name in names))]
 
     def estimator(self, connection: Connection, state_dir: Path, now: float) -> _Executions:
         lines = int(connection.option("batch_lines", DEFAULT_BATCH_LINES) or DEFAULT_BATCH_LINES)

@@ -82,10 +82,10 @@ class MoEngagePlatform(PlatformSpec):
 
     def segment_keys(self, settings: Mapping[str, Scalar]) -> list[tuple[str, ...]]:
         keys: list[tuple[str, ...]] = [
-            (self.name, str(settings["connection"]), "name", str(settings["segment.name"]))
+            (self.name, f"connection={settings['connection']}", f"name={settings['segment.name']}")
         ]
         if "segment.cs_id" in settings:  # MoEngage ids are unique: the same id, the same segment
-            keys.append((self.name, "cs_id", str(settings["segment.cs_id"])))
+            keys.append((self.name, f"cs_id={settings['segment.cs_id']}"))
         return keys
 
     def estimator(self, connection: Connection, state_dir: Path, now: float) -> _QuotaSchedule:
