@@ -128,10 +128,28 @@ class Identifier:
     format: str | None = None  # a key of HASH_FORMATS
     attribute_name: str | None = None  # MoEngage only
     attribute_type: str | None = None  # MoEngage only: string | double
+    # Whole numbers in the source (NDJSON/inline numbers, Parquet integer columns) are accepted
+    # and sent as their decimal digits; without it a number is a bad row, never converted.
+    integers: bool = False
 
     @property
     def encoding(self) -> KeyEncoding:
         return KeyEncoding.HEX if self.format else KeyEncoding.TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class InlineObject:
+    """An object (mapping) written as a value of an inline member, as compact JSON text.
+
+    Kept apart from a string that holds the same text, so that an object is never taken for
+    an identifier.
+    """
+
+    json: str
+
+
+# A value of an inline member, as the manifest wrote it.
+InlineValue = Scalar | InlineObject
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +161,7 @@ class Source:
     line: int
     path: str | None = None  # workspace-relative posix path of the data file
     # Inline members: one row per member as sorted (column, value) pairs, with its YAML line.
-    rows: tuple[tuple[tuple[str, Scalar], ...], ...] = ()
+    rows: tuple[tuple[tuple[str, InlineValue], ...], ...] = ()
     row_lines: tuple[int, ...] = ()
     delimiter: str = ","
     on_bad_rows: OnBadRows = OnBadRows.ERROR

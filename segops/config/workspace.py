@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from segops._fs import NotRegularFileError, open_regular
 from segops.config.checks import Placed, connection_problems, cross_check
 from segops.config.documents import MAX_FILE_BYTES, Document, load_documents, validate_document
 from segops.config.segments import SegmentBuilder
@@ -162,15 +163,20 @@ class _Files:
         """Return the workspace-relative path of a data file, recording it as an input.
 
         Raises:
-            ValueError: the file is outside the workspace, missing or unreadable.
+            ValueError: the file is outside the workspace, missing, unreadable or not a
+                regular file (a directory, a named pipe, a socket, a device).
         """
         name = self.inside(path)
         if name is None:
             raise ValueError(f"{path.as_posix()} is outside the workspace {self.root}")
         if name not in self.data_files:
-            try:
-                with path.open("rb"):
+            try:  # a named pipe or a device would block every command that reads it
+                with open_regular(path):
                     pass
+            except NotRegularFileError as error:
+                raise ValueError(
+                    f"{name} is {error.kind}, not a regular file: a source must be a data file"
+                ) from None
             except OSError as error:
                 raise ValueError(f"cannot read {name}: {error.strerror}") from None
             self.data_files.add(name)
