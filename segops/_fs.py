@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
 
 
 def fsync_path(path: Path | str) -> None:
@@ -54,7 +54,7 @@ def check_regular(path: Path | str) -> None:
     _check_mode(path, os.stat(path).st_mode)
 
 
-def open_regular(path: Path | str) -> BinaryIO:
+def open_regular(path: Path | str) -> io.BufferedReader:
     """Open a regular file for reading; never block on a named pipe or a device.
 
     The path is checked before it is opened and the open file again (the path may have been
@@ -65,7 +65,7 @@ def open_regular(path: Path | str) -> BinaryIO:
     try:
         _check_mode(path, os.fstat(fd).st_mode)
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return open(fd, "rb")
     except BaseException:
         os.close(fd)
         raise

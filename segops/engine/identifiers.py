@@ -46,9 +46,9 @@ class TextRule:
     max_length: int = MAX_IDENTIFIER_LENGTH
     fixed: bool = False  # a fixed-length rule (a hash format): the pattern says the length
 
-    @functools.cached_property
+    @property
     def compiled(self) -> re.Pattern[str]:
-        return re.compile(self.python_pattern)
+        return _compile(self.python_pattern)
 
     def sql(self, value: str) -> str:
         """Return a SQL condition that is true when text `value` follows the rule."""
@@ -65,6 +65,11 @@ class TextRule:
             return None
         detail = "" if self.fixed else _first_bad_character(value, self.compiled)
         return self.what + (f"; it contains {detail}" if detail else "")
+
+
+@functools.cache
+def _compile(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def rule(identifier: Identifier) -> TextRule:
@@ -217,7 +222,7 @@ def _name(identifier: Identifier) -> str:
 
 def _type_hint(identifier: Identifier, kind: str) -> str:
     where = "attribute" if identifier.kind is IdentifierKind.ATTRIBUTE else "identifier"
-    if kind == cells.INTEGER and _may_take_integers(identifier):
+    if kind == cells.INTEGER and may_take_integers(identifier):
         return (
             f"write it as a string in the source, or set `integers: true` on the destination's "
             f"{where} to accept whole numbers"
@@ -225,7 +230,8 @@ def _type_hint(identifier: Identifier, kind: str) -> str:
     return "write it as a string in the source"
 
 
-def _may_take_integers(identifier: Identifier) -> bool:
+def may_take_integers(identifier: Identifier) -> bool:
+    """Return whether the manifest may let this identifier be read from whole numbers."""
     kinds = (IdentifierKind.USER_ACCOUNT_ID, IdentifierKind.ATTRIBUTE)
     return identifier.kind in kinds and identifier.format is None
 

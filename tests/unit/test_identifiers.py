@@ -66,7 +66,7 @@ def test_hash_keys_are_stored_as_bytes_and_sent_as_lowercase_hex() -> None:
     ],
 )
 def test_data_bag_rules_agree(value: str | None, ok: bool) -> None:
-    sql = identifiers.data_bag_sql("?::VARCHAR", is_text=True)
+    sql = identifiers.data_bag_sql("?::VARCHAR", "VARCHAR") or ""
     (bag,) = duckdb.execute(f"SELECT {sql}", [value] * sql.count("?")).fetchone() or (None,)
     assert (identifiers.data_bag_problem("c", value) is None) is ok
     if value is not None:
@@ -87,7 +87,7 @@ def test_data_bag_rules_agree(value: str | None, ok: bool) -> None:
     ],
 )
 def test_expiration_ts_rules_agree(value: str, ok: bool) -> None:
-    sql = identifiers.expiration_ts_sql("?::VARCHAR")
+    sql = identifiers.expiration_ts_sql("?::VARCHAR", "VARCHAR") or ""
     (ts,) = duckdb.execute(f"SELECT {sql}", [value] * sql.count("?")).fetchone() or (None,)
     assert (ts is not None) is ok
     assert (identifiers.expiration_ts_problem("c", value) is None) is ok
