@@ -203,7 +203,8 @@ class Safety:
 
     max_removal_fraction: float = 0.25  # a destination may not lose more than this share
     max_removals: int | None = None  # nor more than this many members (None: no count limit)
-    allow_empty_source: bool = False  # an empty source removes nothing unless this is true
+    # An empty source removes nothing, and creates no empty destination, unless this is true.
+    allow_empty_source: bool = False
 
     def merged(self, overrides: Mapping[str, Scalar]) -> Safety:
         """Return these rules with the keys of `overrides` replaced."""

@@ -81,8 +81,10 @@ class MemberEngine:
         if key not in self._types:
             self._types[key] = self._read_types(destination)
         types = dict(self._types[key])
-        if source.kind is SourceKind.INLINE and not source.rows:  # no row names a column
-            types.update({column: JSON for _, column in desired.roles(destination)})
+        if not types and source.kind in (SourceKind.INLINE, SourceKind.NDJSON):
+            # No row names any key (an empty file or list): no column can be missing, and
+            # whatever rows there are ({} or null lines) are empty members.
+            types = {column: JSON for _, column in desired.roles(destination)}
         return types
 
     def _read_types(self, destination: Destination) -> dict[str, str]:

@@ -91,6 +91,8 @@ def parse_rows(lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict
 
 
 def _check_width(values: list[str], names: list[str], line: int, delimiter: str) -> None:
+    while len(values) > len(names) and values[-1] == "":
+        values.pop()  # DuckDB ignores empty fields after the last column: so does segops
     if len(values) != len(names):
         raise UnreadableRow(
             line,
