@@ -1,4 +1,4 @@
-"""The whitelist of visible characters: derived from Unicode 14.0, and the same in SQL and Python."""
+"""The whitelist of visible characters: from Unicode 14.0, the same in SQL and Python."""
 
 from __future__ import annotations
 
