@@ -64,7 +64,7 @@ spec:
 """
 
 
-def workspace(root: Path, manifest_text: str, data: dict[str, bytes] | None = None) -> Path:
+def write_workspace(root: Path, manifest_text: str, data: dict[str, bytes] | None = None) -> Path:
     write_tree(root, {"segments/s.yaml": manifest_text})
     for name, content in (data or {}).items():
         path = root / name

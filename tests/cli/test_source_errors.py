@@ -17,7 +17,7 @@ import pytest
 from segops.config.workspace import load_workspace
 from segops.errors import SourceError
 from segops.operations import Context, engine_for, make_plan, store_for
-from tests.cli.sources import clean, manifest, workspace
+from tests.cli.sources import clean, manifest, write_workspace
 from tests.conftest import run
 from tests.unit.test_sources import BROKEN_CSV, BROKEN_NDJSON, SECRET
 
@@ -146,4 +146,4 @@ def test_running_out_of_memory_says_which_setting_to_raise(workspace: Path) -> N
 
 
 def _with(root: Path, source: str, data: dict[str, bytes], extra: str = "") -> Path:
-    return workspace(root, manifest(source, extra=extra), data)
+    return write_workspace(root, manifest(source, extra=extra), data)

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.cli.sources import ACCOUNT, clean, manifest, moengage, sent, workspace
+from tests.cli.sources import ACCOUNT, clean, manifest, moengage, sent, write_workspace
 from tests.conftest import run
 
 INTEGERS = ACCOUNT.replace("column: id}", "column: id, integers: true}")
@@ -240,7 +240,7 @@ def _ndjson(root: Path, data: str) -> Path:
 
 
 def workspace_with(root: Path, text: str, data: dict[str, str]) -> Path:
-    return workspace(root, text, {k: v.encode() for k, v in data.items()})
+    return write_workspace(root, text, {k: v.encode() for k, v in data.items()})
 
 
 def _write(root: Path, name: str, text: str) -> None:
