@@ -14,7 +14,7 @@ import duckdb
 
 from segops.engine.connection import connect, quiet
 from segops.engine.sources.sql import quote_literal
-from segops.model import ATTRIBUTES, Destination, DiffMode, SnapshotRef
+from segops.model import ATTRIBUTES, Destination, DiffMode, KeyEncoding, SnapshotRef
 
 OP_ORDER = "CASE op WHEN 'remove' THEN 0 WHEN 'add' THEN 1 ELSE 2 END"
 
@@ -120,3 +120,31 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def merge_sql(
+    snapshot: Path | None,
+    delta: Path | None,
+    attrs: Sequence[str],
+    encoding: KeyEncoding,
+    confirmed: Sequence[tuple[int, int]] | None,
+) -> str:
+    cols = "".join(f", {a}" for a in attrs)
+    if snapshot is None and delta is None:
+        key_type = "BLOB" if encoding is KeyEncoding.HEX else "VARCHAR"
+        typed = {"data_bag": "VARCHAR", "expiration_ts": "BIGINT"}
+        nulls = "".join(f", NULL::{typed[a]} AS {a}" for a in attrs)
+        return f"SELECT NULL::{key_type} AS k{nulls} WHERE FALSE"
+    if snapshot is None:
+        assert delta is not None
+        d = delta_sql(delta, attrs, confirmed)
+        return f"SELECT k{cols} FROM ({d}) WHERE op IN ('add', 'update') ORDER BY k"
+    if delta is None:
+        return f"SELECT k{cols} FROM ({snapshot_sql(snapshot, attrs)}) ORDER BY k"
+    old = snapshot_sql(snapshot, attrs)
+    d = delta_sql(delta, attrs, confirmed)
+    return (
+        f"SELECT k{cols} FROM (SELECT k{cols} FROM ({old}) "
+        f"ANTI JOIN (SELECT k FROM ({d})) USING (k) "
+        f"UNION ALL SELECT k{cols} FROM ({d}) WHERE op IN ('add', 'update')) ORDER BY k"
+    )

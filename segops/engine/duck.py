@@ -6,26 +6,22 @@ JOIN that keeps only the rows missing on one side (or whose attributes changed) 
 writes them, with the operation in a column, to a delta Parquet file.
 
 Files written here (deltas, snapshots) are content-addressed: named by the sha256 of
-their bytes, written sorted so the same members give the same bytes. No DuckDB exception
-leaves this module: each becomes a SourceError (file and line) or a StateError.
+their bytes, written sorted so the same members give the same bytes. Every query runs
+through `EngineBase._run` (segops.engine.base): no DuckDB exception leaves the engine.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
-
-import duckdb
 
 from segops.engine import deltas, desired, failures, identifiers, sources
+from segops.engine.base import EngineBase
 from segops.engine.cells import JSON, TEXT
-from segops.engine.connection import connect, quiet
 from segops.engine.sources import csv, inline, ndjson
 from segops.engine.sources.errors import UnreadableRow
 from segops.engine.sources.sql import quote_ident, quote_literal
-from segops.errors import Problem, SourceError, StateError
+from segops.errors import Problem, SourceError
 from segops.model import (
     DeltaFile,
     Destination,
@@ -39,30 +35,16 @@ from segops.model import (
     SourceKind,
 )
 
-_MAX_REPORTED = 20  # bad rows named in one error; the count says how many there are in all
 _FETCH = 50_000
-T = TypeVar("T")
 
 
-class MemberEngine:
+class MemberEngine(EngineBase):
     """One DuckDB connection with segops' limits; used for one command, then closed."""
 
     def __init__(self, root: Path, work: Path, config: EngineConfig) -> None:
-        self.root = root
-        self.work = work
-        self.config = config
-        (work / "spill").mkdir(parents=True, exist_ok=True)
-        self.con = connect(config.memory_limit, config.threads)
-        with quiet():
-            self.con.execute(f"SET temp_directory = {quote_literal(str(work / 'spill'))}")
-            # Row order is imposed with ORDER BY where it matters; elsewhere it costs memory.
-            self.con.execute("SET preserve_insertion_order = false")
+        super().__init__(root, work, config)
         self._inline_tables: dict[tuple[str, ...], str] = {}
         self._types: dict[tuple[str, ...], dict[str, str]] = {}
-        self._replaced: dict[str, Path] = {}  # CSV sources read through an LF-only copy
-
-    def close(self) -> None:
-        self.con.close()
 
     # -- reading sources -------------------------------------------------------------
 
@@ -122,7 +104,7 @@ class MemberEngine:
         row = self._run(destination, lambda: self.con.execute(sql).fetchone())
         invalid = int(row[0]) if row else 0
         if invalid and destination.source.on_bad_rows is OnBadRows.ERROR:
-            raise SourceError(self._bad_row_problems(destination, invalid))
+            raise SourceError(failures.bad_row_problems(destination, self.root, invalid))
         if destination.attributes:
             self._check_conflicts(destination)
 
@@ -169,7 +151,7 @@ class MemberEngine:
         )
         invalid = int(counts.pop("invalid", 0))
         if want is not None and invalid and want.source.on_bad_rows is OnBadRows.ERROR:
-            raise SourceError(self._bad_row_problems(want, invalid))
+            raise SourceError(failures.bad_row_problems(want, self.root, invalid))
         if want is not None and want.attributes:
             self._check_conflicts(want)
         before = request.applied.count if request.applied else 0
@@ -226,7 +208,7 @@ class MemberEngine:
         """
         sql = self._run(
             "the applied snapshot or the delta",
-            lambda: _merge_sql(snapshot, delta, attrs, encoding, confirmed),
+            lambda: deltas.merge_sql(snapshot, delta, attrs, encoding, confirmed),
         )
         path, digest = self._copy_addressed(sql, out_dir)
         return path, digest, self._count(path)
@@ -254,115 +236,7 @@ class MemberEngine:
         finally:
             cursor.close()
 
-    def _count(self, parquet: Path) -> int:
-        sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
-        row = self._run(f"the file {parquet.name}", lambda: self.con.execute(sql).fetchone())
-        return int(row[0]) if row else 0
-
-    def _copy_addressed(self, sql: str, out_dir: Path) -> tuple[Path, str]:
-        """COPY a query to a Parquet file named by its sha256; return (path, digest)."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / f".tmp-{os.getpid()}-{id(sql)}.parquet"
-        target = quote_literal(str(tmp))
-        self._run(
-            "the members being written",
-            lambda: self.con.execute(f"COPY ({sql}) TO {target} (FORMAT parquet)"),
-        )
-        digest = deltas.sha256_file(tmp)
-        final = out_dir / f"{digest}.parquet"
-        os.replace(tmp, final)
-        return final, digest
-
     # -- errors ------------------------------------------------------------------------------
-
-    def _run(
-        self, subject: Destination | str, call: Callable[[], T], snapshot: Path | None = None
-    ) -> T:
-        """Run DuckDB work with stdout kept clean; turn any DuckDB error into segops' own.
-
-        `subject` is the destination whose source is read, or what else is read (in words).
-        A CSV that DuckDB refuses only for mixing LF and CRLF is read again through a copy.
-        """
-        try:
-            with quiet():
-                return call()
-        except duckdb.Error as exc:
-            error = exc
-        if isinstance(subject, Destination) and self._uniform_line_endings(subject, error):
-            try:
-                with quiet():
-                    return call()
-            except duckdb.Error as exc:
-                error = exc
-        raise self._failure(subject, error, snapshot) from None
-
-    def _uniform_line_endings(self, destination: Destination, error: duckdb.Error) -> bool:
-        """Read a CSV through an LF-only copy when only its mixed line endings failed DuckDB."""
-        source = destination.source
-        if source.kind is not SourceKind.CSV or source.path in self._replaced:
-            return False
-        if failures.resource_problem(error, self.config.memory_limit):
-            return False
-        path = sources.data_path(source, self.root)
-        if failures.source_problem(source, self.root) is not None or not csv.has_crlf(path):
-            return False
-        folder = self.work / "sources"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        assert source.path is not None
-        copy = folder / f"{len(self._replaced)}.csv"
-        self._replaced[source.path] = csv.normalised_copy(path, copy)
-        return True
-
-    def _failure(
-        self, subject: Destination | str, error: duckdb.Error, snapshot: Path | None
-    ) -> SourceError | StateError:
-        resource = failures.resource_problem(error, self.config.memory_limit)
-        if not isinstance(subject, Destination):
-            return StateError(f"the member engine could not read {subject}: {resource or _DAMAGED}")
-        source = subject.source
-        file = source.path or source.manifest
-        if resource:
-            return SourceError([Problem(file, f"while this source was read, {resource}")])
-        found = failures.source_problem(source, self.root)
-        if found is not None:
-            return SourceError([found])
-        if snapshot is not None and not self._readable(snapshot):
-            return StateError(
-                f"the applied snapshot of {subject.address} ({snapshot.name}) cannot be read: "
-                f"{_DAMAGED}"
-            )
-        return failures.unreadable(source, self.root)
-
-    def _readable(self, parquet: Path) -> bool:
-        sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
-        try:
-            with quiet():
-                self.con.execute(sql)
-        except duckdb.Error:
-            return False
-        return True
-
-    def _bad_row_problems(self, destination: Destination, invalid: int) -> list[Problem]:
-        source = destination.source
-        file = source.path or source.manifest
-        by_line = sources.location_word(source) == "line"
-        problems: list[Problem] = []
-        try:
-            for line, row in sources.iter_rows(source, self.root):
-                reason = desired.row_problem(destination, row)
-                if reason is not None:
-                    suffix = "" if by_line else f" (row {line})"
-                    problems.append(Problem(file, reason + suffix, line if by_line else None))
-                    if len(problems) == _MAX_REPORTED:
-                        break
-        except UnreadableRow as error:  # the file changed since the engine read it
-            problems.append(Problem(file, error.message, error.line if by_line else None))
-        more = invalid - len(problems)
-        tail = f"{invalid} bad row(s) for destination {destination.address}"
-        tail += f" ({more} more not listed)" if more > 0 else ""
-        tail += "; fix them, or set `on_bad_rows: skip` on the source to leave them out"
-        problems.append(Problem(destination.manifest, tail, source.line, "spec.source"))
-        return problems
 
     def _inline_table(self, destination: Destination) -> str:
         """Create (once) the table of an inline source's members, cells as JSON."""
@@ -385,37 +259,6 @@ class MemberEngine:
             self._run(destination, create)
             self._inline_tables[key] = name
         return self._inline_tables[key]
-
-
-_DAMAGED = "the file is damaged or was replaced; restore the state folder from a backup"
-
-
-def _merge_sql(
-    snapshot: Path | None,
-    delta: Path | None,
-    attrs: Sequence[str],
-    encoding: KeyEncoding,
-    confirmed: Sequence[tuple[int, int]] | None,
-) -> str:
-    cols = "".join(f", {a}" for a in attrs)
-    if snapshot is None and delta is None:
-        key_type = "BLOB" if encoding is KeyEncoding.HEX else "VARCHAR"
-        typed = {"data_bag": "VARCHAR", "expiration_ts": "BIGINT"}
-        nulls = "".join(f", NULL::{typed[a]} AS {a}" for a in attrs)
-        return f"SELECT NULL::{key_type} AS k{nulls} WHERE FALSE"
-    if snapshot is None:
-        assert delta is not None
-        d = deltas.delta_sql(delta, attrs, confirmed)
-        return f"SELECT k{cols} FROM ({d}) WHERE op IN ('add', 'update') ORDER BY k"
-    if delta is None:
-        return f"SELECT k{cols} FROM ({deltas.snapshot_sql(snapshot, attrs)}) ORDER BY k"
-    old = deltas.snapshot_sql(snapshot, attrs)
-    d = deltas.delta_sql(delta, attrs, confirmed)
-    return (
-        f"SELECT k{cols} FROM (SELECT k{cols} FROM ({old}) "
-        f"ANTI JOIN (SELECT k FROM ({d})) USING (k) "
-        f"UNION ALL SELECT k{cols} FROM ({d}) WHERE op IN ('add', 'update')) ORDER BY k"
-    )
 
 
 def _source_name(destination: Destination) -> str:

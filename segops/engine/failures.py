@@ -13,11 +13,12 @@ from pathlib import Path
 import duckdb
 
 from segops._fs import NotRegularFileError
-from segops.engine import sources
+from segops.engine import desired, sources
 from segops.engine.sources.errors import UnreadableRow
 from segops.errors import Problem, SourceError
-from segops.model import Source, SourceKind
+from segops.model import Destination, Source, SourceKind
 
+MAX_REPORTED = 20  # bad rows named in one error; the count says how many there are in all
 _FORMATS = {
     SourceKind.CSV: "CSV",
     SourceKind.NDJSON: "NDJSON",
@@ -79,3 +80,29 @@ def unreadable(source: Source, root: Path) -> SourceError:
             )
         ]
     )
+
+
+def bad_row_problems(destination: Destination, root: Path, invalid: int) -> list[Problem]:
+    """Return the first bad rows of a source with their lines and why, then how many in all."""
+    source = destination.source
+    file = source.path or source.manifest
+    by_line = sources.location_word(source) == "line"
+    problems: list[Problem] = []
+    try:
+        for line, row in sources.iter_rows(source, root):
+            reason = desired.row_problem(destination, row)
+            if reason is not None:
+                suffix = "" if by_line else f" (row {line})"
+                problems.append(Problem(file, reason + suffix, line if by_line else None))
+                if len(problems) == MAX_REPORTED:
+                    break
+    except UnreadableRow as error:  # the file changed since the engine read it
+        problems.append(Problem(file, error.message, error.line if by_line else None))
+    except duckdb.Error:  # a Parquet file replaced by a damaged one meanwhile
+        problems.append(Problem(file, "changed while segops read it: run the command again"))
+    more = invalid - len(problems)
+    tail = f"{invalid} bad row(s) for destination {destination.address}"
+    tail += f" ({more} more not listed)" if more > 0 else ""
+    tail += "; fix them, or set `on_bad_rows: skip` on the source to leave them out"
+    problems.append(Problem(destination.manifest, tail, source.line, "spec.source"))
+    return problems

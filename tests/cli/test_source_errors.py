@@ -147,3 +147,19 @@ def test_running_out_of_memory_says_which_setting_to_raise(workspace: Path) -> N
 
 def _with(root: Path, source: str, data: dict[str, bytes], extra: str = "") -> Path:
     return write_workspace(root, manifest(source, extra=extra), data)
+
+
+@pytest.mark.parametrize("limit", ["99999999TB", "lots"])
+def test_an_engine_setting_duckdb_refuses_is_named_not_a_traceback(
+    workspace: Path, limit: str
+) -> None:
+    root = _with(workspace, "csv: {path: ../data/m.csv}", {"data/m.csv": b"id\ncrm-1\n"})
+    config = (root / "segops.yaml").read_text()
+    (root / "segops.yaml").write_text(
+        config.replace("memory_limit: 512MB", f"memory_limit: {limit}")
+    )
+    for command in ("validate", "plan"):
+        code, _, err = run(root, command)  # run() re-raises any exception that is not an exit
+        assert code == 1
+        assert "segops.yaml" in err and "memory_limit" in err
+        assert clean(err, str(root)), err
