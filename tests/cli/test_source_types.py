@@ -245,3 +245,40 @@ def workspace_with(root: Path, text: str, data: dict[str, str]) -> Path:
 
 def _write(root: Path, name: str, text: str) -> None:
     (root / name).write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("bag", "ts", "words"),
+    [
+        ("{tier: gold}", "1767225600000", None),
+        ('\'{"tier": "gold"}\'', "'1767225600000'", None),
+        ("7", "0", "data_bag in column 'bag' is a whole number, not a JSON object"),
+        ("yes", "0", "data_bag in column 'bag' is true/false, not a JSON object"),
+        ("'[1]'", "0", "data_bag in column 'bag' is not a JSON object"),
+        ("{}", "1.5", "expiration_ts in column 'ts' is not a non-negative integer"),
+        ("{}", "-1", "expiration_ts in column 'ts' is not a non-negative integer"),
+        ("{}", "no", "expiration_ts in column 'ts' is not a non-negative integer"),
+        ("{}", "{at: 1}", "expiration_ts in column 'ts' is not a non-negative integer"),
+    ],
+)
+def test_inline_attribute_cells_keep_their_yaml_type(
+    workspace: Path, bag: str, ts: str, words: str | None
+) -> None:
+    extra = "      data_bag: {column: bag}\n      expiration_ts: {column: ts}\n"
+    members = f"members: [{{id: crm-1}}, {{id: crm-2, bag: {bag}, ts: {ts}}}]"
+    root = write_workspace(workspace, manifest(members, extra=extra))
+    code, _, err = run(root, "validate")
+    if words is None:
+        assert code == 0, err
+    else:
+        assert code == 1 and f"segments/s.yaml:6: {words}" in err
+
+
+def test_a_bad_parquet_row_is_named_by_its_row_number(workspace: Path) -> None:
+    root = write_workspace(workspace, manifest("parquet: {path: ../data/m.parquet}"))
+    _parquet(root, "SELECT * FROM (VALUES ('crm-1'), ('crm\u200d2'), ('crm-3'), ('')) t(id)")
+    code, _, err = run(root, "plan")
+    assert code == 1
+    assert "data/m.parquet: user_account_id in column 'id' must hold only" in err
+    assert "(row 2)" in err and "(row 4)" in err and "(row 1)" not in err
+    assert clean(err, "crm"), err
