@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,21 +40,42 @@ def connect(
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Point file descriptor 1 at stderr while DuckDB runs; Python's own stdout is flushed first."""
+    """Point file descriptor 1 at stderr while DuckDB runs; Python's own stdout is flushed first.
+
+    Nested and concurrent uses share one redirection, undone when the last one ends: two
+    threads each saving and restoring fd 1 could otherwise leave it pointing at stderr.
+    """
+    global _depth, _saved
+    with _lock:
+        if _depth == 0:
+            _saved = _redirect()
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _saved is not None:
+                os.dup2(_saved, 1)
+                os.close(_saved)
+                _saved = None
+
+
+_lock = threading.Lock()
+_depth = 0
+_saved: int | None = None
+
+
+def _redirect() -> int | None:
+    """Point fd 1 at fd 2; return a copy of the old fd 1, or None when there is none."""
     try:
         sys.stdout.flush()
         saved = os.dup(1)
     except (OSError, ValueError):  # no fd 1 (a closed or replaced stdout): nothing to protect
-        yield
-        return
+        return None
     try:
         os.dup2(2, 1)
     except OSError:
         os.close(saved)
-        yield
-        return
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        return None
+    return saved
