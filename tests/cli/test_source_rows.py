@@ -53,6 +53,8 @@ def test_mixed_line_endings_do_not_hide_a_broken_line(workspace: Path) -> None:
         ("\ufeff", "ZERO WIDTH NO-BREAK SPACE"),
         ("\u0378", "unassigned"),
         ("\ue000", "private-use"),
+        ("\x00", "control character"),
+        ("\x7f", "control character"),
     ],
 )
 def test_invisible_characters_are_refused_by_line(workspace: Path, char: str, name: str) -> None:

@@ -85,6 +85,13 @@ BROKEN_CSV = {
     "text-after-quote": (b'id,b\nx,1\n"secret-member-77"x,2\n', 3, "quote inside a quoted"),
     "lone-cr": (b"id,b\nx,1\rsecret-member-77,2\n", 2, "carriage return"),
     "multiline-then-ragged": (b'id,b\n"a\nb",1\nc\n', 4, "has 1 field(s)"),
+    "huge-row": (b"id,b\nx,1\n" + b"y" * 3_000_000 + b",2\n", 3, "longer than 2 MiB"),
+    "huge-quoted-row": (
+        b'id,b\nx,1\n"' + (b"y" * 999 + b"\n") * 3000 + b'",2\n',
+        3,
+        "longer than 2 MiB",
+    ),
+    "unclosed-quote-late": (b"id\n" + b"ok\n" * 1000 + b'"open\n' + b"x\n" * 10, 1002, "never"),
 }
 
 

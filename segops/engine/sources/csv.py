@@ -13,6 +13,7 @@ import csv as _csv
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from segops._fs import open_regular
 from segops.engine.sources.errors import UnreadableRow
@@ -20,6 +21,9 @@ from segops.engine.sources.sql import quote_literal
 from segops.errors import Problem, SourceError
 
 _CHUNK = 1 << 20
+# The longest row (with the line breaks of its quoted values) either reader accepts; set on
+# DuckDB's reader too, so that both refuse the same rows.
+MAX_ROW_BYTES = 2 << 20
 
 
 def relation_sql(path: Path, delimiter: str, display: str) -> str:
@@ -33,7 +37,7 @@ def relation_sql(path: Path, delimiter: str, display: str) -> str:
     return (
         f"read_csv({quote_literal(str(path))}, header=true, auto_detect=false, "
         f"columns={columns}, delim={quote_literal(delimiter)}, quote='\"', escape='\"', "
-        "strict_mode=true, null_padding=false, encoding='utf-8')"
+        f"strict_mode=true, null_padding=false, encoding='utf-8', max_line_size={MAX_ROW_BYTES})"
     )
 
 
@@ -64,15 +68,20 @@ def _error(display: str, message: str) -> SourceError:
 def iter_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield (line, row) for every data row; raise UnreadableRow at the first broken line."""
     with open_regular(path) as handle:
-        yield from parse_rows(_text_lines(handle), delimiter)
+        lines = _Lines(handle)
+        yield from parse_rows(lines, delimiter, lines.sizes)
 
 
-def parse_rows(lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict[str, object]]]:
+def parse_rows(
+    lines: Iterable[str], delimiter: str, sizes: list[int] | None = None
+) -> Iterator[tuple[int, dict[str, object]]]:
     """Parse CSV lines (LF-terminated text) into (line, row) pairs, as DuckDB reads them.
 
     Empty cells become None. An empty line is a row of one empty cell in a one-column file
-    and is skipped otherwise.
+    and is skipped otherwise. `sizes` (bytes of each line, filled while reading) bounds rows.
     """
+    if _csv.field_size_limit() < MAX_ROW_BYTES:  # 128 KiB by default; rows are bounded below
+        _csv.field_size_limit(MAX_ROW_BYTES)
     reader = _csv.reader(lines, delimiter=delimiter, strict=True)
     start = 1
     try:
@@ -81,6 +90,8 @@ def parse_rows(lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, dict
             return
         start = reader.line_num + 1
         for values in reader:
+            if sizes and sum(sizes[start : reader.line_num + 1]) > MAX_ROW_BYTES:
+                raise UnreadableRow(start, _TOO_LONG)
             if values or len(names) == 1:
                 cells = values or [""]
                 _check_width(cells, names, start, delimiter)
@@ -101,7 +112,12 @@ def _check_width(values: list[str], names: list[str], line: int, delimiter: str)
         )
 
 
+_TOO_LONG = f"starts a row longer than {MAX_ROW_BYTES >> 20} MiB: is a quote left open?"
+
+
 def _quoting_message(error: str, start: int, end: int) -> str:
+    if "field larger than field limit" in error:
+        return _TOO_LONG
     if "unexpected end of data" in error:
         return "a quoted value that starts on this line is never closed: add the closing quote"
     if "new-line character" in error:
@@ -116,17 +132,32 @@ def _quoting_message(error: str, start: int, end: int) -> str:
     )
 
 
-def _text_lines(handle: Iterable[bytes]) -> Iterator[str]:
-    """Yield the file's lines as text with LF endings; raise UnreadableRow on bad UTF-8."""
-    for number, raw in enumerate(handle, start=1):
-        data = raw[:-2] + b"\n" if raw.endswith(b"\r\n") else raw
-        try:
-            yield data.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as error:
-            raise UnreadableRow(
-                number,
-                f"is not UTF-8 text (byte {error.start + 1} of the line): save the file as UTF-8",
-            ) from None
+class _Lines:
+    """The file's lines as text with LF endings; `sizes[n]` is the byte length of line n.
+
+    Raises UnreadableRow on bad UTF-8, and on a line longer than any row may be, without
+    reading the rest of that line.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.sizes = [0]
+
+    def __iter__(self) -> Iterator[str]:
+        number = 0
+        while raw := self.handle.readline(MAX_ROW_BYTES + 1):
+            number += 1
+            self.sizes.append(len(raw))
+            if len(raw) > MAX_ROW_BYTES:
+                raise UnreadableRow(number, _TOO_LONG)
+            data = raw[:-2] + b"\n" if raw.endswith(b"\r\n") else raw
+            try:
+                yield data.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise UnreadableRow(
+                    number,
+                    f"is not UTF-8 text (byte {error.start + 1} of the line): save it as UTF-8",
+                ) from None
 
 
 def has_crlf(path: Path) -> bool:
