@@ -92,14 +92,19 @@ class EngineBase:
         raise self._failure(subject, error, snapshot) from None
 
     def _uniform_line_endings(self, destination: Destination, error: duckdb.Error) -> bool:
-        """Read a CSV through an LF-only copy when only its mixed line endings failed DuckDB."""
+        """Read a CSV with CRLF endings through an LF-only copy once DuckDB refused it.
+
+        DuckDB wants one line ending per file; a copy (a byte scan and a write) is cheaper than
+        the exact reader, so it is tried first: when the copy fails too, the exact reader
+        names the line.
+        """
         source = destination.source
         if source.kind is not SourceKind.CSV or source.path in self._replaced:
             return False
         if failures.resource_problem(error, self.config.memory_limit):
             return False
         path = sources.data_path(source, self.root)
-        if failures.source_problem(source, self.root) is not None or not csv.has_crlf(path):
+        if not csv.has_crlf(path):
             return False
         folder = self.work / "sources"
         folder.mkdir(mode=0o700, exist_ok=True)
