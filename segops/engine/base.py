@@ -118,7 +118,7 @@ class EngineBase:
     ) -> SourceError | StateError:
         resource = failures.resource_problem(error, self.config.memory_limit)
         if not isinstance(subject, Destination):
-            return StateError(f"the member engine could not read {subject}: {resource or _DAMAGED}")
+            return StateError(f"the member engine failed on {subject}: {resource or _DAMAGED}")
         source = subject.source
         file = source.path or source.manifest
         if resource:
