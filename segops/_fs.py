@@ -1,4 +1,4 @@
-"""Durable file operations shared by the state store, plan files and the files destination.
+"""File operations shared by every stage: durable writes, private files, regular files only.
 
 Files that hold member identifiers or state are private: 0600 in 0700 folders, whatever
 the umask, because the umask can only take permissions away.
@@ -7,10 +7,12 @@ the umask, because the umask can only take permissions away.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -134,3 +136,52 @@ def remove_stale_scratch(folder: Path) -> None:
         with contextlib.suppress(OSError):
             if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid == os.getuid():
                 shutil.rmtree(entry.path)  # removes links inside, never follows them
+
+
+class NotRegularFileError(OSError):
+    """A path names a directory, a named pipe, a socket or a device instead of a file."""
+
+    def __init__(self, path: Path | str, kind: str) -> None:
+        super().__init__(f"{path} is {kind}, not a regular file")
+        self.kind = kind
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+def check_regular(path: Path | str) -> None:
+    """Raise NotRegularFileError unless `path` is a regular file (symlinks are followed).
+
+    Raises:
+        OSError: the path cannot be looked at (missing, no permission).
+    """
+    _check_mode(path, os.stat(path).st_mode)
+
+
+def open_regular(path: Path | str) -> io.BufferedReader:
+    """Open a regular file for reading; never block on a named pipe or a device.
+
+    The path is checked before it is opened and the open file again (the path may have been
+    replaced in between); O_NONBLOCK keeps a pipe from blocking the open itself.
+    """
+    check_regular(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _check_mode(path, os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_mode(path: Path | str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise NotRegularFileError(path, kind)

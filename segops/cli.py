@@ -389,12 +389,18 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except GuardError as exc:
-        typer.echo(f"Refused: {exc}", err=True)
+        typer.echo(f"Refused: {_relative(str(exc))}", err=True)
         raise typer.Exit(EXIT_GUARD) from None
     except SegopsError as exc:
         label = "Usage error" if isinstance(exc, UsageError) else "Error"
-        typer.echo(f"{label}: {exc}", err=True)
+        typer.echo(f"{label}: {_relative(str(exc))}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
+
+
+def _relative(message: str) -> str:
+    """Return `message` with paths inside the workspace written relative to it."""
+    root = str(_state["chdir"].resolve())
+    return message.replace(f"{root}{os.sep}", "") if root != os.sep else message
 
 
 def _selection(

@@ -128,10 +128,28 @@ class Identifier:
     format: str | None = None  # a key of HASH_FORMATS
     attribute_name: str | None = None  # MoEngage only
     attribute_type: str | None = None  # MoEngage only: string | double
+    # Whole numbers in the source (NDJSON/inline numbers, Parquet integer columns) are accepted
+    # and sent as their decimal digits; without it a number is a bad row, never converted.
+    integers: bool = False
 
     @property
     def encoding(self) -> KeyEncoding:
         return KeyEncoding.HEX if self.format else KeyEncoding.TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class InlineObject:
+    """An object (mapping) written as a value of an inline member, as compact JSON text.
+
+    Kept apart from a string that holds the same text, so that an object is never taken for
+    an identifier.
+    """
+
+    json: str
+
+
+# A value of an inline member, as the manifest wrote it.
+InlineValue = Scalar | InlineObject
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +161,7 @@ class Source:
     line: int
     path: str | None = None  # workspace-relative posix path of the data file
     # Inline members: one row per member as sorted (column, value) pairs, with its YAML line.
-    rows: tuple[tuple[tuple[str, Scalar], ...], ...] = ()
+    rows: tuple[tuple[tuple[str, InlineValue], ...], ...] = ()
     row_lines: tuple[int, ...] = ()
     delimiter: str = ","
     on_bad_rows: OnBadRows = OnBadRows.ERROR
@@ -185,7 +203,8 @@ class Safety:
 
     max_removal_fraction: float = 0.25  # a destination may not lose more than this share
     max_removals: int | None = None  # nor more than this many members (None: no count limit)
-    allow_empty_source: bool = False  # an empty source removes nothing unless this is true
+    # An empty source removes nothing, and creates no empty destination, unless this is true.
+    allow_empty_source: bool = False
 
     def merged(self, overrides: Mapping[str, Scalar]) -> Safety:
         """Return these rules with the keys of `overrides` replaced."""

@@ -139,7 +139,7 @@ def engine_for(ctx: Context) -> Iterator[MemberEngine]:
 
 
 def validate_workspace(ctx: Context) -> int:
-    """Check that every source can be opened and has the columns its destinations read.
+    """Check every source's columns, and every row of inline sources (file data is `plan`'s).
 
     Returns the number of destinations checked; raises SourceError with every problem.
     """
@@ -147,7 +147,7 @@ def validate_workspace(ctx: Context) -> int:
     with engine_for(ctx) as engine:
         for destination in ctx.workspace.destinations:
             try:
-                engine.check_columns(destination)
+                engine.check_source(destination)
             except SourceError as exc:
                 problems.extend(exc.problems)
     if problems:

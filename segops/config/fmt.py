@@ -63,9 +63,9 @@ _ORDER: dict[tuple[str, ...], tuple[str, ...]] = {
         "attribute",
         "expiry_days",
     ),
-    ("spec", "destinations", "*", "identifier"): ("kind", "column", "format"),
+    ("spec", "destinations", "*", "identifier"): ("kind", "column", "format", "integers"),
     ("spec", "destinations", "*", "segment"): ("name", "cs_id"),
-    ("spec", "destinations", "*", "attribute"): ("name", "type", "column", "format"),
+    ("spec", "destinations", "*", "attribute"): ("name", "type", "column", "format", "integers"),
 }
 # A document marker: always one at column 0, even where a scalar seems to continue.
 _MARKER = re.compile(r"(?:---|\.\.\.)(?=\s|$)")

@@ -18,8 +18,9 @@ from segops.errors import Problem
 from segops.model import (
     Connection,
     Destination,
+    InlineObject,
+    InlineValue,
     OnBadRows,
-    Scalar,
     Segment,
     Source,
     SourceKind,
@@ -152,12 +153,13 @@ class SegmentBuilder:
         )
 
 
-def _row(member: Mapping[str, Any]) -> tuple[tuple[str, Scalar], ...]:
+def _row(member: Mapping[str, Any]) -> tuple[tuple[str, InlineValue], ...]:
     """Return an inline member as sorted (column, value) pairs; objects become JSON text."""
     return tuple(sorted((column, _scalar(value)) for column, value in member.items()))
 
 
-def _scalar(value: Any) -> Scalar:
+def _scalar(value: Any) -> InlineValue:
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return InlineObject(text)  # kept apart from a string: an object is never an identifier
     return value  # type: ignore[no-any-return]  # the schema allows only scalars and objects

@@ -184,7 +184,8 @@ class _Files:
         """Return the workspace-relative path of a data file, recording it as an input.
 
         Raises:
-            ValueError: the file is outside the workspace, missing or unreadable.
+            ValueError: the file is outside the workspace, missing, unreadable or not a
+                regular file (a directory, a named pipe, a socket, a device).
         """
         name = self.inside(path)
         if name is None:

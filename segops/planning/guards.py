@@ -2,7 +2,8 @@
 
 On by default, set in segops.yaml `safety` and overridable per manifest (`spec.safety`):
 
-- empty-source: a source with no members never removes any (unless allow_empty_source);
+- empty-source: a source with no members never removes any, and never creates a destination
+  with no members, which is almost always a broken export (unless allow_empty_source);
 - max-removal-fraction / max-removals: a destination may not lose more than a share
   (default 25%) or a count of its members in one apply; a destroy loses all of them;
 - no-state-only-adds: with no state at all (first apply, or a lost state), only adds.
@@ -50,6 +51,13 @@ def trips(change: DestinationChange, safety: Safety, has_state: bool) -> tuple[G
             "empty-source",
             f"the source is empty: all {lost:,} members would be removed "
             "(set safety.allow_empty_source to allow it)",
+        ))  # fmt: skip
+    if Action.CREATE in change.actions and counts.after == 0 and not safety.allow_empty_source:
+        skipped = f" ({counts.skipped:,} bad rows were skipped)" if counts.skipped else ""
+        found.append(GuardTrip(
+            "empty-source",
+            f"the source is empty{skipped}: the destination would be created with no members, "
+            "which is almost always a broken export (set safety.allow_empty_source to allow it)",
         ))  # fmt: skip
     if counts.before and lost / counts.before > safety.max_removal_fraction:
         found.append(GuardTrip(

@@ -11,13 +11,14 @@ import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from segops._fs import NotRegularFileError, open_regular
 from segops.errors import Problem, SourceError
 from segops.model import InputFile, Workspace
 
 
 def digest_file(path: Path) -> str:
     """Return the sha256 of a file's bytes."""
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:  # a named pipe would block the digest thread forever
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
@@ -39,6 +40,9 @@ class InputDigests:
         for name, future in self._pending:
             try:
                 data.append(InputFile(name, future.result()))
+            except NotRegularFileError as exc:
+                message = f"is {exc.kind}, not a regular file: a source must be a data file"
+                raise SourceError([Problem(name, message)]) from None
             except OSError as exc:
                 raise SourceError([Problem(name, f"cannot read: {exc.strerror}")]) from None
         return tuple(sorted((*self._workspace.inputs, *data), key=lambda f: f.path))

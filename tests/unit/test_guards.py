@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from segops.model import (
     Action,
     DestinationChange,
@@ -72,3 +76,29 @@ def test_recreate_counts_only_members_that_do_not_come_back() -> None:
 
 def test_destroy_is_not_an_empty_source() -> None:
     assert names(change(10, 0, 10, destroy=True)) == ["max-removal-fraction"]
+
+
+def created(after: int, skipped: int = 0) -> DestinationChange:
+    return replace(
+        change(0, after, 0, add=after),
+        actions=(Action.CREATE,),
+        settings_before=None,
+        members=MemberCounts(before=0, after=after, add=after, skipped=skipped),
+    )
+
+
+@pytest.mark.parametrize("has_state", [True, False])
+def test_creating_an_empty_destination_trips_unless_allowed(has_state: bool) -> None:
+    assert names(created(0), has_state=has_state) == ["empty-source"]
+    assert names(created(0), Safety(allow_empty_source=True), has_state) == []
+    assert names(created(1), has_state=has_state) == []
+
+
+def test_an_all_skipped_source_says_so() -> None:
+    (trip,) = trips(created(0, skipped=12), DEFAULT, True)
+    assert "12 bad rows were skipped" in trip.message and "created with no members" in trip.message
+
+
+def test_an_empty_destination_that_exists_already_is_not_created_again() -> None:
+    unchanged = replace(change(0, 0, 0), actions=(Action.NO_OP,))
+    assert names(unchanged) == []

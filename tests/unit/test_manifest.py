@@ -213,7 +213,7 @@ def test_unknown_key_is_named_on_its_own_line() -> None:
     text = SEGMENT.replace("        format: sha256\n", "        format: sha256\n        colum: x\n")
     ((line, path, message),) = schema_problems(text)
     assert (line, path) == (15, "spec.destinations[0].identifier.colum")
-    assert message.startswith("unknown key 'colum'; allowed keys: column, format, kind")
+    assert message.startswith("unknown key 'colum'; allowed keys: column, format, integers, kind")
 
 
 def test_missing_required_key() -> None:

@@ -13,6 +13,7 @@ from segops.config.workspace import load_workspace
 from segops.errors import ManifestError, Problem
 from segops.model import (
     IdentifierKind,
+    InlineObject,
     OnBadRows,
     Platform,
     SourceKind,
@@ -262,7 +263,7 @@ def test_inline_rows_keep_their_lines(tmp_path: Path) -> None:
     assert source.kind is SourceKind.INLINE and source.path is None
     assert source.on_bad_rows is OnBadRows.SKIP
     assert source.rows == (
-        (("bag", '{"a":[1,2],"b":1}'), ("email_hash", "x1"), ("n", 3)),
+        (("bag", InlineObject('{"a":[1,2],"b":1}')), ("email_hash", "x1"), ("n", 3)),
         (("email_hash", "x2"), ("ok", True)),
     )
     assert source.row_lines == (8, 9)

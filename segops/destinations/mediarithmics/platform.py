@@ -76,7 +76,12 @@ class MediarithmicsPlatform(PlatformSpec):
     def destination(self, raw: Mapping[str, Any]) -> DestinationParts:
         spec = raw["identifier"]
         kind = IdentifierKind(spec["kind"])
-        identifier = Identifier(kind, spec.get("column", kind.value), spec.get("format"))
+        identifier = Identifier(
+            kind,
+            spec.get("column", kind.value),
+            spec.get("format"),
+            integers=bool(spec.get("integers", False)),
+        )
         settings = settings_of(
             {
                 "connection": raw["connection"],

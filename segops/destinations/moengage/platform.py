@@ -66,6 +66,7 @@ class MoEngagePlatform(PlatformSpec):
             format=attribute.get("format"),
             attribute_name=attribute["name"],
             attribute_type=attribute.get("type", "string"),
+            integers=bool(attribute.get("integers", False)),
         )
         settings = settings_of(
             {

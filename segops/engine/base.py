@@ -1,0 +1,143 @@
+"""One DuckDB connection with segops' limits, and the one place where its errors are caught.
+
+Every query runs through `_run`: stdout is kept for the requested format (see
+segops.engine.connection), and a DuckDB error becomes segops' own: a SourceError naming the
+file and the exact line (found by segops' exact reader, never parsed out of DuckDB's text),
+or a StateError for a snapshot or delta file. No DuckDB exception leaves the engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from segops.engine import deltas, failures, sources
+from segops.engine.connection import connect, quiet
+from segops.engine.sources import csv
+from segops.engine.sources.sql import quote_literal
+from segops.errors import ManifestError, Problem, SourceError, StateError
+from segops.model import Destination, EngineConfig, SourceKind
+
+T = TypeVar("T")
+_DAMAGED = "the file is damaged or was replaced; restore the state folder from a backup"
+
+
+class EngineBase:
+    """The connection, the addressed Parquet writes, and DuckDB errors in segops' words."""
+
+    def __init__(self, root: Path, work: Path, config: EngineConfig) -> None:
+        self.root = root
+        self.work = work
+        self.config = config
+        (work / "spill").mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = connect(config.memory_limit, config.threads)
+        except duckdb.Error:
+            message = (
+                f"the member engine refuses memory_limit {config.memory_limit!r} or threads "
+                f"{config.threads!r}: give a size such as 2GB, and from 1 thread to one per core"
+            )
+            raise ManifestError([Problem("segops.yaml", message, path="engine")]) from None
+        with quiet():
+            self.con.execute(f"SET temp_directory = {quote_literal(str(work / 'spill'))}")
+            # Row order is imposed with ORDER BY where it matters; elsewhere it costs memory.
+            self.con.execute("SET preserve_insertion_order = false")
+        self._replaced: dict[str, Path] = {}  # CSV sources read through an LF-only copy
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _count(self, parquet: Path) -> int:
+        sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
+        row = self._run(f"the file {parquet.name}", lambda: self.con.execute(sql).fetchone())
+        return int(row[0]) if row else 0
+
+    def _copy_addressed(self, sql: str, out_dir: Path) -> tuple[Path, str]:
+        """COPY a query to a Parquet file named by its sha256; return (path, digest)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / f".tmp-{os.getpid()}-{id(sql)}.parquet"
+        target = quote_literal(str(tmp))
+        self._run(
+            "the members being written",
+            lambda: self.con.execute(f"COPY ({sql}) TO {target} (FORMAT parquet)"),
+        )
+        digest = deltas.sha256_file(tmp)
+        final = out_dir / f"{digest}.parquet"
+        os.replace(tmp, final)
+        return final, digest
+
+    def _run(
+        self, subject: Destination | str, call: Callable[[], T], snapshot: Path | None = None
+    ) -> T:
+        """Run DuckDB work with stdout kept clean; turn any DuckDB error into segops' own.
+
+        `subject` is the destination whose source is read, or what else is read (in words).
+        A CSV that DuckDB refuses only for mixing LF and CRLF is read again through a copy.
+        """
+        try:
+            with quiet():
+                return call()
+        except duckdb.Error as exc:
+            error = exc
+        if isinstance(subject, Destination) and self._uniform_line_endings(subject, error):
+            try:
+                with quiet():
+                    return call()
+            except duckdb.Error as exc:
+                error = exc
+        raise self._failure(subject, error, snapshot) from None
+
+    def _uniform_line_endings(self, destination: Destination, error: duckdb.Error) -> bool:
+        """Read a CSV with CRLF endings through an LF-only copy once DuckDB refused it.
+
+        DuckDB wants one line ending per file; a copy (a byte scan and a write) is cheaper than
+        the exact reader, so it is tried first: when the copy fails too, the exact reader
+        names the line.
+        """
+        source = destination.source
+        if source.kind is not SourceKind.CSV or source.path in self._replaced:
+            return False
+        if failures.resource_problem(error, self.config.memory_limit):
+            return False
+        path = sources.data_path(source, self.root)
+        if not csv.has_crlf(path):
+            return False
+        folder = self.work / "sources"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        assert source.path is not None
+        copy = folder / f"{len(self._replaced)}.csv"
+        self._replaced[source.path] = csv.normalised_copy(path, copy)
+        return True
+
+    def _failure(
+        self, subject: Destination | str, error: duckdb.Error, snapshot: Path | None
+    ) -> SourceError | StateError:
+        resource = failures.resource_problem(error, self.config.memory_limit)
+        if not isinstance(subject, Destination):
+            return StateError(f"the member engine failed on {subject}: {resource or _DAMAGED}")
+        source = subject.source
+        file = source.path or source.manifest
+        if resource:
+            return SourceError([Problem(file, f"while this source was read, {resource}")])
+        found = failures.source_problem(source, self.root)
+        if found is not None:
+            return SourceError([found])
+        if snapshot is not None and not self._readable(snapshot):
+            return StateError(
+                f"the applied snapshot of {subject.address} ({snapshot.name}) cannot be read: "
+                f"{_DAMAGED}"
+            )
+        return failures.unreadable(source, self.root)
+
+    def _readable(self, parquet: Path) -> bool:
+        sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
+        try:
+            with quiet():
+                self.con.execute(sql)
+        except duckdb.Error:
+            return False
+        return True

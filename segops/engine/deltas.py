@@ -1,0 +1,150 @@
+"""SQL over snapshots and delta files, and the diff query that pairs desired with applied.
+
+Pure text builders, except that a Parquet file's columns are read to know which attributes
+it holds (`_parquet_with`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+
+from segops.engine.connection import connect, quiet
+from segops.engine.sources.sql import quote_literal
+from segops.model import ATTRIBUTES, Destination, DiffMode, KeyEncoding, SnapshotRef
+
+OP_ORDER = "CASE op WHEN 'remove' THEN 0 WHEN 'add' THEN 1 ELSE 2 END"
+
+
+def delta_query(
+    mode: DiffMode,
+    d_sql: str | None,
+    s_sql: str | None,
+    desired: Destination | None,
+    applied: SnapshotRef | None,
+    attrs: Sequence[str],
+) -> str:
+    """Return the SELECT producing (op, k, attrs...) rows; 'invalid' marks bad source rows."""
+    d_attrs = "".join(f", {a if a in _own(desired) else 'NULL'} AS {a}" for a in attrs)
+    desired_only = (
+        f"SELECT CASE WHEN bad THEN 'invalid' ELSE 'add' END AS op, k{d_attrs} FROM ({d_sql})"
+    )
+    cols = "".join(f", {a}" for a in attrs)
+    applied_only = f"SELECT 'remove' AS op, k{cols} FROM ({s_sql})"
+    if d_sql is None:
+        assert s_sql is not None, "a diff needs a desired side, an applied side or both"
+        return applied_only
+    if s_sql is None:
+        return desired_only
+    if mode is DiffMode.REPLACE:
+        return f"{applied_only} UNION ALL {desired_only}"
+    own = _own(desired)
+
+    def desired_attr(a: str) -> str:
+        return f"d.{a}" if a in own else "NULL"
+
+    d_vals = "".join(
+        f", CASE WHEN d.bad IS NULL THEN s.{a} ELSE {desired_attr(a)} END AS {a}" for a in attrs
+    )
+    changed = " OR ".join(f"{desired_attr(a)} IS DISTINCT FROM s.{a}" for a in attrs)
+    keep = "TRUE" if mode is DiffMode.REFRESH else f"({changed or 'FALSE'})"
+    return (
+        "SELECT CASE WHEN d.bad IS NULL THEN 'remove' WHEN d.bad THEN 'invalid' "
+        "WHEN s.k IS NULL THEN 'add' ELSE 'update' END AS op, "
+        f"coalesce(d.k, s.k) AS k{d_vals} "
+        f"FROM ({d_sql}) d FULL OUTER JOIN ({s_sql}) s ON d.k = s.k "
+        f"WHERE d.k IS NULL OR s.k IS NULL OR {keep}"
+    )
+
+
+def _own(destination: Destination | None) -> tuple[str, ...]:
+    return destination.attributes if destination else ()
+
+
+def snapshot_sql(snapshot: Path, attrs: Sequence[str]) -> str:
+    """Return SQL over a snapshot with exactly `attrs` (missing ones as NULL)."""
+    return _parquet_with(snapshot, ["k", *attrs])
+
+
+def delta_sql(
+    delta: Path, attrs: Sequence[str], confirmed: Sequence[tuple[int, int]] | None = None
+) -> str:
+    """Return SQL over a delta's rows, only those in the `confirmed` ranges when given."""
+    sql = _parquet_with(delta, ["op", "k", *attrs], row_numbers=confirmed is not None)
+    if confirmed is None:
+        return sql
+    ranges = " OR ".join(
+        f"(file_row_number >= {int(a)} AND file_row_number < {int(b)})" for a, b in confirmed
+    )
+    return f"SELECT * EXCLUDE (file_row_number) FROM ({sql}) WHERE {ranges or 'FALSE'}"
+
+
+_SCHEMA_CON: duckdb.DuckDBPyConnection | None = None  # reads Parquet schemas; opened once
+
+
+def _parquet_with(path: Path, wanted: Sequence[str], row_numbers: bool = False) -> str:
+    global _SCHEMA_CON
+    if _SCHEMA_CON is None:
+        _SCHEMA_CON = connect()
+    present = set(parquet_columns(_SCHEMA_CON.cursor(), path))
+    cols = ", ".join(c if c in present else f"NULL AS {c}" for c in wanted)
+    if row_numbers:
+        return (
+            f"SELECT {cols}, file_row_number FROM "
+            f"read_parquet({quote_literal(str(path))}, file_row_number = true)"
+        )
+    return f"SELECT {cols} FROM read_parquet({quote_literal(str(path))})"
+
+
+def parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Return the top-level column names of a Parquet file."""
+    with quiet():
+        rows = con.execute(
+            f"SELECT name FROM parquet_schema({quote_literal(str(path))}) "
+            "WHERE num_children IS NULL"
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def union(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
+    """Return the attributes in either, in their fixed order."""
+    return tuple(x for x in ATTRIBUTES if x in a or x in b)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def merge_sql(
+    snapshot: Path | None,
+    delta: Path | None,
+    attrs: Sequence[str],
+    encoding: KeyEncoding,
+    confirmed: Sequence[tuple[int, int]] | None,
+) -> str:
+    cols = "".join(f", {a}" for a in attrs)
+    if snapshot is None and delta is None:
+        key_type = "BLOB" if encoding is KeyEncoding.HEX else "VARCHAR"
+        typed = {"data_bag": "VARCHAR", "expiration_ts": "BIGINT"}
+        nulls = "".join(f", NULL::{typed[a]} AS {a}" for a in attrs)
+        return f"SELECT NULL::{key_type} AS k{nulls} WHERE FALSE"
+    if snapshot is None:
+        assert delta is not None
+        d = delta_sql(delta, attrs, confirmed)
+        return f"SELECT k{cols} FROM ({d}) WHERE op IN ('add', 'update') ORDER BY k"
+    if delta is None:
+        return f"SELECT k{cols} FROM ({snapshot_sql(snapshot, attrs)}) ORDER BY k"
+    old = snapshot_sql(snapshot, attrs)
+    d = delta_sql(delta, attrs, confirmed)
+    return (
+        f"SELECT k{cols} FROM (SELECT k{cols} FROM ({old}) "
+        f"ANTI JOIN (SELECT k FROM ({d})) USING (k) "
+        f"UNION ALL SELECT k{cols} FROM ({d}) WHERE op IN ('add', 'update')) ORDER BY k"
+    )
