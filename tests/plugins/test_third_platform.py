@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,10 +51,12 @@ spec:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Install the echo platform package into a folder of its own; return the folder."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "echo_platform"
+    shutil.copytree(PACKAGE, source)  # the build writes beside the sources: not in the repo
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-            "--no-build-isolation", "--target", str(target), str(PACKAGE),
+            "--no-build-isolation", "--target", str(target), str(source),
         ],
         check=True,
         capture_output=True,
