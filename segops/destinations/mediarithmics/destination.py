@@ -47,10 +47,17 @@ def make_mediarithmics_client(
     policy: RetryPolicy,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """Return a client for `connection` that sends the raw token as `Authorization`."""
+    """Return a client for `connection` that sends the raw token as `Authorization`.
+
+    An http:// base URL to another machine is refused unless the connection sets
+    `allow_insecure_http: true` (the token would cross the network in clear).
+    """
     base_url = str(connection.option("base_url") or DEFAULT_BASE_URL)
     headers = {"Authorization": token, "Accept": "application/json"}
-    return make_client(base_url, policy, headers=headers, transport=transport)
+    insecure = connection.option("allow_insecure_http") is True
+    return make_client(
+        base_url, policy, headers=headers, transport=transport, allow_insecure_http=insecure
+    )
 
 
 @dataclass(frozen=True, slots=True)
