@@ -14,12 +14,13 @@ What counts, read conservatively where the reference is silent:
 The ledger records what segops sent from this workspace, and MoEngage's refusals: its
 answer (429) is the authority. A refusal blocks every operation until the wait its
 `Retry-After` asks for, or, without one, for the documented window of the hourly limit
-(one hour: every operation MoEngage counted has left that window by then). For a day after
-it, the hourly limit is taken to be no more than the operations the ledger held in the hour
-before the refusal (when it held some): MoEngage's real quota is lower than configured, or
-shared with others. So the next plan's ETA comes from MoEngage's answer, not from the
-configured numbers. `schedule` is pure, so the planner can say how many operations a change
-takes and when the last can be sent, from the same numbers apply uses.
+(one hour: every operation MoEngage counted has left that window by then). After a refusal
+without Retry-After, and for a day, the hourly limit is taken to be no more than the
+operations the ledger held in the hour before it (when it held some): MoEngage's real quota
+is lower than configured, or shared with others. So the next plan's ETA comes from
+MoEngage's answer, not from the configured numbers. `schedule` is pure, so the planner can
+say how many operations a change takes and when the last can be sent, from the same numbers
+apply uses.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class LedgerEntry:
 class Refusal:
     at: float  # epoch seconds MoEngage answered 429
     until: float  # the earliest epoch it may accept again
-    hour_ops: int  # operations the ledger held in the hour before: all MoEngage allowed
+    hour_ops: int  # operations the ledger held in the hour before (0: none, or a Retry-After)
 
 
 def learned(
@@ -204,7 +205,10 @@ class QuotaLedger:
     def refuse(self, now: float, retry_after: float | None) -> Refusal:
         """Record that MoEngage answered 429 at `now`; return the refusal (on disk)."""
         wait = HOUR if retry_after is None else max(0.0, retry_after)
-        hour_ops = sum(1 for e in self._entries if e.at > now - HOUR)
+        # A Retry-After says when: nothing to guess. Without one, the hour's count is a limit.
+        hour_ops = (
+            0 if retry_after is not None else sum(1 for e in self._entries if e.at > now - HOUR)
+        )
         refusal = Refusal(now, now + wait, hour_ops)
         self._write(self._entries, [*self._refusals, refusal], now)
         return refusal
