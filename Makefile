@@ -42,7 +42,7 @@ golden: install ## Rewrite the golden files of tests/cases (review the diff!)
 schemas: ## Copy schemas/ into the package (the test suite checks they match)
 	cp schemas/*.json segops/schemas/
 
-kill-trials: install ## Kill apply at thousands of seeded random moments (TRIALS=2000)
+kill-trials: install ## Kill apply at named points and timed moments, TRIALS times (default 2000)
 	$(BIN)/python scripts/kill_trials.py --trials $${TRIALS:-2000}
 
 bench: install ## Time `segops plan` at 1e6 and 1e7 members against an ad-hoc DuckDB anti-join

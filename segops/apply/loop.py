@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from segops.apply.journal import FileJournal
-from segops.destinations import ApplyResult, Destination, Sent
+from segops.destinations import ApplyResult, Destination, Sent, killpoints
 from segops.errors import DestinationError
 from segops.model import DestinationChange, KeyEncoding, MemberRow, Plan, SnapshotRef
 from segops.state import StateStore
@@ -97,18 +97,21 @@ def apply_plan(
     The caller holds the state lock and has checked that the plan is not stale.
     """
     state = store.read() or State(str(uuid.uuid4()), 0, segops_version)
+    killpoints.reached("apply:start")
     results = []
     for change in plan.changes:
         if not change.is_change:
             continue
         result = _send(change, deltas, engine, journal, destination_for)
         if result.ok or result.confirmed:
+            killpoints.reached("apply:confirmed")
             entry = _recorded(change, result, state, store, engine, deltas)
             state = (
                 state.without(change.address) if entry is None else state.with_destination(entry)
             )
             resources = tuple(sorted({**dict(state.resources), **journal.resources}.items()))
             state = store.write(replace(state, segops_version=segops_version, resources=resources))
+            killpoints.reached("apply:state-written")
             journal.forget(change.address)
         results.append(result)
         on_result(result)

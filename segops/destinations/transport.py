@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from segops.destinations import killpoints
 from segops.errors import DestinationError
 
 # Monotonic time by which the HTTP call in progress on this thread must be done.
@@ -55,6 +56,11 @@ class _Stream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if len(buffer) > 1 and killpoints.armed("http:mid-request"):  # crash tests only
+            half = len(buffer) // 2
+            self._inner.write(buffer[:half], _bounded(timeout, httpcore.WriteTimeout))
+            killpoints.reached("http:mid-request")
+            buffer = buffer[half:]
         self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:

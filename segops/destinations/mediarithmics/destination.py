@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import httpx
 
-from segops.destinations import ApplyContext, ApplyResult, Journal, MemberRow
+from segops.destinations import ApplyContext, ApplyResult, Journal, MemberRow, killpoints
 from segops.destinations.http import RetryPolicy, make_client
 from segops.destinations.mediarithmics import commands as mics
 from segops.destinations.mediarithmics.api import AuthError, ImportNotFoundError, MediarithmicsApi
@@ -168,12 +168,14 @@ class MediarithmicsDestination:
         self._journal.record(
             op_id, address, "intent", rows=[batch.start, batch.end], datamart_id=datamart
         )
+        killpoints.reached("mics:intent")
         import_id = self._document_import(datamart)
         try:
             execution_id = self._api.upload(datamart, import_id, batch.body, mime)
         except ImportNotFoundError:
             import_id = self._document_import(datamart, replace=import_id)
             execution_id = self._api.upload(datamart, import_id, batch.body, mime)
+        killpoints.reached("mics:uploaded")
         self._journal.record(
             op_id,
             address,
@@ -182,6 +184,7 @@ class MediarithmicsDestination:
             import_id=import_id,
             execution_id=execution_id,
         )
+        killpoints.reached("mics:accepted")
         return datamart, import_id, execution_id
 
     def _document_import(self, datamart: str, replace: str | None = None) -> str:

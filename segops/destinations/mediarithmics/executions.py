@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from segops.destinations import ApplyContext, ApplyResult, Sent
+from segops.destinations import ApplyContext, ApplyResult, Sent, killpoints
 from segops.destinations.http import OutOfTime
 from segops.destinations.mediarithmics.api import (
     SUCCEEDED,
@@ -103,6 +103,7 @@ class Poller:
         uri = _without_query(execution.error_file_uri)
         if status in SUCCEEDED and failure == 0:
             self._journal.record(op_id, address, "confirmed", total_success=success)
+            killpoints.reached("mics:confirmed")
             return replace(pending, state="confirmed")
         self._journal.record(
             op_id,

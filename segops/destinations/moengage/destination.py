@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from segops.destinations import ApplyContext, ApplyResult, MemberRow, Sent
+from segops.destinations import ApplyContext, ApplyResult, MemberRow, Sent, killpoints
 from segops.destinations.http import RetryPolicy, ThrottledError, api_error, retry_after, send
 from segops.destinations.moengage import requests as moe
 from segops.destinations.moengage.answers import accepted
@@ -146,10 +146,12 @@ class MoEngageDestination:
             return False
         rows = [list(r) for r in step.ranges]
         journal.record(step.op_id, address, "intent", users=step.users, rows=rows)
+        killpoints.reached("moe:intent")
         key = ""
         try:
             published = self._publisher.publish(step.file_name, step.data)
             key = published.key
+            killpoints.reached("moe:published")
             request, body, callback = self._call(address, step, published.url)
         except DestinationError as exc:
             if key:
@@ -202,6 +204,7 @@ class MoEngageDestination:
             )
             what = f"{address}: {request}"
             if response.is_success:
+                killpoints.reached("moe:answered")
                 return request, accepted(response, what), key
             if response.status_code == 429:
                 raise _Refused(f"{what}: HTTP 429", retry_after(response))
@@ -236,6 +239,7 @@ class MoEngageDestination:
         journal.record(
             step.op_id, address, "accepted", request=request, object=key, accepted_at=now
         )
+        killpoints.reached("moe:accepted")
         run.count_sent(step)
         if self._callbacks is None:
             journal.record(step.op_id, address, "confirmed")
@@ -293,6 +297,7 @@ class MoEngageDestination:
         if payload.get("status") == 201:
             counts = {k: payload.get(k) for k in ("values_found", "values_processed", "user_count")}
             journal.record(op, address, "confirmed", **counts)
+            killpoints.reached("moe:confirmed")
             run.found += payload.get("user_count") or 0  # a count: checked on receipt
             return None
         error = _URL.sub("<url>", str(payload.get("error_message") or ""))
