@@ -71,14 +71,6 @@ _FALLBACKS = {
 _URL = re.compile(r"https?://\S+")
 
 
-class _Refused(DestinationError):
-    """MoEngage answered 429: its quota is spent; `retry_after` is the wait it asked for."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 _GONE = "gone"  # remove-users found no segment: nothing to remove
 
 
@@ -156,14 +148,10 @@ class MoEngageDestination:
         except DestinationError as exc:
             if key:
                 self._delete(key, run)
-            if isinstance(exc, _Refused | ThrottledError):  # MoEngage's quota is spent
+            if isinstance(exc, ThrottledError):  # MoEngage's quota is spent
                 refusal = self._ledger.refuse(self._context.clock(), exc.retry_after)
                 run.pending.append(step.users)
-                source = "its Retry-After" if exc.retry_after is not None else "the hourly window"
-                when = eta_text([refusal.until], refusal.at)
-                run.notes.append(
-                    f"MoEngage answered 429 Too Many Requests: not before {when} ({source})"
-                )
+                run.notes.append(refusal.note)
                 return False
             journal.record(step.op_id, address, "failed", error=str(exc))
             run.error = str(exc)
@@ -207,7 +195,7 @@ class MoEngageDestination:
                 killpoints.reached("moe:answered")
                 return request, accepted(response, what), key
             if response.status_code == 429:
-                raise _Refused(f"{what}: HTTP 429", retry_after(response))
+                raise ThrottledError(f"{what}: HTTP 429", retry_after(response))
             if response.status_code == 404 and request == moe.REMOVE_USERS:
                 return _GONE, {}, key
             fallback = _FALLBACKS.get((request, response.status_code))

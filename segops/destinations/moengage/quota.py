@@ -73,6 +73,12 @@ class Refusal:
     until: float  # the earliest epoch it may accept again
     hour_ops: int  # operations the ledger held in the hour before (0: none, or a Retry-After)
 
+    @property
+    def note(self) -> str:
+        """Return what the refusal means, for people."""
+        when = eta_text([self.until], self.at)
+        return f"MoEngage answered 429 Too Many Requests: not before {when}"
+
 
 def learned(
     limits: QuotaLimits, refusals: Iterable[Refusal], now: float
