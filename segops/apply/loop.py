@@ -16,6 +16,8 @@ A failed destination keeps its old state and does not stop the others.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -68,11 +70,19 @@ class ApplyReport:
 
 
 class ScopedJournal:
-    """The journal as one change sees it: entries of other bases are invisible to it."""
+    """The journal as one change sees it: entries of other bases are invisible to it.
+
+    A base is the snapshot the change was computed against *and* its settings before and
+    after: a snapshot holds members only, so a recreate (or an attribute change) leaves
+    the same snapshot and the same delta as the change before it. Without the settings, a
+    kill after that change's state write left entries that vouched for the next one.
+    """
 
     def __init__(self, journal: FileJournal, change: DestinationChange) -> None:
         self._journal = journal
-        self._base = change.base or "none"
+        settings = json.dumps([change.settings_before, change.settings_after], sort_keys=True)
+        digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
+        self._base = f"{change.base or 'none'}:{digest}"
 
     def get(self, op_id: str) -> Mapping[str, Any] | None:
         entry = self._journal.get(op_id)

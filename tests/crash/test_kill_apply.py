@@ -5,12 +5,22 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+
+import pytest
 
 from emulators._server import Faults
 from segops.destinations.killpoints import POINTS
-from tests.crash.harness import run_trials
-from tests.crash.workspace import MICS_ACTIONS, MOE_ACTIONS
+from tests.crash.harness import (
+    check,
+    converge,
+    kill_at_point,
+    platforms,
+    release_lock,
+    run_trials,
+)
+from tests.crash.workspace import MICS_ACTIONS, MOE_ACTIONS, Desired
 
 
 def test_kills_at_every_point_and_every_action_converge(tmp_path: Path) -> None:
@@ -34,3 +44,44 @@ def test_kills_under_injected_faults_converge(tmp_path: Path) -> None:
     print(stats.report())
     assert stats.trials == 8
     assert stats.kills >= 5
+
+
+@pytest.mark.parametrize(
+    "platform,first,second",
+    [
+        ("moe", "recreate", "replace"),
+        ("moe", "recreate", "recreate"),
+        ("mics", "recreate", "recreate"),
+    ],
+)
+def test_a_kill_after_a_state_write_does_not_vouch_for_the_next_change(
+    tmp_path: Path, platform: str, first: str, second: str
+) -> None:
+    """A recreate keeps the members, so the next change has the same snapshot and delta.
+
+    Found by the kill trials: the journal entries a kill left between the state write and
+    the journal's cleanup made the next change look sent already.
+    """
+    rng = random.Random(5)
+    desired = Desired()
+    with platforms() as (mics, moe):
+
+        def step(action: str) -> None:
+            desired.change(
+                action if platform == "mics" else "keep",
+                action if platform == "moe" else "keep",
+                rng,
+            )
+            desired.write(tmp_path, mics.base_url, moe.base_url)
+
+        desired.change("create", "create", rng)
+        desired.write(tmp_path, mics.base_url, moe.base_url)
+        converge(tmp_path)
+        step(first)
+        assert kill_at_point(tmp_path, "apply:state-written", 1)
+        release_lock(tmp_path)
+        converge(tmp_path)
+        check(tmp_path, desired, mics, moe)
+        step(second)
+        converge(tmp_path)
+        check(tmp_path, desired, mics, moe)

@@ -111,7 +111,7 @@ class Desired:
     generation: int = 0  # names recreated segments
 
     def change(self, mics_action: str, moe_action: str, rng: random.Random) -> None:
-        """Apply one action to each platform's segment (see MICS_ACTIONS, MOE_ACTIONS)."""
+        """Apply one action to each platform's segment (MICS_ACTIONS, MOE_ACTIONS; "keep": none)."""
         self.generation += 1
         if mics_action == "add/remove" or mics_action == "create":
             self.mics_present = True
