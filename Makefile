@@ -45,7 +45,7 @@ schemas: ## Copy schemas/ into the package (the test suite checks they match)
 docs: install ## Regenerate docs/configuration.md from the JSON Schemas
 	$(BIN)/python scripts/gen_config_docs.py
 
-kill-trials: install ## Kill apply at thousands of seeded random moments (TRIALS=2000)
+kill-trials: install ## Kill apply at named points and timed moments, TRIALS times (default 2000)
 	$(BIN)/python scripts/kill_trials.py --trials $${TRIALS:-2000}
 
 bench: install ## Time `segops plan` at 1e6 and 1e7 members against an ad-hoc DuckDB anti-join

@@ -79,6 +79,8 @@ class MediarithmicsEmulator:
         self.reject = reject  # called with every valid command; a text rejects the line
         self.single_get = single_get  # False: GET of one execution answers 404 (unconfirmed)
         self.fail_next_executions = 0  # that many next executions end FAILED, changing nothing
+        # A broken list: every page of executions is full of others' and no total, forever.
+        self.endless_pages = False
         self.server = EmulatorServer(self._handle, faults, port)
         self._lock = threading.RLock()
         self._ids = itertools.count(1001)
@@ -237,7 +239,15 @@ class MediarithmicsEmulator:
         return ok(public(execution))
 
     def _list_executions(self, request: Request, dm: str, imp: str) -> Response:
-        self._import(dm, imp)
+        document_import = self._import(dm, imp)
+        if self.endless_pages:
+            size = int(request.query.get("max_results", ["50"])[0])
+            first = int(request.query.get("first_result", ["0"])[0])
+            filler = [
+                public(new_execution(str(next(self._ids)), document_import)) for _ in range(size)
+            ]
+            listing = {"status": "ok", "data": filler, "count": size}
+            return Response.json(200, {**listing, "first_result": first, "max_results": size})
         found = [
             e for e in self._executions.values() if e["parameters"]["document_import_id"] == imp
         ]

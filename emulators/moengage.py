@@ -80,6 +80,7 @@ class MoEngageEmulator:
     ) -> None:
         self.workspace_id, self._api_key = workspace_id, api_key
         self.ops_per_hour, self.ops_per_day, self.users_per_day = limits
+        self.quota_retry_after: int | None = None  # a Retry-After on quota 429s (undocumented)
         self.clock = clock
         self.lock = threading.RLock()
         self._segments: dict[str, Segment] = {}  # by name
@@ -144,7 +145,12 @@ class MoEngageEmulator:
         with self.lock:
             now = self.clock()
             if not self._quota_allows(now):
-                return _error(429, "Too Many Requests", "File segment operation limit reached")
+                wait = self.quota_retry_after
+                headers = {} if wait is None else {"Retry-After": str(wait)}
+                text = "File segment operation limit reached"
+                return Response.json(
+                    429, {"title": "Too Many Requests", "description": text}, headers
+                )
             segment, response = self._target(operation, body)
             if segment is None:
                 return response

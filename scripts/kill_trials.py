@@ -1,6 +1,9 @@
-"""Kill `segops apply` at many seeded random moments; see tests/crash/harness.py.
+"""Kill `segops apply` at named points and timed moments, many times; see tests/crash/harness.py.
 
-python scripts/kill_trials.py --trials 2000 --seed 1 [--error-rate 0.1 --throttle-every 5]
+python scripts/kill_trials.py --trials 2000 --timed 500 --seed 1 [--error-rate 0.1]
+                              [--throttle-every 5]
+
+Prints the distribution of kill points: every kill lands after the state lock is taken.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from tests.crash.harness import run_trials  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--trials", type=int, default=2000, help="kills at named points")
+    parser.add_argument("--timed", type=int, help="kills at timed moments (default trials/4)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--throttle-every", type=int, default=0)
@@ -30,13 +34,14 @@ def main() -> None:
         retry_after=1,
         seed=args.seed,
     )
+    timed = args.trials // 4 if args.timed is None else args.timed
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segops-kill-") as tmp:
-        stats = run_trials(Path(tmp), args.trials, args.seed, faults)
+        stats = run_trials(Path(tmp), args.trials, args.seed, faults, timed)
     took = time.monotonic() - start
+    print(stats.report())
     print(
-        f"{stats.trials} trials converged ({stats.killed_before_end} killed mid-apply, "
-        f"{stats.recoveries_needed} extra recovery runs) in {took:.0f} s; "
+        f"all {stats.trials} trials converged in {took:.0f} s; "
         f"faults: error_rate={args.error_rate} throttle_every={args.throttle_every}"
     )
 

@@ -30,7 +30,7 @@ from segops.errors import (
     StalePlanError,
     UsageError,
 )
-from segops.model import DiffResult, Plan, Workspace
+from segops.model import DestinationChange, DiffResult, MemberRow, Plan, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
 from segops.planning.inputs import InputDigests
@@ -179,8 +179,20 @@ def make_plan(
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
     plan = planner.build_plan(decisions, results, state, digests.result(), version)
     plan = replace(plan, selection=selection.text)
-    plan = with_schedule(plan, estimators(ws, ctx.store.path, time.time()))
+    plan = with_schedule(plan, estimators(ws, ctx.store.path, time.time()), _rows_of(ctx, engine))
     return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
+
+
+def _rows_of(
+    ctx: Context, engine: MemberEngine
+) -> Callable[[DestinationChange], Iterator[MemberRow]]:
+    """Return a reader of a planned change's delta rows (counts that depend on line sizes)."""
+
+    def rows(change: DestinationChange) -> Iterator[MemberRow]:
+        assert change.delta is not None, "a change that sends members has a delta file"
+        return engine.read_delta(ctx.work / "deltas" / change.delta.name, change.encoding)
+
+    return rows
 
 
 def estimators(workspace: Workspace, state_dir: Path, now: float) -> dict[str, Estimator]:

@@ -16,6 +16,8 @@ A failed destination keeps its old state and does not stop the others.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from segops.apply.journal import FileJournal
-from segops.destinations import ApplyResult, Destination, Sent
+from segops.destinations import ApplyResult, Destination, Sent, killpoints
 from segops.errors import DestinationError
 from segops.model import DestinationChange, KeyEncoding, MemberRow, Plan, SnapshotRef
 from segops.state import StateStore
@@ -68,11 +70,19 @@ class ApplyReport:
 
 
 class ScopedJournal:
-    """The journal as one change sees it: entries of other bases are invisible to it."""
+    """The journal as one change sees it: entries of other bases are invisible to it.
+
+    A base is the snapshot the change was computed against *and* its settings before and
+    after: a snapshot holds members only, so a recreate (or an attribute change) leaves
+    the same snapshot and the same delta as the change before it. Without the settings, a
+    kill after that change's state write left entries that vouched for the next one.
+    """
 
     def __init__(self, journal: FileJournal, change: DestinationChange) -> None:
         self._journal = journal
-        self._base = change.base or "none"
+        settings = json.dumps([change.settings_before, change.settings_after], sort_keys=True)
+        digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
+        self._base = f"{change.base or 'none'}:{digest}"
 
     def get(self, op_id: str) -> Mapping[str, Any] | None:
         entry = self._journal.get(op_id)
@@ -97,6 +107,7 @@ def apply_plan(
     The caller holds the state lock and has checked that the plan is not stale.
     """
     state = store.read()
+    killpoints.reached("apply:start")
     results = []
     for change in plan.changes:
         if not change.is_change:
@@ -105,12 +116,14 @@ def apply_plan(
             state = store.begin(State(str(uuid.uuid4()), 0, segops_version))
         result = _send(change, deltas, engine, journal, destination_for)
         if result.ok or result.confirmed:
+            killpoints.reached("apply:confirmed")
             entry = _recorded(change, result, state, store, engine, deltas)
             state = (
                 state.without(change.address) if entry is None else state.with_destination(entry)
             )
             resources = tuple(sorted({**dict(state.resources), **journal.resources}.items()))
             state = store.write(replace(state, segops_version=segops_version, resources=resources))
+            killpoints.reached("apply:state-written")
             journal.forget(change.address)
         results.append(result)
         on_result(result)

@@ -20,10 +20,10 @@ Everything here is imported when a workspace is loaded, so a spec imports nothin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from segops.model import Connection, DestinationChange, Identifier, MemberRow, Scalar, Settings
 
@@ -48,6 +48,17 @@ class DestinationParts:
 class Estimator(Protocol):
     def estimate(self, change: DestinationChange) -> tuple[int, str]:
         """Return (API operations the change takes, when the last can go out: "" for now)."""
+        ...
+
+
+@runtime_checkable
+class RowsEstimator(Protocol):
+    """An estimator whose count can depend on the delta's rows (e.g. on their byte sizes)."""
+
+    def estimate_rows(
+        self, change: DestinationChange, rows: Callable[[], Iterable[MemberRow]] | None
+    ) -> tuple[int, str]:
+        """Return what `estimate` does, reading `rows()` (the delta) when it needs them."""
         ...
 
 

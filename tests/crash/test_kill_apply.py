@@ -1,25 +1,87 @@
-"""Kill -9 `segops apply` at seeded random moments; the next apply must converge exactly.
+"""Kill -9 `segops apply` at every named point and at timed moments; the next apply converges.
 
 `make kill-trials` (scripts/kill_trials.py) runs the same harness thousands of times.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import pytest
+
 from emulators._server import Faults
-from tests.crash.harness import run_trials
+from segops.destinations.killpoints import POINTS
+from tests.crash.harness import (
+    check,
+    converge,
+    kill_at_point,
+    platforms,
+    release_lock,
+    run_trials,
+)
+from tests.crash.workspace import MICS_ACTIONS, MOE_ACTIONS, Desired
 
 
-def test_fifty_kills_then_apply_converges(tmp_path: Path) -> None:
-    stats = run_trials(tmp_path, trials=50, seed=2026)
-    assert stats.trials == 50
-    # The kills must land while apply works, or the test proves nothing.
-    assert stats.killed_before_end >= 35
+def test_kills_at_every_point_and_every_action_converge(tmp_path: Path) -> None:
+    stats = run_trials(tmp_path, trials=2 * len(POINTS), seed=2026, timed=4)
+    print(stats.report())
+    assert stats.trials == 2 * len(POINTS) + 4
+    # the first pass arms each point at its first hit: every one must have been killed
+    assert set(POINTS) <= set(stats.killed), stats.report()
+    # every action was killed while its platform was sending
+    for platform, actions in (("mics", MICS_ACTIONS), ("moe", MOE_ACTIONS)):
+        for action in actions:
+            sending = {p for a, p in stats.pairs if a == f"{platform}:{action}"}
+            assert any(p.startswith((f"{platform}:", "http:")) for p in sending), (
+                f"{platform}:{action} never killed mid-send\n{stats.report()}"
+            )
 
 
 def test_kills_under_injected_faults_converge(tmp_path: Path) -> None:
     faults = Faults(error_rate=0.1, throttle_every=7, retry_after=1, seed=5)
-    stats = run_trials(tmp_path, trials=8, seed=77, faults=faults)
+    stats = run_trials(tmp_path, trials=6, seed=77, faults=faults, timed=2)
+    print(stats.report())
     assert stats.trials == 8
-    assert stats.killed_before_end >= 4
+    assert stats.kills >= 5
+
+
+@pytest.mark.parametrize(
+    "platform,first,second",
+    [
+        ("moe", "recreate", "replace"),
+        ("moe", "recreate", "recreate"),
+        ("mics", "recreate", "recreate"),
+    ],
+)
+def test_a_kill_after_a_state_write_does_not_vouch_for_the_next_change(
+    tmp_path: Path, platform: str, first: str, second: str
+) -> None:
+    """A recreate keeps the members, so the next change has the same snapshot and delta.
+
+    Found by the kill trials: the journal entries a kill left between the state write and
+    the journal's cleanup made the next change look sent already.
+    """
+    rng = random.Random(5)
+    desired = Desired()
+    with platforms() as (mics, moe):
+
+        def step(action: str) -> None:
+            desired.change(
+                action if platform == "mics" else "keep",
+                action if platform == "moe" else "keep",
+                rng,
+            )
+            desired.write(tmp_path, mics.base_url, moe.base_url)
+
+        desired.change("create", "create", rng)
+        desired.write(tmp_path, mics.base_url, moe.base_url)
+        converge(tmp_path)
+        step(first)
+        assert kill_at_point(tmp_path, "apply:state-written", 1)
+        release_lock(tmp_path)
+        converge(tmp_path)
+        check(tmp_path, desired, mics, moe)
+        step(second)
+        converge(tmp_path)
+        check(tmp_path, desired, mics, moe)

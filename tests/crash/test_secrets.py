@@ -17,9 +17,8 @@ from tests.crash.harness import (
     MOE_WORKSPACE,
     platforms,
     segops,
-    set_desired,
-    write_workspace,
 )
+from tests.crash.workspace import Desired
 
 WRONG_KEY = "CANARY-wrong-key-77aa"
 
@@ -45,9 +44,14 @@ def leaks(data: bytes) -> set[str]:
 def test_no_secret_anywhere(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     seen: list[tuple[str, bytes]] = []
+    desired = Desired()
     with platforms() as (mics, moe):
-        write_workspace(root, mics, moe)
-        set_desired(root, random.Random(3))
+
+        def set_desired(rng: random.Random) -> None:
+            desired.change("add/remove", "add/remove", rng)
+            desired.write(root, mics.base_url, moe.base_url)
+
+        set_desired(random.Random(3))
         plan_file = tmp_path / "p.segplan"
         for args in (
             ["validate"],
@@ -59,7 +63,7 @@ def test_no_secret_anywhere(tmp_path: Path) -> None:
             code, output = segops(root, *args)
             assert code == 0, output
             seen.append((" ".join(args), output.encode()))
-        set_desired(root, random.Random(4))
+        set_desired(random.Random(4))
         # A child process, as CI runs it: its stdout and stderr are the logs.
         child = subprocess.run(
             [sys.executable, "-m", "segops", "-C", str(root), "apply", "--auto-approve"],
@@ -69,7 +73,7 @@ def test_no_secret_anywhere(tmp_path: Path) -> None:
         assert child.returncode == 0, child.stderr.decode()
         seen += [("child stdout", child.stdout), ("child stderr", child.stderr)]
         # A refused key: the error must say so without echoing it.
-        set_desired(root, random.Random(5))
+        set_desired(random.Random(5))
         refused = subprocess.run(
             [sys.executable, "-m", "segops", "-C", str(root), "apply", "--auto-approve"],
             env={**ENV, "TRIAL_MOE_KEY": WRONG_KEY, "PATH": "/usr/bin:/bin"},

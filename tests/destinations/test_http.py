@@ -138,7 +138,9 @@ def test_connect_errors_and_timeouts_are_retried() -> None:
     assert len(seen) == 3 and len(rec.sleeps) == 2
 
     handler, _ = scripted(*[httpx.ConnectError("refused")] * 2)
-    with pytest.raises(RetryableDestinationError, match="ConnectError, 2 attempts"):
+    with pytest.raises(
+        RetryableDestinationError, match="ConnectError talking to api.example.test, 2 attempts"
+    ):
         call(handler, RetryPolicy(max_attempts=2), Recorder())
 
 

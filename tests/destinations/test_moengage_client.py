@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -26,8 +27,9 @@ from segops.destinations.http import RetryPolicy
 from segops.destinations.moengage.callbacks import CallbackReceiver
 from segops.destinations.moengage.destination import MoEngageDestination, make_moengage_client
 from segops.destinations.moengage.operations import strategy_for
+from segops.destinations.moengage.platform import PLATFORM, ledger_path
 from segops.destinations.moengage.publish import HttpPublisher, Published, Publisher, S3Publisher
-from segops.destinations.moengage.quota import QuotaLedger, QuotaLimits
+from segops.destinations.moengage.quota import QuotaLedger, QuotaLimits, eta_text
 from segops.errors import DestinationError
 from segops.model import (
     Action,
@@ -390,13 +392,48 @@ def test_quota_leaves_operations_pending_and_the_next_apply_continues(harness: H
     check_no_secrets(harness, result)
 
 
-def test_a_429_from_moengage_means_the_quota_is_spent(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    "retry_after,wait", [(None, 3600), (900, 900), (7200, 7200)], ids=["window", "15min", "2h"]
+)
+def test_a_429_from_moengage_means_the_quota_is_spent(
+    harness: Harness, retry_after: int | None, wait: int
+) -> None:
     harness.emulator.ops_per_hour = 1  # MoEngage counts more than this workspace's ledger
+    harness.emulator.quota_retry_after = retry_after
     harness.max_file_bytes = 100
     change, rows = change_of(None, settings(), adds=emails(8))
     result = harness.apply(change, rows)
     assert result.ok and result.pending == 1 and result.confirmed == ((0, 4),), result.message
     assert "429" in result.message
+    when = eta_text([T0 + wait], T0)
+    assert f"MoEngage answered 429 Too Many Requests: not before {when}" in result.message
+    assert result.eta == when, "the ETA comes from MoEngage's answer, not from the ledger"
+    refused = [r for r in harness.emulator.server.requests if r.path.startswith("/v2/")]
+    assert len(refused) == 2, "a quota 429 is not retried"
+
+    # the next plan's ETA for the rest comes from the refusal too
+    shutil.copy(harness.tmp / "ledger.json", ledger_path(harness.tmp, harness.connection()))
+    estimator = PLATFORM.estimator(harness.connection(), harness.tmp, T0 + 60)
+    left, _ = leftover(change, rows, result)
+    assert estimator.estimate(left) == (1, when)
+
+
+def test_a_429_with_a_short_retry_after_is_waited_and_sent(harness: Harness) -> None:
+    harness.emulator.server.faults.throttle_every = 1  # the first request only: see below
+    harness.emulator.server.faults.retry_after = 2
+    calls = {"n": 0}
+    pick = harness.emulator.server.faults.pick
+
+    def once() -> tuple[int, dict[str, str]] | None:
+        calls["n"] += 1
+        return pick() if calls["n"] == 1 else None
+
+    harness.emulator.server.faults.pick = once  # type: ignore[method-assign]
+    change, rows = change_of(None, settings(), adds=emails(3))
+    result = harness.apply(change, rows)
+    assert result.ok and result.pending == 0 and result.confirmed is None, result.message
+    assert QuotaLedger(harness.tmp / "ledger.json").refusals == ()
+    assert harness.emulator.segments() == {"cart_7d": set(emails(3))}
 
 
 # callbacks

@@ -121,3 +121,62 @@ def test_a_damaged_ledger_is_a_clear_error(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(DestinationError, match="ledger"):
         QuotaLedger(path)
+
+
+# MoEngage's refusals (429)
+
+
+@pytest.mark.parametrize(
+    "retry_after,until", [(None, NOW + HOUR), (600.0, NOW + 600), (0.0, NOW), (7200.0, NOW + 7200)]
+)
+def test_a_refusal_blocks_until_retry_after_or_the_hourly_window(
+    tmp_path: Path, retry_after: float | None, until: float
+) -> None:
+    ledger = QuotaLedger(tmp_path / "ledger.json")
+    refusal = ledger.refuse(NOW, retry_after)
+    assert refusal.until == until
+    assert ledger.next_slot(1, NOW) == until
+    assert not ledger.allows(1, NOW + 1) or until <= NOW + 1
+    again = QuotaLedger(tmp_path / "ledger.json")  # on disk
+    assert again.refusals == (refusal,) and again.next_slot(1, NOW) == until
+
+
+@pytest.mark.parametrize("sent_in_hour,learned_limit", [(0, 10), (1, 1), (4, 4), (9, 9), (12, 10)])
+def test_a_refusal_teaches_the_hourly_limit_moengage_showed(
+    tmp_path: Path, sent_in_hour: int, learned_limit: int
+) -> None:
+    ledger = QuotaLedger(tmp_path / "ledger.json", QuotaLimits(ops_per_hour=10))
+    for i in range(sent_in_hour):
+        ledger.record("add-users", 1, NOW - 3000 + i)
+    refusal = ledger.refuse(NOW, None)
+    assert refusal.hour_ops == sent_in_hour
+    limits, not_before = ledger.effective(NOW)
+    assert limits.ops_per_hour == learned_limit and not_before == NOW + HOUR
+    # a day later the refusal teaches nothing any more
+    assert ledger.effective(NOW + DAY + 1)[0].ops_per_hour == 10
+    # a Retry-After says when: it teaches no limit
+    told = QuotaLedger(tmp_path / "told.json", QuotaLimits(ops_per_hour=10))
+    for i in range(sent_in_hour):
+        told.record("add-users", 1, NOW - 3000 + i)
+    assert told.refuse(NOW, 60.0).hour_ops == 0
+    assert told.effective(NOW)[0].ops_per_hour == 10
+
+
+def test_after_a_refusal_the_plan_eta_comes_from_it(tmp_path: Path) -> None:
+    ledger = QuotaLedger(tmp_path / "ledger.json")
+    for i in range(3):
+        ledger.record("add-users", 1, NOW - 600 + i)
+    ledger.refuse(NOW, None)  # MoEngage allows 3 an hour, not 10
+    times = ledger.times([1] * 4, NOW + 60)
+    assert times[0] == NOW + HOUR  # not "now", as the configured 10 an hour would say
+    assert times == [NOW + HOUR] * 3 + [NOW + 2 * HOUR]
+    assert schedule([1], [], LIMITS, NOW, not_before=NOW + 5) == [NOW + 5]
+
+
+def test_a_ledger_written_before_refusals_were_kept_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_text(
+        json.dumps({"format_version": 1, "entries": [{"at": NOW, "kind": "create", "users": 3}]})
+    )
+    ledger = QuotaLedger(path)
+    assert ledger.refusals == () and len(ledger.entries) == 1

@@ -11,18 +11,20 @@ import pytest
 from segops.apply.journal import FileJournal, JournalResources
 from segops.apply.loop import ScopedJournal
 from segops.errors import StateError
-from segops.model import DestinationChange, KeyEncoding, MemberCounts, Platform
+from segops.model import DestinationChange, KeyEncoding, MemberCounts, Platform, Settings
 
 
-def change(base: str) -> DestinationChange:
+def change(
+    base: str, before: Settings | None = None, after: Settings | None = None
+) -> DestinationChange:
     return DestinationChange(
         address="s.x",
         segment="s",
         connection="c",
         platform=Platform.MEDIARITHMICS,
         actions=(),
-        settings_before=None,
-        settings_after=None,
+        settings_before=before,
+        settings_after=after,
         setting_changes=(),
         members=MemberCounts(),
         delta=None,
@@ -144,3 +146,26 @@ def test_the_journal_is_private(tmp_path: Path, umask: int) -> None:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+NAME_A: Settings = (("segment.name", "a"),)
+NAME_B: Settings = (("segment.name", "b"),)
+
+
+@pytest.mark.parametrize(
+    "before,after",
+    [
+        (NAME_B, NAME_B),  # the next change after a recreate a -> b, same members
+        (NAME_A, NAME_A),
+        (None, NAME_B),
+        (NAME_A, None),
+        ((("attribute.name", "email"),), (("attribute.name", "email_address"),)),
+    ],
+)
+def test_a_change_with_other_settings_does_not_see_entries_of_the_same_snapshot(
+    tmp_path: Path, before: Settings | None, after: Settings | None
+) -> None:
+    journal = FileJournal(tmp_path / "journal.jsonl")
+    ScopedJournal(journal, change("aaa", NAME_A, NAME_B)).record("op", "s.x", "confirmed")
+    assert ScopedJournal(journal, change("aaa", NAME_A, NAME_B)).get("op") is not None
+    assert ScopedJournal(journal, change("aaa", before, after)).get("op") is None

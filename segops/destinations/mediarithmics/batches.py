@@ -10,7 +10,7 @@ removes and adds share batches (a file may mix UPDATE and DELETE, reference §1)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby, islice
 from typing import Final
@@ -18,7 +18,7 @@ from typing import Final
 from segops.destinations import ADD, REMOVE, UPDATE, MemberRow, Sent
 from segops.destinations.mediarithmics import commands as mics
 from segops.errors import DestinationError
-from segops.model import DestinationChange, Settings
+from segops.model import HASH_FORMATS, DestinationChange, Settings
 
 # The documented guideline for one file is 100 MB (reference §7); segops never goes above it.
 MAX_BATCH_BYTES: Final = 100_000_000
@@ -193,3 +193,77 @@ class _Builder:
         self._counts = {REMOVE: 0, ADD: 0, UPDATE: 0}
         start, self._start = self._start, self._next
         yield Batch(start, self._next, self._shape, body, sent)
+
+
+def count_batches(
+    change: DestinationChange,
+    mime: str,
+    limits: BatchLimits,
+    rows: Callable[[], Iterable[MemberRow]] | None = None,
+) -> int:
+    """Return how many batches (executions) `iter_batches` cuts the change into.
+
+    When every command line of a side has one known length (hash identifiers, no per-member
+    attribute), this is arithmetic on the change's counts. Otherwise it is exact only with
+    `rows` (the delta, read once more); without them, a lower bound counting lines only.
+    """
+    before, after = file_shapes(change, mime)
+    counts = change.members
+    removes = _Run(counts.remove, _line_bytes(before, change.settings_before, REMOVE, mime))
+    # UPDATE lines carry the per-member attributes, whose lengths vary
+    adds = _Run(
+        counts.add + counts.update,
+        None if change.attributes else _line_bytes(after, change.settings_after, ADD, mime),
+    )
+    groups: list[tuple[FileShape | None, list[_Run]]]
+    if before is not None and before == after:  # one group: removes first, then the rest
+        groups = [(after, [removes, adds])]
+    else:
+        groups = [(before, [removes]), (after, [adds])]
+    known = all(run.size is not None for _, runs in groups for run in runs if run.lines)
+    if not known and rows is not None:
+        try:
+            return sum(1 for _ in iter_batches(change, rows(), mime, limits))
+        except DestinationError:  # apply reports it; the plan still counts the rest
+            pass
+    return sum(
+        _count_runs(_header(shape), runs, limits) for shape, runs in groups if shape is not None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    lines: int
+    size: int | None  # bytes of each line; None: lines differ in length
+
+
+def _line_bytes(
+    shape: FileShape | None, settings: Settings | None, op: str, mime: str
+) -> int | None:
+    """Return the length of every `op` line of `shape` when it has one (a hash identifier)."""
+    if shape is None or settings is None:
+        return None
+    length = HASH_FORMATS.get(str(dict(settings).get("identifier.format")))
+    if length is None:
+        return None
+    row = MemberRow(op, "0" * length)  # hex needs no escaping: any key of this length
+    return len(next(mics.command_lines(shape.target, [row], mime, shape.columns or None)).encode())
+
+
+def _header(shape: FileShape | None) -> int:
+    return len(mics.csv_header(shape.columns).encode()) if shape and shape.columns else 0
+
+
+def _count_runs(header: int, runs: Iterable[_Run], limits: BatchLimits) -> int:
+    """Return the batches `_Builder` cuts consecutive runs of same-length lines into."""
+    batches, used_lines, used_bytes = 0, 0, 0
+    for run in runs:
+        left, size = run.lines, run.size or 1
+        while left:
+            room = min(limits.lines - used_lines, (limits.bytes - used_bytes) // size)
+            if not batches or room <= 0:  # the next line opens a new batch
+                batches, used_lines, used_bytes = batches + 1, 0, header
+                room = max(1, min(limits.lines, (limits.bytes - header) // size))
+            take = min(left, room)
+            used_lines, used_bytes, left = used_lines + take, used_bytes + take * size, left - take
+    return batches

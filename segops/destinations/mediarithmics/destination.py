@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import httpx
 
-from segops.destinations import ApplyContext, ApplyResult, Journal, MemberRow
+from segops.destinations import ApplyContext, ApplyResult, Journal, MemberRow, killpoints
 from segops.destinations.http import RetryPolicy, make_client
 from segops.destinations.mediarithmics import commands as mics
 from segops.destinations.mediarithmics.api import AuthError, ImportNotFoundError, MediarithmicsApi
@@ -47,10 +47,17 @@ def make_mediarithmics_client(
     policy: RetryPolicy,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """Return a client for `connection` that sends the raw token as `Authorization`."""
+    """Return a client for `connection` that sends the raw token as `Authorization`.
+
+    An http:// base URL to another machine is refused unless the connection sets
+    `allow_insecure_http: true` (the token would cross the network in clear).
+    """
     base_url = str(connection.option("base_url") or DEFAULT_BASE_URL)
     headers = {"Authorization": token, "Accept": "application/json"}
-    return make_client(base_url, policy, headers=headers, transport=transport)
+    insecure = connection.option("allow_insecure_http") is True
+    return make_client(
+        base_url, policy, headers=headers, transport=transport, allow_insecure_http=insecure
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +168,14 @@ class MediarithmicsDestination:
         self._journal.record(
             op_id, address, "intent", rows=[batch.start, batch.end], datamart_id=datamart
         )
+        killpoints.reached("mics:intent")
         import_id = self._document_import(datamart)
         try:
             execution_id = self._api.upload(datamart, import_id, batch.body, mime)
         except ImportNotFoundError:
             import_id = self._document_import(datamart, replace=import_id)
             execution_id = self._api.upload(datamart, import_id, batch.body, mime)
+        killpoints.reached("mics:uploaded")
         self._journal.record(
             op_id,
             address,
@@ -175,6 +184,7 @@ class MediarithmicsDestination:
             import_id=import_id,
             execution_id=execution_id,
         )
+        killpoints.reached("mics:accepted")
         return datamart, import_id, execution_id
 
     def _document_import(self, datamart: str, replace: str | None = None) -> str:

@@ -9,17 +9,18 @@ journal: it may quote a command line, and command lines hold member identifiers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-from segops.destinations import ApplyContext, ApplyResult, Sent
+from segops.destinations import ApplyContext, ApplyResult, Sent, killpoints
+from segops.destinations.http import OutOfTime
 from segops.destinations.mediarithmics.api import (
-    FAILED,
     SUCCEEDED,
+    Execution,
     ImportNotFoundError,
     MediarithmicsApi,
-    result_counts,
 )
 from segops.destinations.mediarithmics.batches import Batch
 from segops.errors import DestinationError
@@ -94,13 +95,15 @@ class Poller:
         except DestinationError as exc:  # the journal keeps "accepted"
             detail = f"{where}: {exc}; {_UNCONFIRMED}"
             return replace(pending, state="unconfirmed", detail=detail)
-        status = str(execution.get("status"))
+        status = execution.status
         if not finished:
             detail = f"{where} still {status} after {self._settings.timeout:g} s; {_UNCONFIRMED}"
             return replace(pending, state="unconfirmed", detail=detail)
-        success, failure, uri = result_counts(execution)
+        success, failure = execution.total_success, execution.total_failure
+        uri = _without_query(execution.error_file_uri)
         if status in SUCCEEDED and failure == 0:
             self._journal.record(op_id, address, "confirmed", total_success=success)
+            killpoints.reached("mics:confirmed")
             return replace(pending, state="confirmed")
         self._journal.record(
             op_id,
@@ -119,20 +122,36 @@ class Poller:
             detail = f"{where} ended {status}"
         return replace(pending, state="failed", detail=detail)
 
-    def _wait(self, ref: Ref) -> tuple[Mapping[str, Any], bool]:
-        """Return the execution once terminal (True), or as last seen at the timeout (False)."""
+    def _wait(self, ref: Ref) -> tuple[Execution, bool]:
+        """Return the execution once terminal (True), or as last seen at the timeout (False).
+
+        Every status read, and the listing behind it, stops at the timeout too.
+        """
         deadline = self._clock() + self._settings.timeout
         interval = self._settings.interval
+        execution: Execution | None = None
         while True:
-            execution = self._api.execution(*ref)
-            status = execution.get("status")
-            if status in SUCCEEDED or status in FAILED:
+            try:
+                execution = self._api.execution(*ref, until=deadline)
+            except OutOfTime:  # the last read was cut short: what was seen before stands
+                if execution is None:
+                    raise
+                return execution, False
+            if execution.terminal:
                 return execution, True
             left = deadline - self._clock()
             if left <= 0:
                 return execution, False
             self._sleep(min(interval, left))
             interval = min(interval * 2, MAX_POLL_INTERVAL)
+
+
+def _without_query(uri: str | None) -> str | None:
+    """Return `uri` without its query and fragment: they may hold a signature."""
+    if uri is None:
+        return None
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def build_result(address: str, outcomes: Iterable[Outcome], stopped: str) -> ApplyResult:

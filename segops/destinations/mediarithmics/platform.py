@@ -6,8 +6,7 @@ the command files are imported only by `open` and `write_files`.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from segops.destinations.platform import (
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BASE_URL = "https://api.mediarithmics.com"
 DEFAULT_BATCH_LINES = 500_000
+DEFAULT_BATCH_BYTES = 50_000_000
 SEGMENT_REFS = ("segment_id", "segment_technical_name")
 
 
@@ -107,8 +107,7 @@ class MediarithmicsPlatform(PlatformSpec):
         return [(self.name, *(f"{name}={settings[name]}" for name in names))]
 
     def estimator(self, connection: Connection, state_dir: Path, now: float) -> _Executions:
-        lines = int(connection.option("batch_lines", DEFAULT_BATCH_LINES) or DEFAULT_BATCH_LINES)
-        return _Executions(lines)
+        return _Executions(connection)
 
     def open(
         self, connection: Connection, secrets: Mapping[str, str], context: ApplyContext
@@ -136,15 +135,26 @@ class MediarithmicsPlatform(PlatformSpec):
 
 
 class _Executions:
-    """One execution per batch of at most `lines` command lines, removes apart from adds."""
+    """One execution per batch, counted by the same rule apply cuts batches with."""
 
-    def __init__(self, lines: int) -> None:
-        self.lines = lines
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def estimate(self, change: DestinationChange) -> tuple[int, str]:
-        counts = change.members
-        sides = (counts.remove, counts.add + counts.update)
-        return sum(math.ceil(n / self.lines) for n in sides), ""
+        return self.estimate_rows(change, None)
+
+    def estimate_rows(
+        self, change: DestinationChange, rows: Callable[[], Iterable[MemberRow]] | None
+    ) -> tuple[int, str]:
+        from segops.destinations.mediarithmics.batches import BatchLimits, count_batches
+
+        option = self.connection.option
+        limits = BatchLimits(
+            int(option("batch_lines") or DEFAULT_BATCH_LINES),
+            int(option("batch_bytes") or DEFAULT_BATCH_BYTES),
+        )
+        mime = str(option("mime_type") or "APPLICATION_X_NDJSON")
+        return count_batches(change, mime, limits, rows), ""
 
 
 PLATFORM = MediarithmicsPlatform()

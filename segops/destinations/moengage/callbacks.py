@@ -2,8 +2,10 @@
 
 Each operation is sent with `callback_url = <receiver url>?op=<operation id>`; MoEngage POSTs
 the result there once the file is processed (reference §5) and wants HTTP 200 back. The
-receiver answers 200 to every well-formed CallbackV2 (a JSON object with an integer
-`status`), 400 to anything else, and keeps the latest payload per operation id. Operation
+receiver answers 200 to every well-formed CallbackV2 (checked field by field: see
+`answers.callback_problem`), 400 to anything else, and keeps the latest payload per
+operation id. A request body is read only when its length is declared and at most 1 MiB,
+and a client that stops sending is dropped after `_READ_TIMEOUT` seconds. Operation
 ids hold a digest of the member delta, so they are not guessable from outside. Request lines
 are not logged: a payload names a segment, never a member.
 """
@@ -20,6 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from segops.destinations.moengage.answers import callback_problem
 from segops.errors import DestinationError
 from segops.model import Connection
 
@@ -27,6 +30,7 @@ CALLBACK_PATH = "/moengage/callback"
 DEFAULT_WAIT = 600.0  # seconds apply waits for the results of the operations it sent
 _MAX_BODY = 1 << 20
 _POLL = 0.05  # seconds between checks while waiting
+_READ_TIMEOUT = 10.0  # seconds a callback request may take to arrive
 
 
 class CallbackReceiver:
@@ -38,7 +42,7 @@ class CallbackReceiver:
             raise DestinationError(f"callback.listen {listen!r} is not host:port")
         self._results: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, int(port)), _handler(self._receive))
+        self._server = _QuietServer((host, int(port)), _handler(self._receive))
         self._server.daemon_threads = True
         bound_host, bound_port = self._server.server_address[:2]
         base = (public_url or f"http://{bound_host!s}:{bound_port}").rstrip("/")
@@ -97,22 +101,36 @@ class CallbackReceiver:
             return 404
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return 400
-        if not isinstance(payload, dict) or type(payload.get("status")) is not int:
+        if callback_problem(payload):
             return 400
         with self._lock:
             self._results[ops[0]] = payload
         return 200
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that stalls or hangs up is its own problem: no traceback on segops' stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return None
+
+
 def _handler(receive: Callable[[str, bytes], int]) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = _READ_TIMEOUT  # socket timeout: a stalled client does not hold a thread
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            declared = self.headers.get("Content-Length") or ""
+            if not declared.isdigit():  # absent, negative or chunked: not a CallbackV2 POST
+                self.close_connection = True
+                self._answer(411)
+                return
+            length = int(declared)
             if length > _MAX_BODY:
+                self.close_connection = True
                 self._answer(413)
                 return
             self._answer(receive(self.path, self.rfile.read(length)))

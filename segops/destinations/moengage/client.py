@@ -20,7 +20,8 @@ def make_moengage_client(
     Base URL: option `base_url`, else `https://api-{data_center}.moengage.com`. Headers:
     `MOE-APPKEY: <workspace id>` (the reference requires it for v3 only; harmless on v2) and
     `Database: <database>` when the connection sets `database`. Bodies go as JSON, so httpx
-    sends `Content-Type: application/json`.
+    sends `Content-Type: application/json`. An http:// base URL to another machine is
+    refused unless the connection sets `allow_insecure_http: true`.
     """
     data_center = connection.option("data_center", "01")
     base_url = connection.option("base_url") or f"https://api-{data_center}.moengage.com"
@@ -29,5 +30,10 @@ def make_moengage_client(
     if database:
         headers["Database"] = str(database)
     return make_client(
-        str(base_url), policy, auth=(workspace_id, api_key), headers=headers, transport=transport
+        str(base_url),
+        policy,
+        auth=(workspace_id, api_key),
+        headers=headers,
+        transport=transport,
+        allow_insecure_http=connection.option("allow_insecure_http") is True,
     )

@@ -5,8 +5,10 @@ For each step, in order:
 
 1. Journal: a step this delta already confirmed (an earlier apply) is not sent again.
 2. Quota: when the ledger says the operation does not fit now, sending stops; it and every
-   later step are `pending` (ApplyResult.pending, with `eta`). A 429 that outlasts the retries
-   means the same (MoEngage's count is the authority).
+   later step are `pending` (ApplyResult.pending, with `eta`). A 429 means the same, and
+   MoEngage's count is the authority: the 429 is not retried (unless its Retry-After asks
+   for a short wait) and the ledger records the refusal, so this ETA and the next plan's
+   come from MoEngage's answer (Retry-After, or the hourly window), not from the ledger.
 3. Journal `intent`, publish the file, call (retries and Retry-After: `_http.send`), then:
    2xx -> `accepted` (ledger entry, `cs_id` kept as resource `moengage/{connection}/{name}`
    and sent on later calls); create 409 -> add-users; add-users or replace 404 -> create;
@@ -44,9 +46,10 @@ from typing import Any
 
 import httpx
 
-from segops.destinations import ApplyContext, ApplyResult, MemberRow, Sent
-from segops.destinations.http import RetryPolicy, api_error, send
+from segops.destinations import ApplyContext, ApplyResult, MemberRow, Sent, killpoints
+from segops.destinations.http import RetryPolicy, ThrottledError, api_error, retry_after, send
 from segops.destinations.moengage import requests as moe
+from segops.destinations.moengage.answers import accepted
 from segops.destinations.moengage.callbacks import (
     CallbackReceiver,
     callback_wait,
@@ -55,7 +58,7 @@ from segops.destinations.moengage.client import make_moengage_client
 from segops.destinations.moengage.operations import Step, plan_steps, strategy_for
 from segops.destinations.moengage.progress import Progress
 from segops.destinations.moengage.publish import Publisher
-from segops.destinations.moengage.quota import QuotaLedger, eta_text, schedule
+from segops.destinations.moengage.quota import QuotaLedger, eta_text
 from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange
 
@@ -66,6 +69,8 @@ _FALLBACKS = {
     (moe.REPLACE, 404): moe.CREATE,
 }
 _URL = re.compile(r"https?://\S+")
+
+
 _GONE = "gone"  # remove-users found no segment: nothing to remove
 
 
@@ -112,7 +117,7 @@ class MoEngageDestination:
         run.confirmed += skipped
         outstanding = self._collect(change, run)
         now = self._context.clock()
-        times = schedule(run.pending, self._ledger.entries, self._ledger.limits, now)
+        times = self._ledger.times(run.pending, now)
         callbacks = self._callbacks is not None
         return run.result(
             change.address, change.delta.rows, len(outstanding), eta_text(times, now), callbacks
@@ -133,17 +138,20 @@ class MoEngageDestination:
             return False
         rows = [list(r) for r in step.ranges]
         journal.record(step.op_id, address, "intent", users=step.users, rows=rows)
+        killpoints.reached("moe:intent")
         key = ""
         try:
             published = self._publisher.publish(step.file_name, step.data)
             key = published.key
+            killpoints.reached("moe:published")
             request, body, callback = self._call(address, step, published.url)
         except DestinationError as exc:
             if key:
                 self._delete(key, run)
-            if "HTTP 429" in str(exc):  # retries ran out on 429: MoEngage's quota is spent
+            if isinstance(exc, ThrottledError):  # MoEngage's quota is spent
+                refusal = self._ledger.refuse(self._context.clock(), exc.retry_after)
                 run.pending.append(step.users)
-                run.notes.append("MoEngage answered 429 Too Many Requests")
+                run.notes.append(refusal.note)
                 return False
             journal.record(step.op_id, address, "failed", error=str(exc))
             run.error = str(exc)
@@ -180,14 +188,19 @@ class MoEngageDestination:
                 sleep=self._context.sleep,
                 clock=self._context.clock,
                 json=body,
+                quota_429=True,
             )
+            what = f"{address}: {request}"
             if response.is_success:
-                return request, _json(response), key
+                killpoints.reached("moe:answered")
+                return request, accepted(response, what), key
+            if response.status_code == 429:
+                raise ThrottledError(f"{what}: HTTP 429", retry_after(response))
             if response.status_code == 404 and request == moe.REMOVE_USERS:
                 return _GONE, {}, key
             fallback = _FALLBACKS.get((request, response.status_code))
             if fallback is None or fallback in tried:
-                error = api_error(response, f"{address}: {request}")
+                error = api_error(response, what)
                 raise DestinationError(_URL.sub("<url>", str(error)))
             request = fallback
 
@@ -214,6 +227,7 @@ class MoEngageDestination:
         journal.record(
             step.op_id, address, "accepted", request=request, object=key, accepted_at=now
         )
+        killpoints.reached("moe:accepted")
         run.count_sent(step)
         if self._callbacks is None:
             journal.record(step.op_id, address, "confirmed")
@@ -271,7 +285,8 @@ class MoEngageDestination:
         if payload.get("status") == 201:
             counts = {k: payload.get(k) for k in ("values_found", "values_processed", "user_count")}
             journal.record(op, address, "confirmed", **counts)
-            run.found += int(payload.get("user_count") or 0)
+            killpoints.reached("moe:confirmed")
+            run.found += payload.get("user_count") or 0  # a count: checked on receipt
             return None
         error = _URL.sub("<url>", str(payload.get("error_message") or ""))
         error = error or f"processing failed with status {payload.get('status')}"
@@ -296,14 +311,6 @@ def _summary_id(change: DestinationChange) -> str:
 def _awaits(entry: Mapping[str, Any]) -> bool:
     """Return whether a journal entry is an operation accepted and awaiting its result."""
     return entry.get("status") == "accepted" and bool(entry.get("callback"))
-
-
-def _json(response: httpx.Response) -> Mapping[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 __all__ = [

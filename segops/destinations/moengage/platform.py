@@ -93,8 +93,9 @@ class MoEngagePlatform(PlatformSpec):
         limits = QuotaLimits.from_connection(connection)
         if connection.platform != Platform.MOENGAGE:  # a files connection: no quota applies
             return _QuotaSchedule(limits, None, now)
-        entries = QuotaLedger(ledger_path(state_dir, connection), limits).entries
-        return _QuotaSchedule(limits, list(entries), now)
+        ledger = QuotaLedger(ledger_path(state_dir, connection), limits)
+        effective, not_before = ledger.effective(now)  # what MoEngage's refusals showed
+        return _QuotaSchedule(effective, list(ledger.entries), now, not_before)
 
     def open(
         self, connection: Connection, secrets: Mapping[str, str], context: ApplyContext
@@ -132,8 +133,15 @@ class _QuotaSchedule:
     operations of the changes before it.
     """
 
-    def __init__(self, limits: QuotaLimits, entries: list[LedgerEntry] | None, now: float):
+    def __init__(
+        self,
+        limits: QuotaLimits,
+        entries: list[LedgerEntry] | None,
+        now: float,
+        not_before: float = 0.0,
+    ):
         self.limits, self.entries, self.now = limits, entries, now
+        self.not_before = not_before
 
     def estimate(self, change: DestinationChange) -> tuple[int, str]:
         counts = change.members
@@ -141,7 +149,7 @@ class _QuotaSchedule:
         sizes = operation_sizes(counts.remove, counts.add, self.limits, key_bytes)
         if self.entries is None:
             return len(sizes), ""
-        times = schedule(sizes, self.entries, self.limits, self.now)
+        times = schedule(sizes, self.entries, self.limits, self.now, self.not_before)
         self.entries.extend(
             LedgerEntry(t, "planned", n)
             for t, n in zip(times, sizes, strict=True)

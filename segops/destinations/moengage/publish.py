@@ -41,6 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from segops.destinations.transport import check_url
 from segops.errors import DestinationError
 from segops.model import Connection
 
@@ -217,7 +218,10 @@ def _s3_client(region: str | None, endpoint_url: str | None) -> S3Client:
     # Path-style addressing for S3-compatible endpoints (an IP address has no bucket subdomain).
     s3 = {"addressing_style": "path"} if endpoint_url else {}
     config = Config(signature_version="s3v4", s3=s3)  # type: ignore[arg-type]
-    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+    try:
+        return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+    except Exception as exc:  # botocore's text may quote the endpoint URL: name the type only
+        raise DestinationError(f"cannot make an S3 client: {_s3_problem(exc)}") from None
 
 
 def _s3_problem(exc: Exception) -> str:
@@ -235,11 +239,18 @@ def publisher_for(connection: Connection) -> Publisher:
 
     Without `publish.s3.bucket`, files are served from this machine (`publish.http`, whose
     keys all have defaults, so `publish: {http: {}}` and no `publish` at all look the same).
+
+    Raises:
+        DestinationError: `publish.s3.endpoint_url` is malformed, holds credentials, or is
+            http:// to another machine without `allow_insecure_http`.
     """
     bucket = connection.option("publish.s3.bucket")
     if bucket:
         region = connection.option("publish.s3.region")
         endpoint = connection.option("publish.s3.endpoint_url")
+        if endpoint:  # never echoed: it could hold credentials
+            insecure = connection.option("allow_insecure_http") is True
+            check_url(str(endpoint), "publish.s3.endpoint_url", allow_insecure_http=insecure)
         return S3Publisher(
             str(bucket),
             prefix=str(connection.option("publish.s3.prefix", DEFAULT_PREFIX)),

@@ -11,10 +11,16 @@ What counts, read conservatively where the reference is silent:
 - users: every line of every file sent, removes and replaces included (the reference speaks
   of users "uploaded"; for replace only newly added users count, which segops cannot know).
 
-The ledger only records what segops sent from this workspace: MoEngage's own answer (429)
-stays the authority, and the destination treats a persistent 429 as an exhausted quota.
-`schedule` is pure, so the planner can say how many operations a change takes and when the
-last can be sent, from the same numbers apply uses.
+The ledger records what segops sent from this workspace, and MoEngage's refusals: its
+answer (429) is the authority. A refusal blocks every operation until the wait its
+`Retry-After` asks for, or, without one, for the documented window of the hourly limit
+(one hour: every operation MoEngage counted has left that window by then). After a refusal
+without Retry-After, and for a day, the hourly limit is taken to be no more than the
+operations the ledger held in the hour before it (when it held some): MoEngage's real quota
+is lower than configured, or shared with others. So the next plan's ETA comes from
+MoEngage's answer, not from the configured numbers. `schedule` is pure, so the planner can
+say how many operations a change takes and when the last can be sent, from the same numbers
+apply uses.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,17 +67,46 @@ class LedgerEntry:
     users: int  # lines in its file
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    at: float  # epoch seconds MoEngage answered 429
+    until: float  # the earliest epoch it may accept again
+    hour_ops: int  # operations the ledger held in the hour before (0: none, or a Retry-After)
+
+    @property
+    def note(self) -> str:
+        """Return what the refusal means, for people."""
+        when = eta_text([self.until], self.at)
+        return f"MoEngage answered 429 Too Many Requests: not before {when}"
+
+
+def learned(
+    limits: QuotaLimits, refusals: Iterable[Refusal], now: float
+) -> tuple[QuotaLimits, float]:
+    """Return the limits MoEngage's refusals of the last day show, and when sending may resume."""
+    recent = [r for r in refusals if r.at > now - DAY]
+    shown = [r.hour_ops for r in recent if r.hour_ops > 0]
+    if shown:
+        limits = replace(limits, ops_per_hour=min(limits.ops_per_hour, *shown))
+    return limits, max((r.until for r in refusals), default=0.0)
+
+
 def schedule(
-    ops: Sequence[int], entries: Iterable[LedgerEntry], limits: QuotaLimits, now: float
+    ops: Sequence[int],
+    entries: Iterable[LedgerEntry],
+    limits: QuotaLimits,
+    now: float,
+    not_before: float = 0.0,
 ) -> list[float]:
     """Return the earliest epoch at which each operation (its user count, in sending order) fits.
 
-    Operations are sent in order, so each starts no earlier than the one before. An operation
-    larger than `users_per_day` never fits: it and every later one get `math.inf`.
+    Operations are sent in order, so each starts no earlier than the one before, and none
+    before `not_before`. An operation larger than `users_per_day` never fits: it and every
+    later one get `math.inf`.
     """
     history = sorted((e.at, e.users) for e in entries if e.at > now - DAY)
     times: list[float] = []
-    t = now
+    t = max(now, not_before)
     for users in ops:
         if users > limits.users_per_day or math.isinf(t):
             t = math.inf
@@ -134,17 +169,32 @@ def _when(t: float, now: float) -> str:
 
 
 class QuotaLedger:
-    """The operations segops sent to one MoEngage workspace in the last 24 hours, on disk."""
+    """The operations segops sent to one MoEngage workspace in the last 24 hours, and
+    MoEngage's refusals, on disk."""
 
     def __init__(self, path: Path, limits: QuotaLimits | None = None) -> None:
         self.path = path
         self.limits = limits or QuotaLimits()
-        self._entries = self._load()
+        self._entries, self._refusals = self._load()
 
     @property
     def entries(self) -> tuple[LedgerEntry, ...]:
         """The operations recorded in the 24 hours before the last write."""
         return tuple(self._entries)
+
+    @property
+    def refusals(self) -> tuple[Refusal, ...]:
+        """MoEngage's refusals (429) in the 24 hours before the last write."""
+        return tuple(self._refusals)
+
+    def effective(self, now: float) -> tuple[QuotaLimits, float]:
+        """Return the limits to schedule with at `now`, and when sending may resume."""
+        return learned(self.limits, self._refusals, now)
+
+    def times(self, ops: Sequence[int], now: float) -> list[float]:
+        """Return when each operation (its users, in sending order) can go out."""
+        limits, not_before = self.effective(now)
+        return schedule(ops, self._entries, limits, now, not_before)
 
     def allows(self, users: int, now: float) -> bool:
         """Return whether an operation of `users` fits the quotas at `now`."""
@@ -152,36 +202,56 @@ class QuotaLedger:
 
     def next_slot(self, users: int, now: float) -> float:
         """Return the earliest epoch at which an operation of `users` fits."""
-        return schedule([users], self._entries, self.limits, now)[0]
+        return self.times([users], now)[0]
 
     def record(self, kind: str, users: int, now: float) -> None:
         """Add an operation sent at `now`; return once the ledger is durably on disk."""
-        kept = [e for e in self._entries if e.at > now - DAY]
-        entries = [*kept, LedgerEntry(now, kind, users)]
+        self._write([*self._entries, LedgerEntry(now, kind, users)], self._refusals, now)
+
+    def refuse(self, now: float, retry_after: float | None) -> Refusal:
+        """Record that MoEngage answered 429 at `now`; return the refusal (on disk)."""
+        wait = HOUR if retry_after is None else max(0.0, retry_after)
+        # A Retry-After says when: nothing to guess. Without one, the hour's count is a limit.
+        hour_ops = (
+            0 if retry_after is not None else sum(1 for e in self._entries if e.at > now - HOUR)
+        )
+        refusal = Refusal(now, now + wait, hour_ops)
+        self._write(self._entries, [*self._refusals, refusal], now)
+        return refusal
+
+    def _write(self, entries: list[LedgerEntry], refusals: list[Refusal], now: float) -> None:
+        entries = [e for e in entries if e.at > now - DAY]
+        refusals = [r for r in refusals if r.at > now - DAY or r.until > now]
         document = {
             "format_version": LEDGER_FORMAT_VERSION,
             "entries": [asdict(e) for e in entries],
+            "refusals": [asdict(r) for r in refusals],
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, (json.dumps(document, indent=1) + "\n").encode())
-        self._entries = entries
+        self._entries, self._refusals = entries, refusals
 
-    def _load(self) -> list[LedgerEntry]:
+    def _load(self) -> tuple[list[LedgerEntry], list[Refusal]]:
         try:
             document = json.loads(self.path.read_bytes())
         except FileNotFoundError:
-            return []
+            return [], []
         except (OSError, ValueError) as exc:
             raise DestinationError(f"{self.path}: cannot read the quota ledger: {exc}") from None
         try:
             if document["format_version"] != LEDGER_FORMAT_VERSION:
                 raise ValueError(f"unknown format_version {document['format_version']!r}")
-            return [
+            entries = [
                 LedgerEntry(float(e["at"]), str(e["kind"]), int(e["users"]))
                 for e in document["entries"]
             ]
+            refusals = [  # a ledger written before refusals were kept has none
+                Refusal(float(r["at"]), float(r["until"]), int(r["hour_ops"]))
+                for r in document.get("refusals", [])
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise DestinationError(f"{self.path}: not a segops quota ledger: {exc}") from None
+        return entries, refusals
 
 
 __all__ = [
@@ -190,7 +260,9 @@ __all__ = [
     "LedgerEntry",
     "QuotaLedger",
     "QuotaLimits",
+    "Refusal",
     "eta_text",
+    "learned",
     "operation_sizes",
     "schedule",
 ]
