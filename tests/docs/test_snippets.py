@@ -52,7 +52,9 @@ PAGES = [
     Path("README.md"),
     *sorted(p.relative_to(REPO) for p in (REPO / "docs").rglob("*.md")),
 ]
-MAX_UNCHECKED = 5  # raise it only with a reason a reviewer accepts
+# Raise it only with a reason a reviewer accepts. 6: the S3 state example of ci.md stays
+# unchecked until the S3 state backend lands (then back to 5).
+MAX_UNCHECKED = 6
 
 TALLY = Tally()
 
