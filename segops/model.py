@@ -269,8 +269,8 @@ class Workspace:
     state_backend: str = "local"
     state_path: str = ".segops"
     engine: EngineConfig = field(default_factory=EngineConfig)
-    # Source data files, workspace-relative; segops.planning.inputs digests them when a plan
-    # needs it, alongside the member diff that reads them anyway.
+    # Every source data file, workspace-relative. A plan pins those of its own segments
+    # (segops.planning.inputs, from each segment's source), beside the member diff.
     data_files: tuple[str, ...] = ()
     safety: Safety = field(default_factory=Safety)  # rules for destinations no manifest names
 
