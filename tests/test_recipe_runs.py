@@ -201,6 +201,7 @@ def test_gitlab_plan_note_merge_and_scheduled_sync(pipeline: Any, tmp_path: Path
         ours = [n for n in api.notes if n["author"]["id"] == api.me]
         assert len(ours) == 1 and ours[0]["body"].startswith(MARKER)
         assert "2 to create" in ours[0]["body"] and HASHES[0] not in ours[0]["body"]
+        assert "`plan.segplan` of [job 5001](https://gitlab.example.com/" in ours[0]["body"]
 
         world.write(world.bucket, {"data/vip.csv": members(11, 40)})  # pushed again: replanned
         mr = gitlab_job(
@@ -256,3 +257,14 @@ def test_gitlab_a_failed_plan_is_noted_and_never_applied(pipeline: Any, tmp_path
         unknown = gitlab_job(pipeline, "segops-apply", world, gitlab_ci(url, "push", "3" * 40))
         assert unknown.code == 1 and "merged no merge request" in unknown.steps[0].stderr
     assert not (world.bucket / "state" / "state.json").exists()
+
+
+def test_the_scenarios_run_every_job_of_both_recipes(workflow: Any, pipeline: Any) -> None:
+    """A job added to a recipe must get a scenario here."""
+    assert set(workflow["jobs"]) == {"plan", "apply", "sync"}
+    jobs = {k for k, v in pipeline.items() if isinstance(v, dict) and "script" in v}
+    assert jobs == {"segops-plan", "segops-apply", "segops-sync"}
+    for job in workflow["jobs"].values():  # each job runs segops in a shell step
+        assert any("segops -C" in s.get("run", "") for s in job["steps"])
+    for name in jobs:
+        assert any("segops -C" in line for line in pipeline[name]["script"])
