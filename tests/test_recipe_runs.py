@@ -18,8 +18,9 @@ import pytest
 
 from segops.config.documents import load_documents
 from segops.state.local import LocalStateStore
-from tests.ci_jobs import GitLab, World, github_job, gitlab_job, gitlab_server
+from tests.ci_jobs import World, github_job, gitlab_job
 from tests.conftest import SEGOPS_YAML, mics_manifest
+from tests.gitlab_api import GitLab, gitlab_server
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "<!-- segops-plan -->"
