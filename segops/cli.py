@@ -138,6 +138,11 @@ class Format(StrEnum):
     markdown = "markdown"  # a pull-request comment
 
 
+class DataChanged(StrEnum):
+    apply = "apply"  # diff the moved segments again and apply behind the guards
+    refuse = "refuse"  # refuse the plan as stale, as for a definition change
+
+
 _state: dict[str, Path] = {"chdir": Path(".")}
 
 
@@ -248,6 +253,14 @@ def apply(
     exclude: ExcludeOption = None,
     changed_since: ChangedSinceOption = None,
     allow_new_state: AllowNewStateOption = False,
+    data_changed: Annotated[
+        DataChanged | None,
+        typer.Option(
+            "--data-changed",
+            help="When a segment's source data moved since FILE was made: diff it again and "
+            "apply behind the safety guards (apply, the default), or refuse the plan (refuse).",
+        ),
+    ] = None,
 ) -> None:
     """Send the planned changes and record the new state.
 
@@ -260,12 +273,21 @@ def apply(
             if segment or exclude or changed_since:
                 raise UsageError("a saved plan is applied whole: select when planning")
             saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
+        elif data_changed is not None:
+            raise UsageError("--data-changed goes with a saved plan: segops apply FILE")
         lock, created = take_lock(ctx.store, "apply")
         try:
             claim_state(ctx, __version__)
             if saved is not None:
-                chosen = verify_saved_plan(ctx, engine, saved.plan, __version__, str(file))
-                check_overrides(chosen, allow_removals or (), saved.sha256)
+                refuse = data_changed is DataChanged.refuse
+                verified = verify_saved_plan(
+                    ctx, engine, saved.plan, __version__, str(file), refuse
+                )
+                for line in verified.refreshes:
+                    typer.echo(line)
+                chosen = verified.plan
+                reviewed = saved.plan if verified.moved else None
+                check_overrides(chosen, allow_removals or (), saved.sha256, reviewed)
             else:
                 selection = _selection(ctx, segment, exclude, changed_since)
                 chosen = make_plan(ctx, engine, __version__, selection)

@@ -234,10 +234,19 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class InputFile:
-    """A file a plan was made from, with the sha256 of its bytes."""
+    """A definition a plan was made from (segops.yaml, a manifest), with its sha256."""
 
     path: str
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class DataPin:
+    """The data one segment's source read, pinned; it may refresh between review and apply."""
+
+    segment: str
+    source: str  # what was read: a workspace-relative data file
+    pin: str  # "<kind>:<value>": "sha256:<hex>" for a file's bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +269,8 @@ class Workspace:
     state_backend: str = "local"
     state_path: str = ".segops"
     engine: EngineConfig = field(default_factory=EngineConfig)
-    # Source data files, workspace-relative; segops.planning.inputs digests them when a plan
-    # needs it, alongside the member diff that reads them anyway.
+    # Every source data file, workspace-relative. A plan pins those of its own segments
+    # (segops.planning.inputs, from each segment's source), beside the member diff.
     data_files: tuple[str, ...] = ()
     safety: Safety = field(default_factory=Safety)  # rules for destinations no manifest names
 
@@ -398,7 +407,8 @@ class DestinationChange:
         return self.actions != (Action.NO_OP,)
 
 
-PLAN_FORMAT_VERSION = 1
+# 2: inputs split into definitions (pinned strictly) and data pins per segment.
+PLAN_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,7 +418,10 @@ class Plan:
     segops_version: str
     lineage: str | None  # the state's lineage; None when there was no state yet
     serial: int  # the state serial the plan was computed against (0: no state)
-    inputs: tuple[InputFile, ...]
+    # What the planned segments were made from: definitions must not move before apply,
+    # data may (apply then diffs the segments whose data moved again, behind the guards).
+    definitions: tuple[InputFile, ...]
+    data: tuple[DataPin, ...]
     changes: tuple[DestinationChange, ...]
     format_version: int = PLAN_FORMAT_VERSION
     selection: str = ""  # the --segment/--exclude/--changed-since that narrowed it; "" = all

@@ -33,14 +33,19 @@ from segops.errors import (
 from segops.model import DestinationChange, DiffResult, MemberRow, Plan, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
-from segops.planning.inputs import InputDigests
+from segops.planning.inputs import InputDigests, definitions
 from segops.planning.planfile import PLAN_KEY_ENV, SavedPlan, plan_key, read_plan
 from segops.planning.schedule import with_schedule
 from segops.planning.selection import Selection
 from segops.planning.verify import (
+    Verified,
+    data_changes,
+    definition_changes,
     expected_segments,
+    mismatch,
     parse_selection,
     plan_differences,
+    refresh_lines,
     segment_differences,
 )
 from segops.state.local import LocalStateStore
@@ -165,8 +170,9 @@ def make_plan(
     selection = selection or Selection()
     state = planning_state(ctx)
     ws = ctx.workspace
-    digests = InputDigests(ws)  # runs beside the diff, which reads the same files
     desired = [d for d in ws.destinations if selection.includes(d.segment)]
+    # runs beside the diff, which reads the same files
+    digests = InputDigests(ws, {d.segment for d in desired})
     considered = state
     if state is not None:
         kept = tuple(d for d in state.destinations if selection.includes(d.segment))
@@ -222,43 +228,54 @@ def read_saved_plan(path: Path, env: Mapping[str, str]) -> SavedPlan:
 
 
 def verify_saved_plan(
-    ctx: Context, engine: MemberEngine, saved: Plan, version: str, origin: str
-) -> Plan:
+    ctx: Context,
+    engine: MemberEngine,
+    saved: Plan,
+    version: str,
+    origin: str,
+    refuse_data_changes: bool = False,
+) -> Verified:
     """Recompute `saved` from the workspace and the state; return the recomputed plan.
 
-    The caller holds the lock. Apply then sends the recomputed plan and its own delta files,
-    which match the saved ones byte for byte (their digests are compared).
+    The caller holds the lock. Apply then sends the recomputed plan and its own delta files:
+    for segments whose data did not move they match the saved ones byte for byte (their
+    digests are compared); for the others they are the diff of the current data.
 
     Raises:
-        StalePlanError: the state or an input file moved since the plan was made.
+        StalePlanError: the state or a definition moved since the plan was made (or its
+            data, with `refuse_data_changes`).
         PlanError: the plan says anything the workspace and the state do not give.
     """
     state = planning_state(ctx)
-    _check_not_stale(planner.stale_reasons(saved, state, saved.inputs))  # before any work
+    _check_not_stale(planner.stale_reasons(saved, state))  # before any work
     applied = state.destinations if state else ()
     known = {s.name for s in ctx.workspace.segments} | {d.segment for d in applied}
     picked = expected_segments(parse_selection(saved.selection, origin), known)
     segments = frozenset(c.segment for c in saved.changes)
+    # With the segments the selection picks now: a manifest added since is a definition too.
+    now = definitions(ctx.workspace, segments | (picked or frozenset()))
+    _check_not_stale(definition_changes(saved.definitions, now), "a definition changed")
+    if problems := segment_differences(saved, picked):
+        raise mismatch(origin, problems)
     fresh = make_plan(ctx, engine, version, Selection(changed=segments, text=saved.selection))
-    _check_not_stale(planner.stale_reasons(saved, state, fresh.inputs))
-    problems = segment_differences(saved, picked) + plan_differences(saved, fresh)
-    if problems:
-        listed = "\n".join(f"  - {p}" for p in problems[:20])
-        more = f"\n  ({len(problems) - 20} more)" if len(problems) > 20 else ""
-        raise PlanError(
-            f"{origin}: the plan does not match what the workspace and the state give (was it "
-            f"edited, or made by another segops?); nothing was applied:\n{listed}{more}\n"
-            "Make the plan again with `segops plan -out FILE`, review it, and apply that file."
-        )
-    return fresh
+    moved = data_changes(saved, fresh)
+    if refuse_data_changes:
+        reasons = [
+            f"{s} changed (data of segment {g})" for g, found in moved.items() for s in found
+        ]
+        _check_not_stale(reasons, "its data changed, and --data-changed=refuse")
+    if problems := plan_differences(saved, fresh, moved):
+        raise mismatch(origin, problems)
+    return Verified(fresh, moved, tuple(refresh_lines(saved, fresh, moved)))
 
 
-def _check_not_stale(reasons: Sequence[str]) -> None:
+def _check_not_stale(reasons: Sequence[str], why: str = "") -> None:
     if reasons:
         listed = "\n".join(f"  - {r}" for r in reasons)
         raise StalePlanError(
-            "the saved plan is stale: it no longer matches the state or the workspace\n"
-            f"{listed}\nRun `segops plan` again and apply the new plan."
+            "the saved plan is stale: it no longer matches the state or the workspace"
+            f"{f' ({why})' if why else ''}\n{listed}\n"
+            "Run `segops plan` again and apply the new plan."
         )
 
 

@@ -7,6 +7,7 @@ each delta read back) and expected.txt (the text plan). `make golden` rewrites t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -47,17 +48,25 @@ def test_plan_case(case: Path, tmp_path: Path) -> None:
     assert code == 0, err
     plan = json.loads(out)
     check_golden(
-        case / "expected.json", json.dumps(_normalised(plan, plan_file, tmp_path), indent=2) + "\n"
+        case / "expected.json",
+        json.dumps(_normalised(plan, plan_file, tmp_path, root), indent=2) + "\n",
     )
     assert (plan_code == 3) == any(c["guards"] for c in plan["changes"])
     check_golden(case / "expected.txt", text.split("\nSaved the plan to:")[0])
 
 
-def _normalised(plan: dict[str, Any], plan_file: Path, tmp: Path) -> dict[str, Any]:
+def _normalised(plan: dict[str, Any], plan_file: Path, tmp: Path, root: Path) -> dict[str, Any]:
     """Replace what varies between runs (lineage, file digests) and read each delta back."""
     plan["state"]["lineage"] = "<lineage>" if plan["state"]["lineage"] else None
     plan["segops_version"] = "<version>"
-    plan["inputs"] = [f["path"] for f in plan["inputs"]]
+    inputs = plan["inputs"]
+    inputs["definitions"] = [f["path"] for f in inputs["definitions"]]
+    for pin in inputs["data"]:
+        assert (
+            pin["pin"]
+            == f"sha256:{hashlib.sha256((root / pin['source']).read_bytes()).hexdigest()}"
+        )  # noqa: E501
+        pin["pin"] = "<sha256>"
     extract = tmp / "deltas"
     shutil.unpack_archive(plan_file, extract, format="zip")
     for change in plan["changes"]:

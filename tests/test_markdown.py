@@ -83,7 +83,9 @@ def _normalised(plan: Plan) -> Plan:
     """Replace what varies between runs and releases (lineage, digests, version)."""
     changes = tuple(replace(c, delta=None, base="") for c in plan.changes)
     lineage = "<lineage>" if plan.lineage else None
-    return replace(plan, segops_version="0.0.0", lineage=lineage, inputs=(), changes=changes)
+    return replace(
+        plan, segops_version="0.0.0", lineage=lineage, definitions=(), data=(), changes=changes
+    )
 
 
 def _small_files() -> tuple[dict[str, str], dict[str, str]]:
@@ -289,7 +291,7 @@ def _guard_plan() -> Plan:
             reason="segment_technical_name changed",
         ),
     )
-    return Plan("0.0.0", "<lineage>", 7, (), changes)
+    return Plan("0.0.0", "<lineage>", 7, (), (), changes)
 
 
 def test_tripped_guard() -> None:
@@ -318,7 +320,7 @@ def test_names_are_escaped() -> None:
 
 
 def test_no_changes() -> None:
-    plan = Plan("0.0.0", None, 3, (), (_change("a.files-mics", actions=(Action.NO_OP,)),))
+    plan = Plan("0.0.0", None, 3, (), (), (_change("a.files-mics", actions=(Action.NO_OP,)),))
     comment = render_markdown(plan)
     assert comment.startswith(f"{MARKER}\n### segops plan: no changes\n")
     assert "<details>" not in comment and "| segment |" not in comment

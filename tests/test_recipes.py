@@ -1,4 +1,8 @@
-"""The CI recipes users copy: the GitHub Actions workflow and the pre-commit hooks."""
+"""The CI recipes users copy: their structure (GitHub Actions, GitLab CI) and pre-commit hooks.
+
+tests/test_recipe_runs.py runs the recipes' jobs; this file checks what a run cannot see:
+triggers, permissions, where secrets and credentials go, how segops is installed.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from tests.conftest import run
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / "recipes" / "github-actions" / "segops.yml"
+GITLAB = REPO / "recipes" / "gitlab-ci" / "segops.gitlab-ci.yml"
+INSTALL = 'pip install "git+$SEGOPS_REPO@$SEGOPS_COMMIT"'
 HOOKS = REPO / ".pre-commit-hooks.yaml"
 MARKER = "<!-- segops-plan -->"
 
@@ -59,17 +65,47 @@ def plan_argv(workflow: Any) -> list[str]:
     return argv
 
 
-def test_pull_requests_are_planned_and_merges_applied(workflow: Any) -> None:
-    assert set(workflow["on"]) == {"pull_request", "push"}
+def test_pull_requests_are_planned_merges_applied_and_data_synced(workflow: Any) -> None:
+    assert set(workflow["on"]) == {"pull_request", "push", "schedule", "workflow_dispatch"}
     assert workflow["on"]["push"]["branches"] == ["main"]
-    plan, apply = workflow["jobs"]["plan"], workflow["jobs"]["apply"]
+    assert workflow["on"]["schedule"][0]["cron"].split()[2:] == ["*", "*", "*"]  # daily
+    plan, apply, sync = (workflow["jobs"][name] for name in ("plan", "apply", "sync"))
     assert "github.event_name == 'pull_request'" in plan["if"]
-    assert "head.repo.full_name == github.repository" in plan["if"]  # no forks on the runner
+    assert "head.repo.full_name == github.repository" in plan["if"]  # no forks
     assert apply["if"] == "github.event_name == 'push'"
+    assert sync["if"] == (
+        "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
+    )
     assert step(plan, uses="actions/checkout@")["with"]["fetch-depth"] == 0
-    for job in (plan, apply):
+    for job in (plan, apply, sync):
+        assert job["runs-on"] == "ubuntu-latest"  # GitHub-hosted: nothing kept between jobs
+        assert "clean" not in step(job, uses="actions/checkout@").get("with", {})
         step(job, uses="actions/setup-python@")
-        assert "pip install" in step(job, name="Install segops")["run"]
+        assert step(job, name="Install segops")["run"] == INSTALL
+    assert workflow["env"]["SEGOPS_COMMIT"] == "COMMIT_SHA"  # a commit to pin, not a tag
+    (argv,) = segops_commands(step(sync, name="Sync data refreshes")["run"])
+    assert argv[3:] == ["apply", "--auto-approve"]  # behind the guards: no override
+
+
+def test_state_credentials_come_from_oidc_roles(workflow: Any) -> None:
+    roles = {"plan": "SEGOPS_PLAN_ROLE_ARN", "apply": "SEGOPS_APPLY_ROLE_ARN"}
+    for name, job in workflow["jobs"].items():
+        assert job["permissions"]["id-token"] == "write", name
+        aws = step(job, uses="aws-actions/configure-aws-credentials@")
+        names = [s.get("name") for s in job["steps"]]
+        first_segops = min(i for i, s in enumerate(job["steps"]) if "segops -C" in s.get("run", ""))
+        assert names.index(aws["name"]) < first_segops  # credentials before any segops
+        role = roles.get(name, roles["apply"])
+        assert aws["with"]["role-to-assume"] == f"${{{{ vars.{role} }}}}"
+        assert aws["with"]["aws-region"] == "${{ env.AWS_REGION }}"
+    text = WORKFLOW.read_text()
+    assert "AWS_SECRET_ACCESS_KEY" not in text and "aws-access-key-id" not in text
+
+
+def test_apply_and_sync_queue_behind_each_other(workflow: Any) -> None:
+    for name in ("apply", "sync"):
+        concurrency = workflow["jobs"][name]["concurrency"]
+        assert concurrency == {"group": "segops-state", "cancel-in-progress": False}
 
 
 def test_validate_then_plan_with_a_saved_markdown_plan(workflow: Any) -> None:
@@ -149,11 +185,58 @@ def test_secrets_reach_apply_only_through_env(workflow: Any) -> None:
     uses = [(path, text) for path, text in walk(workflow) if "secrets." in text]
     assert uses, "the recipe passes the platform credentials"
     for path, text in uses:
-        assert path[:3] == ("jobs", "apply", "steps") and path[-2] == "env", path
+        assert path[:2] in {("jobs", "apply"), ("jobs", "sync")}, path
+        assert path[2] == "steps" and path[-2] == "env", path
         assert re.fullmatch(r"\$\{\{ secrets\.[A-Z_]+ \}\}", text), text
-    apply_step = step(workflow["jobs"]["apply"], name="Apply the reviewed plan")
-    assert set(apply_step["env"]) >= {"MICS_API_TOKEN", "MOE_API_KEY", "MOE_WORKSPACE_ID"}
+    for job, name in (("apply", "Apply the reviewed plan"), ("sync", "Sync data refreshes")):
+        env = step(workflow["jobs"][job], name=name)["env"]
+        assert set(env) >= {"MICS_API_TOKEN", "MOE_API_KEY", "MOE_WORKSPACE_ID"}
     assert workflow["permissions"] == {"contents": "read"}
+
+
+# -- GitLab CI -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gitlab() -> Any:
+    return load(GITLAB)
+
+
+def rules(job: Any) -> list[str]:
+    return [rule["if"] for rule in job["rules"]]
+
+
+def test_gitlab_merge_requests_planned_default_branch_applied_schedules_synced(
+    gitlab: Any,
+) -> None:
+    plan, apply, sync = gitlab["segops-plan"], gitlab["segops-apply"], gitlab["segops-sync"]
+    assert rules(plan) == ['$CI_PIPELINE_SOURCE == "merge_request_event"']
+    assert rules(apply) == [
+        '$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE == "push"'
+    ]
+    assert rules(sync) == ['$CI_PIPELINE_SOURCE == "schedule"']
+    assert {r["if"] for r in gitlab["workflow"]["rules"]} >= {*rules(plan), *rules(apply)}
+    assert apply["resource_group"] == sync["resource_group"] == "segops-state"
+    assert sync["script"] == ['segops -C "$SEGOPS_DIR" apply --auto-approve']
+    assert apply["script"][-1] == 'segops -C "$SEGOPS_DIR" apply plan.segplan'
+    artifacts = plan["artifacts"]
+    assert artifacts["paths"] == ["plan.segplan", "plan.md"] and artifacts["when"] == "always"
+    assert artifacts["access"] == "developer"  # the plan file holds member identifiers
+    assert MARKER in plan["script"][1]
+
+
+def test_gitlab_installs_segops_from_its_repository_and_assumes_roles(gitlab: Any) -> None:
+    before = gitlab["default"]["before_script"]
+    assert before[0] == 'pip install --quiet "git+${SEGOPS_REPO}@${SEGOPS_COMMIT}"'
+    assert gitlab["variables"]["SEGOPS_COMMIT"] == "COMMIT_SHA"
+    assert 'printf \'%s\' "$SEGOPS_ID_TOKEN" > "$AWS_WEB_IDENTITY_TOKEN_FILE"' in before
+    roles = {"segops-plan": "$SEGOPS_PLAN_ROLE_ARN"}
+    for name in ("segops-plan", "segops-apply", "segops-sync"):
+        job = gitlab[name]
+        assert job["id_tokens"] == {"SEGOPS_ID_TOKEN": {"aud": "sts.amazonaws.com"}}
+        assert job["variables"]["AWS_ROLE_ARN"] == roles.get(name, "$SEGOPS_APPLY_ROLE_ARN")
+    text = GITLAB.read_text()
+    assert "AWS_SECRET_ACCESS_KEY" not in text and "AWS_ACCESS_KEY_ID" not in text
 
 
 # -- pre-commit ----------------------------------------------------------------------------

@@ -85,18 +85,24 @@ def _lost(change: DestinationChange) -> int:
     return counts.remove
 
 
-def check_overrides(plan: Plan, allowed: Sequence[str], plan_digest: str | None) -> None:
+def check_overrides(
+    plan: Plan, allowed: Sequence[str], plan_digest: str | None, reviewed: Plan | None = None
+) -> None:
     """Refuse a plan whose tripped guards are not all overridden for this very plan.
 
     `allowed` holds `SEGMENT` or `SEGMENT@DIGEST` (a prefix of the plan file's sha256, at
     least 8 characters); `plan_digest` is that sha256, None when no saved plan is applied.
     An override that names no tripped segment is an error too: it must not linger in CI.
+    `reviewed` is the saved plan when `plan` was recomputed on data that moved since the
+    review: an override may name a segment tripped in either, and lets a change through
+    only up to the members its reviewed change removed.
 
     Raises:
         UsageError: an override without a saved plan, for another plan, or for nothing.
-        GuardError: a tripped change that no override names.
+        GuardError: a tripped change that no override names, or that removes more than
+            the reviewed change its override was given for.
     """
-    tripped = {c.segment for c in plan.tripped}
+    tripped = {c.segment for c in (*plan.tripped, *(reviewed.tripped if reviewed else ()))}
     names = set()
     for item in allowed:
         name, _, digest = item.partition("@")
@@ -120,4 +126,23 @@ def check_overrides(plan: Plan, allowed: Sequence[str], plan_digest: str | None)
             f"safety guards stop this plan:\n{lines}\n"
             "Review the plan; to apply it anyway, save it and name the segments: "
             f"`segops plan -out plan.segplan` then `segops apply plan.segplan {segments}`"
+        )
+    if reviewed is not None:
+        _check_reviewed_removals(plan, reviewed)
+
+
+def _check_reviewed_removals(plan: Plan, reviewed: Plan) -> None:
+    """Refuse an overridden change that loses more members than the reviewed one did."""
+    before = {c.address: _lost(c) for c in reviewed.changes}
+    beyond = [c for c in plan.tripped if _lost(c) > before.get(c.address, 0)]
+    if beyond:
+        lines = "\n".join(
+            f"  - {c.address}: the current data removes {_lost(c):,} members, the reviewed plan "
+            f"{before.get(c.address, 0):,}; {'; '.join(g.message for g in c.guards)}"
+            for c in beyond
+        )
+        raise GuardError(
+            "safety guards stop this plan: the data moved since review, and --allow-removals "
+            f"covers only the removals that were reviewed:\n{lines}\n"
+            "Make the plan again with `segops plan -out FILE`, review it, and apply that file."
         )

@@ -1,4 +1,9 @@
-"""Digests of every file a plan is made from, for the stale-plan check.
+"""Pins of what a plan is made from: its definitions, and the data its sources read.
+
+Definitions (segops.yaml, the manifests of the planned segments) are reviewed: `apply FILE`
+refuses a plan when one of them moved. Data (source files) refreshes: apply diffs the
+segments whose data moved again, behind the safety guards. Only the planned segments'
+inputs are pinned, so a plan made with `--segment a` does not depend on segment b's files.
 
 Source files can be large (650 MB for 10 million hashes), so their digests are computed
 in a background thread while the member engine reads the same files: hashlib releases
@@ -8,12 +13,20 @@ the GIL, DuckDB too, and the digest costs next to nothing in wall time that way.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from segops._fs import NotRegularFileError, open_regular
 from segops.errors import Problem, SourceError
-from segops.model import InputFile, Workspace
+from segops.model import DataPin, InputFile, Workspace
+from segops.planning.selection import CONFIG_FILE
+
+
+class Pins(NamedTuple):
+    definitions: tuple[InputFile, ...]  # sorted by path
+    data: tuple[DataPin, ...]  # sorted by segment, then source
 
 
 def digest_file(path: Path) -> str:
@@ -22,32 +35,47 @@ def digest_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-class InputDigests:
-    """Start digesting a workspace's data files at once; `result()` waits for them."""
+def definitions(workspace: Workspace, segments: Collection[str]) -> tuple[InputFile, ...]:
+    """Return segops.yaml and the manifests of `segments`, with their digests, by path."""
+    wanted = {CONFIG_FILE} | {s.manifest for s in workspace.segments if s.name in segments}
+    return tuple(sorted((f for f in workspace.inputs if f.path in wanted), key=lambda f: f.path))
 
-    def __init__(self, workspace: Workspace) -> None:
-        self._workspace = workspace
+
+class InputDigests:
+    """Start pinning the inputs of `segments` at once; `result()` waits for the data digests."""
+
+    def __init__(self, workspace: Workspace, segments: Collection[str]) -> None:
+        self._definitions = definitions(workspace, segments)
+        self._sources = sorted(
+            (s.name, s.source.path)
+            for s in workspace.segments
+            if s.name in segments and s.source.path is not None
+        )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segops-digest")
         root = Path(workspace.root)
-        self._pending: list[tuple[str, Future[str]]] = [
-            (name, self._pool.submit(digest_file, root / name)) for name in workspace.data_files
-        ]
+        self._pending: dict[str, Future[str]] = {
+            name: self._pool.submit(digest_file, root / name)
+            for name in sorted({path for _, path in self._sources})
+        }
         self._pool.shutdown(wait=False)
 
-    def result(self) -> tuple[InputFile, ...]:
-        """Return every input (YAML and data files) with its digest, sorted by path."""
-        data = []
-        for name, future in self._pending:
-            try:
-                data.append(InputFile(name, future.result()))
-            except NotRegularFileError as exc:
-                message = f"is {exc.kind}, not a regular file: a source must be a data file"
-                raise SourceError([Problem(name, message)]) from None
-            except OSError as exc:
-                raise SourceError([Problem(name, f"cannot read: {exc.strerror}")]) from None
-        return tuple(sorted((*self._workspace.inputs, *data), key=lambda f: f.path))
+    def result(self) -> Pins:
+        """Return the definitions and the data pins, every digest computed."""
+        digests = {name: _wait(name, future) for name, future in self._pending.items()}
+        data = tuple(DataPin(s, path, f"sha256:{digests[path]}") for s, path in self._sources)
+        return Pins(self._definitions, data)
 
 
-def all_inputs(workspace: Workspace) -> tuple[InputFile, ...]:
-    """Return every input with its digest, computed now."""
-    return InputDigests(workspace).result()
+def _wait(name: str, future: Future[str]) -> str:
+    try:
+        return future.result()
+    except NotRegularFileError as exc:
+        message = f"is {exc.kind}, not a regular file: a source must be a data file"
+        raise SourceError([Problem(name, message)]) from None
+    except OSError as exc:
+        raise SourceError([Problem(name, f"cannot read: {exc.strerror}")]) from None
+
+
+def all_inputs(workspace: Workspace) -> Pins:
+    """Return the pins of every segment, computed now."""
+    return InputDigests(workspace, {s.name for s in workspace.segments}).result()

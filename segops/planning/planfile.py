@@ -52,7 +52,7 @@ from segops.planning.planzip import (
     stream,
     zip_entry,
 )
-from segops.render.json import plan_from_dict, render_json, summary
+from segops.render.json import check_format_version, plan_from_dict, render_json, summary
 
 PLAN_KEY_ENV = "SEGOPS_PLAN_KEY"
 MIN_KEY_LENGTH = 32
@@ -179,6 +179,7 @@ def _parse(body: bytes, path: Path) -> Plan:
         raise PlanError(f"{path}: {PLAN_ENTRY} is not UTF-8") from None
     except (ValueError, RecursionError) as exc:
         raise PlanError(f"{path}: {PLAN_ENTRY} is not valid JSON ({exc})") from None
+    check_format_version(data, str(path))  # before the schema, which is one version's
     errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.path)))
     if errors:
         listed = "\n".join(f"  - {_where(e)}: {e.message[:160]}" for e in errors[:5])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from segops.destinations.registry import platform_spec
 from segops.errors import PlanError
@@ -22,12 +23,14 @@ from segops.model import (
     DiffMode,
     DiffRequest,
     DiffResult,
-    InputFile,
     Plan,
     Platform,
     SettingChange,
 )
 from segops.state.model import DestinationState, State
+
+if TYPE_CHECKING:
+    from segops.planning.inputs import Pins
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ def build_plan(
     decisions: Sequence[Decision],
     results: Mapping[str, DiffResult],
     state: State | None,
-    inputs: Sequence[InputFile],
+    pins: Pins,
     segops_version: str,
 ) -> Plan:
     """Return the plan for `decisions`, given the member engine's result for each."""
@@ -82,7 +85,8 @@ def build_plan(
         segops_version=segops_version,
         lineage=state.lineage if state else None,
         serial=state.serial if state else 0,
-        inputs=tuple(sorted(inputs, key=lambda f: f.path)),
+        definitions=tuple(sorted(pins.definitions, key=lambda f: f.path)),
+        data=tuple(sorted(pins.data, key=lambda p: (p.segment, p.source))),
         changes=tuple(sorted(changes, key=lambda c: c.address)),
     )
 
@@ -163,22 +167,12 @@ def _setting_changes(
     return tuple(changes)
 
 
-def stale_reasons(plan: Plan, state: State | None, inputs: Sequence[InputFile]) -> tuple[str, ...]:
-    """Return why `plan` may no longer be applied: the state or an input moved since."""
-    reasons = []
+def stale_reasons(plan: Plan, state: State | None) -> tuple[str, ...]:
+    """Return why `plan` may no longer be applied: the state moved since it was made."""
     lineage = state.lineage if state else None
     serial = state.serial if state else 0
     if lineage != plan.lineage:
-        reasons.append(f"the state lineage is {lineage}, the plan was made for {plan.lineage}")
-    elif serial != plan.serial:
-        reasons.append(f"the state serial is {serial}, the plan was made at serial {plan.serial}")
-    planned = {f.path: f.sha256 for f in plan.inputs}
-    current = {f.path: f.sha256 for f in inputs}
-    for path in sorted(planned.keys() | current.keys()):
-        if path not in current:
-            reasons.append(f"{path} was removed")
-        elif path not in planned:
-            reasons.append(f"{path} was added")
-        elif planned[path] != current[path]:
-            reasons.append(f"{path} changed")
-    return tuple(reasons)
+        return (f"the state lineage is {lineage}, the plan was made for {plan.lineage}",)
+    if serial != plan.serial:
+        return (f"the state serial is {serial}, the plan was made at serial {plan.serial}",)
+    return ()

@@ -14,6 +14,7 @@ from segops.errors import PlanError
 from segops.model import (
     PLAN_FORMAT_VERSION,
     Action,
+    DataPin,
     DeltaFile,
     DestinationChange,
     GuardTrip,
@@ -35,7 +36,10 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "segops_version": plan.segops_version,
         "state": {"lineage": plan.lineage, "serial": plan.serial},
         "selection": plan.selection or None,
-        "inputs": [{"path": f.path, "sha256": f.sha256} for f in plan.inputs],
+        "inputs": {
+            "definitions": [{"path": f.path, "sha256": f.sha256} for f in plan.definitions],
+            "data": [{"segment": p.segment, "source": p.source, "pin": p.pin} for p in plan.data],
+        },
         "changes": [_change_to_dict(c) for c in plan.changes],
         "summary": summary(plan),
     }
@@ -93,20 +97,37 @@ def _settings(settings: Settings | None) -> dict[str, Any] | None:
     return None if settings is None else dict(settings)
 
 
+def check_format_version(data: Any, origin: str) -> None:
+    """Refuse a plan document of a format_version this segops does not read."""
+    version = data.get("format_version") if isinstance(data, Mapping) else None
+    if version == PLAN_FORMAT_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version < PLAN_FORMAT_VERSION:
+        raise PlanError(
+            f"{origin}: plan format_version {version} was written by an older segops; "
+            "plans are short-lived: make the plan again with this segops (`segops plan -out FILE`)"
+        )
+    raise PlanError(
+        f"{origin}: plan format_version {version!r:.40} is not supported "
+        f"(this segops reads version {PLAN_FORMAT_VERSION}): make the plan with this segops"
+    )
+
+
 def plan_from_dict(data: Mapping[str, Any], origin: str) -> Plan:
     """Parse the dict form back into a Plan; `origin` names the file in errors."""
-    version = data.get("format_version")
-    if version != PLAN_FORMAT_VERSION:
-        raise PlanError(
-            f"{origin}: plan format_version {version!r} is not supported "
-            f"(this segops reads version {PLAN_FORMAT_VERSION})"
-        )
+    check_format_version(data, origin)
     try:
+        inputs = data["inputs"]
         return Plan(
             segops_version=str(data["segops_version"]),
             lineage=data["state"]["lineage"],
             serial=int(data["state"]["serial"]),
-            inputs=tuple(InputFile(str(f["path"]), str(f["sha256"])) for f in data["inputs"]),
+            definitions=tuple(
+                InputFile(str(f["path"]), str(f["sha256"])) for f in inputs["definitions"]
+            ),
+            data=tuple(
+                DataPin(str(p["segment"]), str(p["source"]), str(p["pin"])) for p in inputs["data"]
+            ),
             changes=tuple(_change_from_dict(c) for c in data["changes"]),
             selection=str(data.get("selection") or ""),
         )

@@ -113,15 +113,17 @@ def test_stale_plan_refused_when_state_moved(cart: Path, tmp_path: Path) -> None
     assert state_serial(cart) == 1
 
 
-@pytest.mark.parametrize("changed", ["data/m.csv", "segments/cart.yaml", "segops.yaml"])
-def test_stale_plan_refused_when_an_input_changed(cart: Path, tmp_path: Path, changed: str) -> None:
+@pytest.mark.parametrize("changed", ["segments/cart.yaml", "segops.yaml"])
+def test_stale_plan_refused_when_a_definition_changed(
+    cart: Path, tmp_path: Path, changed: str
+) -> None:
     saved = tmp_path / "p.segplan"
     run(cart, "plan", "-out", str(saved))
     with (cart / changed).open("a") as handle:
-        handle.write(f"{C}\n" if changed.endswith(".csv") else "# edited\n")
+        handle.write("# edited\n")
     code, _, err = run(cart, "apply", str(saved))
     assert code == 1
-    assert f"{changed} changed" in err
+    assert "a definition changed" in err and f"{changed} changed" in err
     assert state_serial(cart) is None
     assert not (cart / "out").exists()
 

@@ -52,7 +52,9 @@ PAGES = [
     Path("README.md"),
     *sorted(p.relative_to(REPO) for p in (REPO / "docs").rglob("*.md")),
 ]
-MAX_UNCHECKED = 5  # raise it only with a reason a reviewer accepts
+# Raise it only with a reason a reviewer accepts. 6: the S3 state example of ci.md stays
+# unchecked until the S3 state backend lands (then back to 5).
+MAX_UNCHECKED = 6
 
 TALLY = Tally()
 
@@ -113,7 +115,9 @@ _PYPI_INSTALL = re.compile(
 
 def test_no_page_installs_segops_from_the_package_index() -> None:
     """`segops` on PyPI is an unrelated project: only a warning may name that command."""
-    files = [*PAGES, Path("recipes/github-actions/segops.yml"), Path(".pre-commit-hooks.yaml")]
+    recipes = sorted(p.relative_to(REPO) for p in (REPO / "recipes").rglob("*.yml"))
+    assert len(recipes) == 2, recipes  # the GitHub Actions and the GitLab CI recipes
+    files = [*PAGES, *recipes, Path(".pre-commit-hooks.yaml")]
     bad = [
         f"{path}:{number}: {line.strip()}"
         for path in files

@@ -6,15 +6,17 @@ from dataclasses import replace
 
 import pytest
 
+from segops.errors import GuardError, UsageError
 from segops.model import (
     Action,
     DestinationChange,
     KeyEncoding,
     MemberCounts,
+    Plan,
     Platform,
     Safety,
 )
-from segops.planning.guards import trips
+from segops.planning.guards import check_overrides, trips, with_guards
 
 
 def change(
@@ -102,3 +104,54 @@ def test_an_all_skipped_source_says_so() -> None:
 def test_an_empty_destination_that_exists_already_is_not_created_again() -> None:
     unchanged = replace(change(0, 0, 0), actions=(Action.NO_OP,))
     assert names(unchanged) == []
+
+
+# -- overrides, and a plan diffed again on data that moved since review -----------------------
+
+
+def guarded(*changes: DestinationChange) -> Plan:
+    plan = Plan("0.1.0", "lin", 1, (), (), changes)
+    return with_guards(plan, {}, DEFAULT)
+
+
+DIGEST = "ab" * 32
+
+
+def test_an_override_names_a_segment_tripped_in_the_plan() -> None:
+    tripped = guarded(change(20, 10, 10))
+    check_overrides(tripped, ["s"], DIGEST)
+    check_overrides(tripped, [f"s@{DIGEST[:8]}"], DIGEST)
+    with pytest.raises(GuardError, match="--allow-removals s"):
+        check_overrides(tripped, [], DIGEST)
+    with pytest.raises(UsageError, match="no safety guard stops other"):
+        check_overrides(tripped, ["other"], DIGEST)
+    with pytest.raises(UsageError, match="that digest is not this plan's"):
+        check_overrides(tripped, ["s@cdcdcdcd"], DIGEST)
+    with pytest.raises(UsageError, match="needs a saved plan"):
+        check_overrides(tripped, ["s"], None)
+
+
+def test_after_a_data_refresh_an_override_covers_up_to_the_reviewed_removals() -> None:
+    reviewed = guarded(change(20, 10, 10))
+    check_overrides(guarded(change(20, 12, 8)), ["s"], DIGEST, reviewed)
+    check_overrides(guarded(change(20, 10, 10)), ["s"], DIGEST, reviewed)
+    with pytest.raises(
+        GuardError, match="the current data removes 11 members, the reviewed plan 10"
+    ):
+        check_overrides(guarded(change(20, 9, 11)), ["s"], DIGEST, reviewed)
+    with pytest.raises(GuardError, match="--allow-removals s"):  # still needs the override
+        check_overrides(guarded(change(20, 12, 8)), [], DIGEST, reviewed)
+
+
+def test_after_a_data_refresh_a_new_trip_is_not_covered_by_a_review_that_removed_less() -> None:
+    reviewed = guarded(change(20, 19, 1))  # reviewed: no guard trips
+    assert not reviewed.tripped
+    with pytest.raises(GuardError, match="covers only the removals that were reviewed"):
+        check_overrides(guarded(change(20, 5, 15)), ["s"], DIGEST, reviewed)
+
+
+def test_an_override_of_a_guard_the_refreshed_data_no_longer_trips_is_accepted() -> None:
+    reviewed = guarded(change(20, 10, 10))
+    check_overrides(guarded(change(20, 20, 0)), ["s"], DIGEST, reviewed)
+    with pytest.raises(UsageError, match="no safety guard stops s"):  # without a data refresh
+        check_overrides(guarded(change(20, 20, 0)), ["s"], DIGEST)

@@ -9,8 +9,11 @@ import pytest
 from segops.errors import PlanError
 from segops.model import (
     Action,
+    DataPin,
+    DeltaFile,
     DestinationChange,
     GuardTrip,
+    InputFile,
     KeyEncoding,
     MemberCounts,
     Plan,
@@ -18,9 +21,12 @@ from segops.model import (
 )
 from segops.planning.verify import (
     SavedSelection,
+    data_changes,
+    definition_changes,
     expected_segments,
     parse_selection,
     plan_differences,
+    refresh_lines,
     segment_differences,
 )
 
@@ -76,7 +82,7 @@ def change(address: str = "s.x", **fields: object) -> DestinationChange:
 
 
 def plan(*changes: DestinationChange) -> Plan:
-    return Plan("0.1.0", "lin", 3, (), changes)
+    return Plan("0.1.0", "lin", 3, (), (), changes)
 
 
 @pytest.mark.parametrize(
@@ -111,3 +117,73 @@ def test_missing_and_extra_destinations_and_segments_are_named() -> None:
         "segment a: the plan's selection does not pick it",
     ]
     assert segment_differences(plan(change("a.x")), None) == []
+
+
+# -- definitions are reviewed, data refreshes ------------------------------------------------
+
+
+def test_definition_changes_name_every_added_removed_or_changed_file() -> None:
+    saved = (InputFile("a.yaml", "1" * 64), InputFile("b.yaml", "2" * 64), InputFile("c", "3"))
+    now = (InputFile("a.yaml", "1" * 64), InputFile("b.yaml", "9" * 64), InputFile("d", "4"))
+    assert definition_changes(saved, now) == [
+        "b.yaml changed",
+        "c was removed",
+        "d was added",
+    ]
+    assert definition_changes(saved, saved) == []
+    assert definition_changes((InputFile("x\ny", "1"),), ()) == ['"x\\ny" was removed']
+
+
+def pinned(*pins: DataPin, changes: tuple[DestinationChange, ...] = ()) -> Plan:
+    return replace(plan(*(changes or (change("a.x"), change("b.x")))), data=pins)
+
+
+def test_data_changes_are_found_per_segment_of_the_plan() -> None:
+    saved = pinned(DataPin("a", "a.csv", "sha256:1"), DataPin("b", "b.csv", "sha256:2"))
+    same = pinned(DataPin("a", "a.csv", "sha256:1"), DataPin("b", "b.csv", "sha256:2"))
+    assert data_changes(saved, same) == {}
+    moved = pinned(DataPin("a", "a.csv", "sha256:1"), DataPin("b", "b.csv", "sha256:3"))
+    assert data_changes(saved, moved) == {"b": ["b.csv"]}
+    renamed = pinned(DataPin("a", "a2.csv", "sha256:1"), DataPin("b", "b.csv", "sha256:2"))
+    assert data_changes(saved, renamed) == {"a": ["a.csv", "a2.csv"]}
+    # a pin for a segment the recomputed plan does not hold is nobody's data
+    extra = replace(saved, data=(*saved.data, DataPin("zzz", "z.csv", "sha256:0")))
+    assert data_changes(extra, same) == {}
+
+
+def test_a_moved_segment_compares_only_what_definitions_and_state_decide() -> None:
+    reviewed = change(actions=(Action.ADD,), members=MemberCounts(before=4, after=5, add=1))
+    now = change(
+        actions=(Action.ADD, Action.REMOVE),
+        members=MemberCounts(before=4, after=3, add=1, remove=2, skipped=1),
+        delta=DeltaFile("e" * 64, 3),
+        operations=2,
+        guards=(GuardTrip("max-removal-fraction", "m"),),
+    )
+    assert plan_differences(plan(reviewed), plan(now), {"s"}) == []
+    strict = " ".join(plan_differences(plan(reviewed), plan(now)))  # when the data did not move
+    for key in ("actions", "members.after", "members.remove", "delta", "operations", "guards"):
+        assert f"s.x: {key}" in strict
+    for theirs, named in [
+        (replace(reviewed, settings_after=(("a", 2),)), "settings.after.a"),
+        (replace(reviewed, members=MemberCounts(before=9, after=5, add=1)), "members.before"),
+        (replace(reviewed, base="f" * 64), "base_snapshot"),
+        (replace(reviewed, actions=(Action.RECREATE,)), "actions"),
+        (replace(reviewed, attributes=("data_bag",)), "attributes"),
+    ]:
+        (found,) = plan_differences(plan(theirs), plan(now), {"s"})
+        assert named in found
+
+
+def test_refresh_lines_put_the_new_counts_beside_the_reviewed_ones() -> None:
+    reviewed = plan(
+        change("a.x", members=MemberCounts(before=4, after=104, add=100)), change("b.x")
+    )
+    now = plan(
+        change("a.x", members=MemberCounts(before=4, after=121, add=120, remove=3, update=1)),
+        change("b.x"),
+    )
+    assert refresh_lines(reviewed, now, {"a"}) == [
+        "a.x: data changed since review: +120 ~1 -3 (reviewed +100 ~0 -0)"
+    ]
+    assert refresh_lines(reviewed, now, ()) == []

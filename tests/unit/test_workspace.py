@@ -12,6 +12,7 @@ import pytest
 from segops.config.workspace import load_workspace
 from segops.errors import ManifestError, Problem
 from segops.model import (
+    DataPin,
     IdentifierKind,
     InlineObject,
     OnBadRows,
@@ -19,7 +20,7 @@ from segops.model import (
     SourceKind,
     Workspace,
 )
-from segops.planning.inputs import all_inputs
+from segops.planning.inputs import InputDigests, all_inputs
 from tests.conftest import write_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -273,19 +274,31 @@ def test_inputs_are_every_file_read_with_its_digest(tmp_path: Path) -> None:
     root = make_workspace(tmp_path, {"segments/cart.yaml": CART, "more/x.yml": segment("x", MOE)})
     ws = load_workspace(root)
     assert ws.data_files == ("data/cart.csv",)
-    assert [i.path for i in all_inputs(ws)] == [
-        "data/cart.csv",
-        "more/x.yml",
-        "segments/cart.yaml",
-        "segops.yaml",
-    ]
-    before = {i.path: i.sha256 for i in all_inputs(ws)}
-    for path, sha in before.items():
-        assert sha == hashlib.sha256((root / path).read_bytes()).hexdigest()
+    pins = all_inputs(ws)
+    assert [i.path for i in pins.definitions] == ["more/x.yml", "segments/cart.yaml", "segops.yaml"]
+    for item in pins.definitions:
+        assert item.sha256 == hashlib.sha256((root / item.path).read_bytes()).hexdigest()
+    digest = hashlib.sha256((root / "data/cart.csv").read_bytes()).hexdigest()
+    assert pins.data == (  # one file, read by two segments: pinned for each
+        DataPin("cart", "data/cart.csv", f"sha256:{digest}"),
+        DataPin("x", "data/cart.csv", f"sha256:{digest}"),
+    )
     (root / "data/cart.csv").write_text(CSV + "b" * 64 + ",y@example.com,\n")
-    after = {i.path: i.sha256 for i in all_inputs(load_workspace(root))}
-    assert after.keys() == before.keys()
-    assert [p for p in before if before[p] != after[p]] == ["data/cart.csv"]
+    after = all_inputs(load_workspace(root))
+    assert after.definitions == pins.definitions
+    assert {p.source for p in after.data} == {"data/cart.csv"}
+    assert not set(after.data) & set(pins.data)
+
+
+def test_only_the_chosen_segments_inputs_are_pinned(tmp_path: Path) -> None:
+    x = segment("x", MOE, "members: [{email: a@example.com}]")
+    root = make_workspace(tmp_path, {"segments/cart.yaml": CART, "more/x.yml": x})
+    ws = load_workspace(root)
+    pins = InputDigests(ws, {"x"}).result()
+    assert [i.path for i in pins.definitions] == ["more/x.yml", "segops.yaml"]
+    assert pins.data == ()  # x's members are inline: they are part of its manifest
+    assert [p.segment for p in InputDigests(ws, {"cart"}).result().data] == ["cart"]
+    assert [i.path for i in InputDigests(ws, set()).result().definitions] == ["segops.yaml"]
 
 
 def test_default_globs_find_yaml_and_yml(tmp_path: Path) -> None:
