@@ -368,7 +368,7 @@ def _context(allow_new_state: bool = False) -> Iterator[Context]:
     """Load the workspace and give a scratch folder that is removed afterwards."""
     with _errors(), _scratch() as work:
         workspace = load_workspace(_state["chdir"])
-        yield Context(workspace, store_for(workspace), work, allow_new_state)
+        yield Context(workspace, store_for(workspace, work), work, allow_new_state)
 
 
 @contextmanager

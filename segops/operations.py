@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from segops.apply.journal import FileJournal, JournalResources
+from segops.apply.journal import ApplyJournal, JournalResources
 from segops.apply.loop import ApplyReport, apply_plan
 from segops.config.credentials import resolve as resolve_credentials
 from segops.destinations import ApplyResult
@@ -30,7 +30,7 @@ from segops.errors import (
     StalePlanError,
     UsageError,
 )
-from segops.model import DiffResult, Plan, Workspace
+from segops.model import DiffResult, Plan, S3StateSettings, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
 from segops.planning.inputs import InputDigests
@@ -43,6 +43,7 @@ from segops.planning.verify import (
     plan_differences,
     segment_differences,
 )
+from segops.state import Records, StateBackend
 from segops.state.local import LocalStateStore
 from segops.state.model import LockInfo, State
 
@@ -52,7 +53,7 @@ class Context:
     """A loaded workspace with its state store and a scratch folder for one command."""
 
     workspace: Workspace
-    store: LocalStateStore
+    store: StateBackend
     work: Path
     # --allow-new-state: plan against no state, and let apply set a lost state's traces aside
     allow_new_state: bool = False
@@ -105,17 +106,34 @@ def claim_state(ctx: Context, version: str) -> State | None:
         return ctx.store.abandon(State(str(uuid.uuid4()), 0, version))
 
 
-def store_for(workspace: Workspace) -> LocalStateStore:
+def store_for(workspace: Workspace, work: Path) -> StateBackend:
+    """Return the state store segops.yaml names; `work` is the command's scratch folder."""
+    if workspace.state_s3 is not None:
+        return s3_store(workspace.state_s3, work)
     return LocalStateStore(Path(workspace.root) / workspace.state_path)
 
 
-def take_lock(store: LocalStateStore, operation: str) -> tuple[LockInfo, list[Path]]:
-    """Take the state lock; return it and the folders taking it created (deepest first)."""
-    created = [p for p in (store.path, *store.path.parents) if not p.exists()]
+def s3_store(
+    settings: S3StateSettings, work: Path, origin: str = "segops.yaml: state."
+) -> StateBackend:
+    """Return the S3 store at `settings` (boto3 is imported only now, for S3 states)."""
+    from segops.state.s3 import S3StateStore
+    from segops.state.s3io import S3Location
+
+    location = S3Location(
+        settings.bucket, settings.prefix, settings.region, settings.endpoint_url, origin
+    )
+    return S3StateStore(location, work)
+
+
+def take_lock(store: StateBackend, operation: str) -> tuple[LockInfo, list[Path]]:
+    """Take the state lock; return it and the local folders taking it created (deepest first)."""
+    folder = store.path if isinstance(store, LocalStateStore) else None
+    created = [p for p in (folder, *folder.parents) if not p.exists()] if folder else []
     return store.lock(operation), created
 
 
-def release_lock(store: LocalStateStore, lock: LockInfo, created: list[Path]) -> None:
+def release_lock(store: StateBackend, lock: LockInfo, created: list[Path]) -> None:
     """Release `lock` and remove the folders its taking created that are still empty.
 
     A command that fails (bad rows found while planning) leaves the workspace as it was:
@@ -179,17 +197,17 @@ def make_plan(
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
     plan = planner.build_plan(decisions, results, state, digests.result(), version)
     plan = replace(plan, selection=selection.text)
-    plan = with_schedule(plan, estimators(ws, ctx.store.path, time.time()))
+    plan = with_schedule(plan, estimators(ws, ctx.store.records, time.time()))
     return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
 
 
-def estimators(workspace: Workspace, state_dir: Path, now: float) -> dict[str, Estimator]:
+def estimators(workspace: Workspace, records: Records, now: float) -> dict[str, Estimator]:
     """Return the operation estimator of every connection whose platform is installed."""
     found = {}
     for connection in workspace.connections:
         spec = platform_spec(connection.target)
         if spec is not None:
-            found[connection.name] = spec.estimator(connection, state_dir, now)
+            found[connection.name] = spec.estimator(connection, records, now)
     return found
 
 
@@ -266,10 +284,10 @@ def run_apply(
     used = {c.connection for c in plan.changes if c.members.changed}
     connections = [c for c in ctx.workspace.connections if c.name in used]
     credentials = resolve_credentials(connections, os.environ if env is None else env)
-    journal = FileJournal(ctx.store.path / "journal.jsonl")
+    journal = ApplyJournal(ctx.store.records)
     factory = DestinationFactory(
         ctx.root,
-        ctx.store.path,
+        ctx.store.records,
         ctx.workspace,
         credentials,
         JournalResources(journal),

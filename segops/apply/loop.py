@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from segops.apply.journal import FileJournal
+from segops.apply.journal import ApplyJournal
 from segops.destinations import ApplyResult, Destination, Sent
 from segops.errors import DestinationError
 from segops.model import DestinationChange, KeyEncoding, MemberRow, Plan, SnapshotRef
@@ -70,7 +70,7 @@ class ApplyReport:
 class ScopedJournal:
     """The journal as one change sees it: entries of other bases are invisible to it."""
 
-    def __init__(self, journal: FileJournal, change: DestinationChange) -> None:
+    def __init__(self, journal: ApplyJournal, change: DestinationChange) -> None:
         self._journal = journal
         self._base = change.base or "none"
 
@@ -87,7 +87,7 @@ def apply_plan(
     store: StateStore,
     engine: MemberEngine,
     deltas: Path,
-    journal: FileJournal,
+    journal: ApplyJournal,
     destination_for: OpenDestination,
     segops_version: str,
     on_result: Callable[[ApplyResult], None] = lambda _: None,
@@ -121,7 +121,7 @@ def _send(
     change: DestinationChange,
     deltas: Path,
     engine: MemberEngine,
-    journal: FileJournal,
+    journal: ApplyJournal,
     destination_for: OpenDestination,
 ) -> ApplyResult:
     if not change.members.changed:

@@ -35,7 +35,7 @@ def state_text(state: State) -> str:
     return "{\n" + "\n".join(lines) + "\n}\n"
 
 
-def parse_state(raw: bytes, where: str) -> State | None:
+def parse_state(raw: bytes, where: str) -> State:
     """Return the state in `raw` (the bytes of state.json at `where`), its digests checked."""
     try:
         data = json.loads(raw.decode("utf-8"))

@@ -81,7 +81,6 @@ class LocalStateStore:
         # absent). Another version appearing means another run wrote it: refused, never
         # overwritten (the local twin of S3's If-Match).
         self._pinned: tuple[tuple[int, int, int] | None] | None = None
-        self._created: list[Path] = []  # folders taking the lock created, deepest first
 
     def describe(self) -> str:
         """Return where this store keeps the state, for people."""
@@ -243,26 +242,15 @@ class LocalStateStore:
     # -- locking -----------------------------------------------------------------------
 
     def lock(self, operation: str) -> LockInfo:
-        created = [p for p in (self.path, *self.path.parents) if not p.exists()]
         info = self._lock.acquire(operation)
-        self._created, self._pinned = created, None
+        self._pinned = None
         remove_stale_temps(self.path)  # left by killed runs: only now is nobody writing
         remove_stale_temps(self.snapshots)
         return info
 
     def unlock(self, lock_id: str) -> None:
-        """Release the lock, and the folders taking it created when they stayed empty.
-
-        A command that fails (bad rows found while planning) leaves the workspace as it was:
-        no empty `.segops/` behind.
-        """
         self._lock.release(lock_id)
-        self._pinned, created, self._created = None, self._created, []
-        for folder in created:  # one that holds anything (state was written) stops the walk
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        self._pinned = None
 
     def force_unlock(self, lock_id: str, force: bool = False) -> None:
         self._lock.force_release(lock_id, force)

@@ -40,6 +40,7 @@ from segops.model import (
     Scalar,
     Settings,
 )
+from segops.state.records import FileRecords
 from tests.destinations.rules import check_member_file, check_request_body
 from tests.s3server import S3Server, s3_server
 
@@ -152,7 +153,8 @@ class Harness:
         context = ApplyContext(
             journal, JournalResources(journal), "run", self.clock.sleep, self.clock
         )
-        ledger = QuotaLedger(self.tmp / "ledger.json", QuotaLimits.from_connection(connection))
+        limits = QuotaLimits.from_connection(connection)
+        ledger = QuotaLedger(FileRecords(self.tmp), "ledger.json", limits)
         with make_moengage_client(connection, WORKSPACE, self.api_key, policy) as client:
             destination = MoEngageDestination(
                 connection, client, context, policy, self.publisher, ledger, self.receiver,

@@ -20,6 +20,7 @@ from segops.destinations.moengage.quota import (
 )
 from segops.errors import DestinationError
 from segops.model import Connection, Platform
+from segops.state.records import FileRecords
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 LIMITS = QuotaLimits()
@@ -91,14 +92,14 @@ def test_limits_from_connection_options() -> None:
 
 def test_ledger_records_durably_and_answers_from_disk(tmp_path: Path) -> None:
     path = tmp_path / ".segops" / "moengage-ledger-moe.json"
-    ledger = QuotaLedger(path, QuotaLimits(ops_per_hour=2))
+    ledger = QuotaLedger(FileRecords(path.parent), path.name, QuotaLimits(ops_per_hour=2))
     assert ledger.allows(10, NOW) and ledger.entries == ()
     ledger.record("create", 10, NOW)
     ledger.record("add-users", 5, NOW + 1)
     assert not ledger.allows(1, NOW + 2)
     assert ledger.next_slot(1, NOW + 2) == NOW + HOUR
 
-    again = QuotaLedger(path, QuotaLimits(ops_per_hour=2))
+    again = QuotaLedger(FileRecords(path.parent), path.name, QuotaLimits(ops_per_hour=2))
     assert again.entries == (LedgerEntry(NOW, "create", 10), LedgerEntry(NOW + 1, "add-users", 5))
     assert again.allows(1, NOW + HOUR + 1)
     document = json.loads(path.read_text())
@@ -107,10 +108,12 @@ def test_ledger_records_durably_and_answers_from_disk(tmp_path: Path) -> None:
 
 
 def test_ledger_forgets_what_is_older_than_a_day(tmp_path: Path) -> None:
-    ledger = QuotaLedger(tmp_path / "ledger.json")
+    ledger = QuotaLedger(FileRecords(tmp_path), "ledger.json")
     ledger.record("create", 1, NOW)
     ledger.record("add-users", 1, NOW + DAY + 1)
-    assert [e.at for e in QuotaLedger(tmp_path / "ledger.json").entries] == [NOW + DAY + 1]
+    assert [e.at for e in QuotaLedger(FileRecords(tmp_path), "ledger.json").entries] == [
+        NOW + DAY + 1
+    ]
 
 
 @pytest.mark.parametrize(
@@ -120,4 +123,4 @@ def test_a_damaged_ledger_is_a_clear_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "ledger.json"
     path.write_text(text)
     with pytest.raises(DestinationError, match="ledger"):
-        QuotaLedger(path)
+        QuotaLedger(FileRecords(path.parent), path.name)
