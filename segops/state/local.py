@@ -177,7 +177,9 @@ class LocalStateStore:
 
     def begin(self, state: State) -> State:
         """Record that a first apply of `state.lineage` starts; return it as the state."""
-        if self.read() is not None:
+        # Not read(): after `abandon`, the quota ledgers kept would read as a lost state.
+        self._check_moved()
+        if self.state_file.exists() or self.pending_file.exists():
             raise StateError(f"{self.state_file}: a state exists already; nothing to begin")
         private_dir(self.path)
         atomic_write(self.pending_file, pending_bytes(state), PRIVATE_FILE)

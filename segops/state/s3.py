@@ -172,6 +172,8 @@ class S3StateStore:
 
     def begin(self, state: State) -> State:
         """Record that a first apply of `state.lineage` starts; return it as the state."""
+        # Not read(): after `abandon`, the quota ledgers kept would read as a lost state.
+        self._check_moved()
         if self._objects.head(STATE) is not None or self._objects.head(PENDING) is not None:
             raise StateError(f"{self._url(STATE)}: a state exists already; nothing to begin")
         self._put(PENDING, pending_bytes(state), None)
@@ -268,6 +270,9 @@ class S3StateStore:
             match = SNAPSHOT_NAME.fullmatch(name.removeprefix(f"{SNAPSHOTS}/"))
             if match and match.group(1) not in keep:
                 self._objects.delete(name)
+                gone = self._verified.pop(match.group(1), None)
+                if gone is not None:
+                    gone.unlink(missing_ok=True)
 
     # -- locking -----------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ class S3Lock:
         """Remove a lock another run left; refuse a live holder on this machine unless `force`."""
         held = self._read()
         check_not_alive(self.where, held[0] if held else None, force)
-        self._remove(lock_id)
+        self._remove(lock_id, held)
 
     def locked_message(self) -> str:
         held = self._read()
@@ -70,8 +70,9 @@ class S3Lock:
             return None
         return parse_lock(got[0]), got[1]
 
-    def _remove(self, lock_id: str) -> None:
-        held = self._read()
+    def _remove(self, lock_id: str, held: tuple[LockInfo | str, str] | None = None) -> None:
+        """Delete the lock if it is `lock_id`, conditional on the version read (`held`)."""
+        held = held or self._read()
         check_lock_id(self.where, held[0] if held else None, lock_id)
         assert held is not None
         try:
