@@ -45,6 +45,7 @@ from segops.planning.verify import (
 )
 from segops.state import Records, StateBackend
 from segops.state.local import LocalStateStore
+from segops.state.migrate import Target, copy_state, moved_record
 from segops.state.model import LockInfo, State
 
 
@@ -124,6 +125,36 @@ def s3_store(
         settings.bucket, settings.prefix, settings.region, settings.endpoint_url, origin
     )
     return S3StateStore(location, work)
+
+
+def migrate_state(ctx: Context, target: Target) -> tuple[State, int, StateBackend]:
+    """Move the state to `target` under both locks; return it, the entries copied, the store.
+
+    segops.yaml is left as it is (it is reviewed in git): the caller says what to change,
+    and the old store, marked moved, refuses every use until it names the new one.
+    """
+    target.check(ctx.root)
+    if target.backend == "local":
+        store: StateBackend = LocalStateStore(ctx.root / (target.path or ".segops"))
+    else:
+        assert target.bucket is not None
+        given = {"prefix": target.prefix} if target.prefix else {}
+        settings = S3StateSettings(target.bucket, region=target.region, **given)
+        settings = replace(settings, endpoint_url=target.endpoint_url)
+        store = s3_store(settings, ctx.work / "target", origin="--")
+    if store.describe() == ctx.store.describe():
+        raise UsageError(f"the state is already in {store.describe()}")
+    lock, created = take_lock(ctx.store, "state migrate")
+    try:
+        their_lock, their_created = take_lock(store, "state migrate")
+        try:
+            state, count = copy_state(ctx.store, store, ctx.work)
+            ctx.store.retire(moved_record(state, store, target.config()))
+        finally:
+            release_lock(store, their_lock, their_created)
+    finally:
+        release_lock(ctx.store, lock, created)
+    return state, count, store
 
 
 def take_lock(store: StateBackend, operation: str) -> tuple[LockInfo, list[Path]]:

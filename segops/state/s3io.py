@@ -178,9 +178,9 @@ class S3Objects:
 
     def copy(self, name: str, to: str) -> None:
         """Copy object `name` to `to`, inside the storage (multipart when large)."""
-        source = {"Bucket": self.location.bucket, "Key": self.key(name)}
-        key = self.key(to)
-        self._call("copy", name, lambda: self.client.copy(source, self.location.bucket, key))  # type: ignore[arg-type]
+        bucket, key = self.location.bucket, self.key(to)
+        source: Any = {"Bucket": bucket, "Key": self.key(name)}  # boto3's CopySourceTypeDef
+        self._call("copy", name, lambda: self.client.copy(source, bucket, key))
 
     def key(self, name: str) -> str:
         return self.location.key(name)
