@@ -17,6 +17,7 @@ from segops.state.model import State
 from segops.state.s3 import S3StateStore
 from segops.state.s3io import S3Location
 from tests.s3server import REGION, S3Server, s3_server
+from tests.s3state import SECRET_KEY, set_aws_env
 from tests.state import conformance as c
 
 BUCKET = "segops-state"
@@ -31,19 +32,7 @@ def server() -> Iterator[S3Server]:
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Credentials the standard AWS way, and nothing of the developer's own configuration."""
     set_aws_env(monkeypatch, tmp_path)
-
-
-def set_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role lookup
 
 
 class S3Raw:
@@ -325,7 +314,7 @@ def test_refused_credentials_name_state_bucket(
             store.lock("apply")
     finally:
         check_credentials(server.endpoint_url, False)
-    assert "testing" not in str(info.value)  # the key is never shown
+    assert SECRET_KEY not in str(info.value)  # secrets are never shown
 
 
 def test_no_credentials_at_all(

@@ -1,0 +1,259 @@
+"""The S3 state through the CLI, against a real S3-compatible server: the CI workflow where
+every command runs from a fresh, empty working copy; two applies at once; bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emulators._server import Faults
+from emulators.mediarithmics import MediarithmicsEmulator
+from emulators.s3 import check_credentials
+from tests.s3server import S3Server, s3_server
+from tests.s3state import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    aws_env,
+    bundled_copy,
+    fresh_copy,
+    objects,
+    s3_state,
+    segops,
+    set_aws_env,
+    with_state,
+)
+
+BUCKET = "segops-ci"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[S3Server]:
+    with s3_server() as server:
+        server.create_bucket(BUCKET)
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    set_aws_env(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"team/{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def state(server: S3Server, prefix: str) -> str:
+    return s3_state(BUCKET, prefix, server.endpoint_url)
+
+
+def test_plan_apply_plan_each_from_a_fresh_working_copy(
+    tmp_path: Path, server: S3Server, prefix: str, state: str
+) -> None:
+    """The CI workflow: plan on a PR, apply the plan file on merge, plan again; each job on a
+    runner that starts empty (the workspace files only, no .segops/)."""
+    plan_file = tmp_path / "reviewed.segplan"
+    outputs: list[str] = []
+    repo = bundled_copy(tmp_path / "repo", state)  # what each job checks out
+
+    def job(n: int, *args: str, code: int = 0) -> str:
+        root = fresh_copy(repo, tmp_path / f"job{n}")
+        got, out, err = segops(root, *args)
+        assert got == code, f"job {n}: segops {' '.join(args)} exited {got}:\n{out}{err}"
+        assert not (root / ".segops").exists(), "the state went to S3, not the working copy"
+        outputs.append(out + err)
+        return out
+
+    job(1, "plan", "-out", str(plan_file), "--detailed-exitcode", code=2)
+    assert objects(server, BUCKET, prefix) == {}  # plan writes nothing
+    assert "Apply complete!" in job(2, "apply", str(plan_file))
+    stored = objects(server, BUCKET, prefix)
+    first = json.loads(stored["state.json"])
+    assert first["serial"] >= 1 and "lock.json" not in stored
+    assert {n.split("/")[0] for n in stored} >= {"state.json", "snapshots"}
+    assert "No changes" in job(3, "plan", "--detailed-exitcode")
+
+    csv = repo / "data" / "cart_abandoners.csv"  # a data refresh, applied by a scheduled job
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:-1]))
+    assert "Members: +0 to add, ~0 to update, -2 to remove." in job(4, "apply", "--auto-approve")
+    assert "No changes" in job(5, "plan", "--detailed-exitcode")
+    last = json.loads(objects(server, BUCKET, prefix)["state.json"])
+    assert last["lineage"] == first["lineage"] and last["serial"] > first["serial"]
+    everything = "".join(outputs) + "".join(
+        data.decode("utf-8", "replace") for data in objects(server, BUCKET, prefix).values()
+    )
+    assert SECRET_KEY not in everything and ACCESS_KEY not in everything
+
+
+class _Gate(Faults):
+    """Holds every request to the platform until `open` is set (with a bound, so a failing
+    test cannot hang)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = threading.Event()
+
+    def pick(self) -> tuple[int, dict[str, str]] | None:
+        self.open.wait(60)
+        return None
+
+
+MICS_YAML = """\
+version: 1
+manifests: ["segments/*.yaml"]
+engine: {{memory_limit: 256MB, threads: 1}}
+connections:
+  mics:
+    platform: mediarithmics
+    base_url: {url}
+    token_env: MICS_TOKEN
+    poll_interval: 0.02
+"""
+MICS_SEGMENT = """\
+apiVersion: segops/v1
+kind: Segment
+metadata: {name: racers}
+spec:
+  source:
+    csv: {path: ../data/racers.csv}
+  destinations:
+    - connection: mics
+      datamart_id: "1509"
+      segment_technical_name: racers
+      identifier: {kind: email_hash, column: email_hash, format: sha256}
+      expiration_duration: 0
+"""
+
+
+def test_two_applies_at_once_exactly_one_runs(
+    tmp_path: Path, server: S3Server, prefix: str, state: str
+) -> None:
+    """Two runners apply the same change against one S3 state at the same moment: one takes
+    the lock and applies; the other stops at once, naming the holder, and sends nothing."""
+    gate = _Gate()
+    hashes = sorted(f"{n:064x}" for n in range(1, 13))
+    with MediarithmicsEmulator("CANARY-token", faults=gate) as mics:
+        procs = []
+        for n in (1, 2):
+            root = tmp_path / f"runner{n}"
+            (root / "segments").mkdir(parents=True)
+            (root / "data").mkdir()
+            config = with_state(MICS_YAML.format(url=mics.base_url), state)
+            (root / "segops.yaml").write_text(config)
+            (root / "segments" / "racers.yaml").write_text(MICS_SEGMENT)
+            (root / "data" / "racers.csv").write_text("email_hash\n" + "\n".join(hashes) + "\n")
+            env = {**os.environ, **aws_env(tmp_path), "MICS_TOKEN": "CANARY-token"}
+            command = [sys.executable, "-m", "segops", "-C", str(root), "apply", "--auto-approve"]
+            procs.append(
+                subprocess.Popen(
+                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+            )
+        try:
+            # The winner holds the lock, stuck at the gate; the loser must end on its own.
+            done = _first_to_end(procs)
+            loser, winner = procs[done], procs[1 - done]
+            out, err = loser.communicate()
+            assert loser.returncode == 1, out + err
+            assert "the state is locked by another segops run" in err
+            assert f"PID:       {winner.pid}" in err and "segops force-unlock" in err
+            assert winner.poll() is None, "the winner was still applying"
+        finally:
+            gate.open.set()
+        out, err = winner.communicate(timeout=120)
+        assert winner.returncode == 0, out + err
+        applied = mics.members("1509")[("segment_technical_name", "racers")]
+    assert sorted(m[1] for m in applied) == hashes
+    assert json.loads(objects(server, BUCKET, prefix)["state.json"])["serial"] == 1
+
+
+def _first_to_end(procs: list[subprocess.Popen[str]]) -> int:
+    for _ in range(1200):
+        for n, proc in enumerate(procs):
+            try:
+                proc.wait(timeout=0.05)
+                return n
+            except subprocess.TimeoutExpired:
+                pass
+    raise AssertionError("neither apply ended while the platform held every request")
+
+
+# -- bad settings: a clear error naming segops.yaml `state.*`, exit 1, nothing written ----------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again on exit: nothing listens there
+
+
+COMMANDS = [
+    ["plan"],
+    ["apply", "--auto-approve"],
+    ["force-unlock", "5f0c1c9e-4d1e-4c86-9d0e-2b4f6f3d1a77"],
+    ["state", "recover"],
+]
+DEFECTS = {
+    "unreachable": "segops.yaml: state.endpoint_url: cannot reach S3 at http://127.0.0.1:",
+    "credentials": "segops.yaml: state.bucket: S3 refused the AWS credentials in use",
+    "bucket": "segops.yaml: state.bucket: the bucket 'no-such-bucket' does not exist",
+    "no-credentials": "segops.yaml: state.bucket: no AWS credentials found",
+}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else b"/"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("defect", sorted(DEFECTS))
+def test_bad_s3_settings_are_clear_errors_that_change_nothing(
+    tmp_path: Path,
+    server: S3Server,
+    prefix: str,
+    defect: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bucket, url = BUCKET, server.endpoint_url
+    if defect == "unreachable":
+        url = f"http://127.0.0.1:{_closed_port()}"
+    elif defect == "bucket":
+        bucket = "no-such-bucket"
+    elif defect == "no-credentials":
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    root = bundled_copy(tmp_path / "ws", s3_state(bucket, prefix, url))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    before = _tree(root)
+    assert segops(root, "validate")[0] == 0  # validate never reaches the state
+    if defect == "credentials":
+        check_credentials(server.endpoint_url, True)
+    try:
+        results = [(args, *segops(root, *args)) for args in COMMANDS]
+    finally:
+        if defect == "credentials":
+            check_credentials(server.endpoint_url, False)
+    for args, code, out, err in results:
+        where = f"{defect}: segops {' '.join(args)}"
+        assert code == 1, f"{where} exited {code}: {out}{err}"
+        assert err.startswith("Error: ") and DEFECTS[defect] in err, f"{where}: {err}"
+        assert "Traceback" not in out + err and "unexpected error" not in err, where
+        assert SECRET_KEY not in out + err, where
+    assert _tree(root) == before, "the workspace changed"
+    assert list(temp.iterdir()) == [], "files left in the temp dir"
+    assert objects(server, BUCKET, prefix) == {}, "something was written to S3"
