@@ -357,13 +357,14 @@ def state_migrate(
     with _context() as ctx:
         state, count, store = migrate_state(ctx, target)
         source = ctx.store.describe()
-    typer.echo(
+    moved = (
         f"Moved the state to {store.describe()}: lineage {state.lineage}, serial "
         f"{state.serial}, {len(state.destinations)} destination(s), {count} file(s).\n"
         f"{source} is kept, marked as moved: segops now refuses to use it.\n"
         "Point segops.yaml at the new store (segops does not edit it: review the change "
         f"like any other):\n\n{target.config()}"
     )
+    typer.echo(_relative(moved))
 
 
 @app.command("fmt")

@@ -257,3 +257,23 @@ def test_bad_s3_settings_are_clear_errors_that_change_nothing(
     assert _tree(root) == before, "the workspace changed"
     assert list(temp.iterdir()) == [], "files left in the temp dir"
     assert objects(server, BUCKET, prefix) == {}, "something was written to S3"
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ("state: {backend: s3}", "state: missing required key 'bucket'"),
+        ("state: {backend: s3, bucket: b-1, path: x}", "state.path: path goes with backend local"),
+        ("state: {bucket: b-1}", "state.bucket: bucket goes with backend: s3"),
+        ("state: {backend: local, region: eu-west-1}", "state.region: region goes with backend"),
+        ("state: {backend: s3, bucket: Bad_Name}", "state.bucket: must be an S3 bucket name"),
+        ("state: {backend: s3, bucket: b-1, prefix: /abs}", "state.prefix: must be a key prefix"),
+        ("state: {backend: s3, bucket: b-1, endpoint_url: 'http://k:s@h'}", "state.endpoint_url"),
+        ("state: {backend: gcs}", 'state.backend: must be one of "local", "s3"'),
+    ],
+)
+def test_state_settings_are_checked(tmp_path: Path, state: str, message: str) -> None:
+    root = bundled_copy(tmp_path / "ws", state + "\n")
+    code, out, err = segops(root, "validate")
+    assert code == 1 and message in err, err
+    assert "Traceback" not in err

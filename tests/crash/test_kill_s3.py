@@ -226,3 +226,6 @@ def test_sigkilled_applies_on_s3_converge_from_empty_working_copies(
             converge(want)
         assert kills == KILLS, f"only {kills} of {trials} applies were killed while running"
         assert unlocked >= KILLS // 2, f"only {unlocked} kills landed while apply held the lock"
+    kept = {o["Key"] for o in server.client().list_objects_v2(Bucket=BUCKET)["Contents"]}
+    # the records apply keeps went to S3 with the state, never to a working copy
+    assert {f"{PREFIX}/journal.jsonl", f"{PREFIX}/moengage-ledger-moe.json"} <= kept
