@@ -7,6 +7,7 @@ to the CLI.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from segops.errors import (
     Problem,
     SourceError,
     StalePlanError,
+    StateError,
     UsageError,
 )
 from segops.model import DiffResult, Plan, S3StateSettings, Workspace
@@ -168,9 +170,17 @@ def release_lock(store: StateBackend, lock: LockInfo, created: list[Path]) -> No
     """Release `lock` and remove the folders its taking created that are still empty.
 
     A command that fails (bad rows found while planning) leaves the workspace as it was:
-    no empty `.segops/` behind.
+    no empty `.segops/` behind. Called from a `finally` while an error propagates, a failure
+    to unlock (the lock was taken over by a run that force-unlocked this one, the storage
+    is unreachable) leaves that first error to be reported: it says what went wrong.
     """
-    store.unlock(lock.id)
+    failing = sys.exc_info()[1]
+    try:
+        store.unlock(lock.id)
+    except StateError:
+        if failing is None:
+            raise
+        return
     for folder in created:  # one that holds anything (state was written) stops the walk
         try:
             folder.rmdir()

@@ -178,6 +178,73 @@ def test_two_applies_at_once_exactly_one_runs(
     assert json.loads(objects(server, BUCKET, prefix)["state.json"])["serial"] == 1
 
 
+FILES_YAML = """\
+version: 1
+manifests: ["segments/*.yaml"]
+engine: {memory_limit: 256MB, threads: 1}
+connections:
+  mics:
+    platform: files
+    target: mediarithmics
+    path: out/mics
+"""
+
+
+def _racers_workspace(root: Path, config: str, hashes: list[str]) -> Path:
+    (root / "segments").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "segops.yaml").write_text(config)
+    (root / "segments" / "racers.yaml").write_text(MICS_SEGMENT)
+    (root / "data" / "racers.csv").write_text("email_hash\n" + "\n".join(hashes) + "\n")
+    return root
+
+
+def test_an_apply_whose_lock_was_taken_over_overwrites_nothing(
+    tmp_path: Path, server: S3Server, prefix: str, state: str
+) -> None:
+    """A holds the lock, stuck on the platform; someone force-unlocks it and B applies. When
+    A goes on, its next write to the journal or the state fails: nothing of B's is lost."""
+    gate = _Gate()
+    hashes = sorted(f"{n:064x}" for n in range(1, 9))
+    client = server.client()
+    with MediarithmicsEmulator("CANARY-token", faults=gate) as mics:
+        a = _racers_workspace(
+            tmp_path / "a", with_state(MICS_YAML.format(url=mics.base_url), state), hashes
+        )
+        env = {**os.environ, **aws_env(tmp_path), "MICS_TOKEN": "CANARY-token"}
+        command = [sys.executable, "-m", "segops", "-C", str(a), "apply", "--auto-approve"]
+        pipe = subprocess.PIPE
+        runner_a = subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True)
+        try:
+            lock = _wait_for_lock(client, prefix, runner_a)
+            b = _racers_workspace(tmp_path / "b", with_state(FILES_YAML, state), hashes[:3])
+            code, out, err = segops(b, "force-unlock", lock, "--force")
+            assert code == 0, out + err
+            code, out, err = segops(b, "apply", "--auto-approve")
+            assert code == 0, out + err
+            written = objects(server, BUCKET, prefix)["state.json"]
+        finally:
+            gate.open.set()
+        out, err = runner_a.communicate(timeout=120)
+    assert runner_a.returncode == 1, out + err
+    assert "changed since this run read it: another segops run wrote it" in err, err
+    assert "Traceback" not in err
+    assert objects(server, BUCKET, prefix)["state.json"] == written  # B's state, untouched
+    assert json.loads(written)["destinations"]["racers.mics"]["member_count"] == 3
+
+
+def _wait_for_lock(client: object, prefix: str, proc: subprocess.Popen[str]) -> str:
+    for _ in range(2400):
+        try:
+            got = client.get_object(Bucket=BUCKET, Key=f"{prefix}/lock.json")  # type: ignore[attr-defined]
+        except client.exceptions.NoSuchKey:  # type: ignore[attr-defined]
+            assert proc.poll() is None, proc.communicate()
+            threading.Event().wait(0.025)
+            continue
+        return str(json.loads(got["Body"].read())["id"])
+    raise AssertionError("apply never took the lock")
+
+
 def _first_to_end(procs: list[subprocess.Popen[str]]) -> int:
     for _ in range(1200):
         for n, proc in enumerate(procs):
