@@ -61,6 +61,8 @@ _KEPT_ON_ABANDON = re.compile(r".*-ledger-.*\.json")
 
 
 class S3StateStore:
+    """The state under an S3 prefix; implements segops.state.StateBackend."""
+
     def __init__(self, location: S3Location, work: Path, client: S3Client | None = None) -> None:
         self.location = location
         self._objects = S3Objects(location, client)
@@ -93,7 +95,8 @@ class S3StateStore:
         self._check_pinned(etag)
         if isinstance(got, tuple):
             self._seen = None  # until the new version parses
-            self._seen = (got[0], parse_state(got[0], self._url(STATE)))
+            parsed = parse_state(got[0], self._url(STATE))
+            self._seen = (got[0], parsed)
         self._etags[STATE] = etag
         if etag is None:
             self._seen = None

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -103,10 +104,34 @@ class _Gate(Faults):
     def __init__(self) -> None:
         super().__init__()
         self.open = threading.Event()
+        self.entered = threading.Event()  # a request is held at the gate
 
     def pick(self) -> tuple[int, dict[str, str]] | None:
+        self.entered.set()
         self.open.wait(60)
         return None
+
+
+@contextmanager
+def _applying(roots: list[Path], env: dict[str, str]) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start `segops apply --auto-approve` on each workspace at once; reap them all at exit."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "segops", "-C", str(root), "apply", "--auto-approve"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for root in roots
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
 
 
 MICS_YAML = """\
@@ -143,37 +168,25 @@ def test_two_applies_at_once_exactly_one_runs(
     the lock and applies; the other stops at once, naming the holder, and sends nothing."""
     gate = _Gate()
     hashes = sorted(f"{n:064x}" for n in range(1, 13))
+    env = {**aws_env(tmp_path), "MICS_TOKEN": "CANARY-token"}
     with MediarithmicsEmulator("CANARY-token", faults=gate) as mics:
-        procs = []
-        for n in (1, 2):
-            root = tmp_path / f"runner{n}"
-            (root / "segments").mkdir(parents=True)
-            (root / "data").mkdir()
-            config = with_state(MICS_YAML.format(url=mics.base_url), state)
-            (root / "segops.yaml").write_text(config)
-            (root / "segments" / "racers.yaml").write_text(MICS_SEGMENT)
-            (root / "data" / "racers.csv").write_text("email_hash\n" + "\n".join(hashes) + "\n")
-            env = {**os.environ, **aws_env(tmp_path), "MICS_TOKEN": "CANARY-token"}
-            command = [sys.executable, "-m", "segops", "-C", str(root), "apply", "--auto-approve"]
-            procs.append(
-                subprocess.Popen(
-                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-                )
-            )
-        try:
-            # The winner holds the lock, stuck at the gate; the loser must end on its own.
-            done = _first_to_end(procs)
-            loser, winner = procs[done], procs[1 - done]
-            out, err = loser.communicate()
-            assert loser.returncode == 1, out + err
-            assert "the state is locked by another segops run" in err
-            assert f"PID:       {winner.pid}" in err and "segops force-unlock" in err
-            assert winner.poll() is None, "the winner was still applying"
-        finally:
-            gate.open.set()
-        out, err = winner.communicate(timeout=120)
-        assert winner.returncode == 0, out + err
+        config = with_state(MICS_YAML.format(url=mics.base_url), state)
+        roots = [_racers_workspace(tmp_path / f"runner{n}", config, hashes) for n in (1, 2)]
+        with _applying(roots, env) as procs:
+            try:
+                # The winner holds the lock, stuck at the gate; the loser must end on its own.
+                done = _first_to_end(procs)
+                loser, winner = procs[done], procs[1 - done]
+                out, err = loser.communicate()
+                assert winner.poll() is None, "the winner was still applying"
+            finally:
+                gate.open.set()
+            winner_out, winner_err = winner.communicate(timeout=120)
         applied = mics.members("1509")[("segment_technical_name", "racers")]
+    assert loser.returncode == 1, out + err
+    assert "the state is locked by another segops run" in err
+    assert f"PID:       {winner.pid}" in err and "segops force-unlock" in err
+    assert winner.returncode == 0, winner_out + winner_err
     assert sorted(m[1] for m in applied) == hashes
     assert json.loads(objects(server, BUCKET, prefix)["state.json"])["serial"] == 1
 
@@ -207,25 +220,22 @@ def test_an_apply_whose_lock_was_taken_over_overwrites_nothing(
     gate = _Gate()
     hashes = sorted(f"{n:064x}" for n in range(1, 9))
     client = server.client()
+    env = {**aws_env(tmp_path), "MICS_TOKEN": "CANARY-token"}
     with MediarithmicsEmulator("CANARY-token", faults=gate) as mics:
-        a = _racers_workspace(
-            tmp_path / "a", with_state(MICS_YAML.format(url=mics.base_url), state), hashes
-        )
-        env = {**os.environ, **aws_env(tmp_path), "MICS_TOKEN": "CANARY-token"}
-        command = [sys.executable, "-m", "segops", "-C", str(a), "apply", "--auto-approve"]
-        pipe = subprocess.PIPE
-        runner_a = subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True)
-        try:
-            lock = _wait_for_lock(client, prefix, runner_a)
-            b = _racers_workspace(tmp_path / "b", with_state(FILES_YAML, state), hashes[:3])
-            code, out, err = segops(b, "force-unlock", lock, "--force")
-            assert code == 0, out + err
-            code, out, err = segops(b, "apply", "--auto-approve")
-            assert code == 0, out + err
-            written = objects(server, BUCKET, prefix)["state.json"]
-        finally:
-            gate.open.set()
-        out, err = runner_a.communicate(timeout=120)
+        config = with_state(MICS_YAML.format(url=mics.base_url), state)
+        a = _racers_workspace(tmp_path / "a", config, hashes)
+        with _applying([a], env) as (runner_a,):
+            try:
+                lock = _wait_for_lock(client, prefix, runner_a)
+                assert gate.entered.wait(60), "A never reached the platform"
+                b = _racers_workspace(tmp_path / "b", with_state(FILES_YAML, state), hashes[:3])
+                unlocked = segops(b, "force-unlock", lock, "--force")
+                applied = segops(b, "apply", "--auto-approve")
+                written = objects(server, BUCKET, prefix)["state.json"]
+            finally:
+                gate.open.set()
+            out, err = runner_a.communicate(timeout=120)
+    assert unlocked[0] == 0 and applied[0] == 0, (unlocked, applied)
     assert runner_a.returncode == 1, out + err
     assert "changed since this run read it: another segops run wrote it" in err, err
     assert "Traceback" not in err
