@@ -50,7 +50,7 @@ class ApplyResult:
 class Journal(Protocol):
     """Durable record of operations: intent -> sent -> accepted -> confirmed (or failed).
 
-    `record` returns only once the entry is on disk, so after a kill the next apply knows
+    `record` returns only once the entry is stored, so after a kill the next apply knows
     what was sent and what the platform accepted (and polls it instead of resending).
     """
 
