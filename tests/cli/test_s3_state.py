@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import pytest
 
 from emulators._server import Faults
 from emulators.mediarithmics import MediarithmicsEmulator
 from emulators.s3 import check_credentials
-from tests.s3server import S3Server, s3_server
+from tests.s3server import REGION, S3Server, s3_server
 from tests.s3state import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -286,7 +287,26 @@ DEFECTS = {
     "credentials": "segops.yaml: state.bucket: S3 refused the AWS credentials in use",
     "bucket": "segops.yaml: state.bucket: the bucket 'no-such-bucket' does not exist",
     "no-credentials": "segops.yaml: state.bucket: no AWS credentials found",
+    "wrong-secret": "segops.yaml: state.bucket: S3 refused the AWS credentials in use for "
+    "s3://segops-ci/",
 }
+
+
+CODES = {"credentials": "(InvalidAccessKeyId)", "wrong-secret": "(SignatureDoesNotMatch)"}
+
+
+def _iam_access_key(server: S3Server) -> str:
+    """Create an IAM user with an access key on the server; return the key's id."""
+    iam = boto3.client(
+        "iam",
+        region_name=REGION,
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id="setup",
+        aws_secret_access_key="setup",
+    )
+    name = f"ci-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=name)
+    return iam.create_access_key(UserName=name)["AccessKey"]["AccessKeyId"]
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -312,23 +332,29 @@ def test_bad_s3_settings_are_clear_errors_that_change_nothing(
     elif defect == "no-credentials":
         monkeypatch.delenv("AWS_ACCESS_KEY_ID")
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    elif defect == "wrong-secret":  # a key moto's IAM knows, signed with the wrong secret
+        key = _iam_access_key(server)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     root = bundled_copy(tmp_path / "ws", s3_state(bucket, prefix, url))
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     before = _tree(root)
     assert segops(root, "validate")[0] == 0  # validate never reaches the state
-    if defect == "credentials":
+    checked = defect in ("credentials", "wrong-secret")
+    if checked:
         check_credentials(server.endpoint_url, True)
     try:
         results = [(args, *segops(root, *args)) for args in COMMANDS]
     finally:
-        if defect == "credentials":
+        if checked:
             check_credentials(server.endpoint_url, False)
     for args, code, out, err in results:
         where = f"{defect}: segops {' '.join(args)}"
         assert code == 1, f"{where} exited {code}: {out}{err}"
         assert err.startswith("Error: ") and DEFECTS[defect] in err, f"{where}: {err}"
+        assert CODES.get(defect, "") in err, f"{where}: {err}"
         assert "Traceback" not in out + err and "unexpected error" not in err, where
         assert SECRET_KEY not in out + err, where
     assert _tree(root) == before, "the workspace changed"
