@@ -35,6 +35,7 @@ from segops.operations import (
     claim_state,
     engine_for,
     make_plan,
+    migrate_state,
     planning_state,
     read_saved_plan,
     release_lock,
@@ -50,6 +51,7 @@ from segops.planning.selection import Selection, make_selection
 from segops.render.human import render_text
 from segops.render.json import render_json
 from segops.render.markdown import SAMPLE_SIZE, render_markdown
+from segops.state.migrate import Target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARD = 0, 1, 2, 3
 
@@ -350,6 +352,43 @@ def state_recover(
     )
 
 
+class Backend(StrEnum):
+    local = "local"
+    s3 = "s3"
+
+
+@state_app.command("migrate")
+def state_migrate(
+    to: Annotated[Backend, typer.Option("--to", help="Where the state goes.")],
+    path: Annotated[
+        str | None, typer.Option("--path", help="local: folder in the workspace (.segops).")
+    ] = None,
+    bucket: Annotated[str | None, typer.Option("--bucket", help="s3: bucket name.")] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="s3: key prefix (segops).")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="s3: bucket region.")] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="s3: an S3-compatible endpoint.")
+    ] = None,
+) -> None:
+    """Move the state (snapshots, journal, ledgers) to another store, lineage and serial kept.
+
+    The target must be empty. The old store is kept, marked as moved: segops refuses to use
+    it and says where the state went. Change segops.yaml's `state:` as printed.
+    """
+    target = Target(to.value, path, bucket, prefix, region, endpoint_url)
+    with _context() as ctx:
+        state, count, store = migrate_state(ctx, target)
+        source = ctx.store.describe()
+    moved = (
+        f"Moved the state to {store.describe()}: lineage {state.lineage}, serial "
+        f"{state.serial}, {len(state.destinations)} destination(s), {count} file(s).\n"
+        f"{source} is kept, marked as moved: segops now refuses to use it.\n"
+        "Point segops.yaml at the new store (segops does not edit it: review the change "
+        f"like any other):\n\n{target.config()}"
+    )
+    typer.echo(_relative(moved))
+
+
 @app.command("fmt")
 def fmt_command(
     files: Annotated[
@@ -390,7 +429,7 @@ def _context(allow_new_state: bool = False) -> Iterator[Context]:
     """Load the workspace and give a scratch folder that is removed afterwards."""
     with _errors(), _scratch() as work:
         workspace = load_workspace(_state["chdir"])
-        yield Context(workspace, store_for(workspace), work, allow_new_state)
+        yield Context(workspace, store_for(workspace, work), work, allow_new_state)
 
 
 @contextmanager

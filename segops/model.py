@@ -258,6 +258,16 @@ class EngineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class S3StateSettings:
+    """Where an S3 state lives (segops.yaml `state:` with `backend: s3`); no credentials."""
+
+    bucket: str
+    prefix: str = "segops"
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Workspace:
     """A loaded, validated workspace; `root` is the only path that is not workspace-relative."""
 
@@ -268,6 +278,7 @@ class Workspace:
     inputs: tuple[InputFile, ...]
     state_backend: str = "local"
     state_path: str = ".segops"
+    state_s3: S3StateSettings | None = None  # with state_backend "s3"
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Every source data file, workspace-relative. A plan pins those of its own segments
     # (segops.planning.inputs, from each segment's source), beside the member diff.

@@ -7,6 +7,7 @@ to the CLI.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from segops.apply.journal import FileJournal, JournalResources
+from segops.apply.journal import ApplyJournal, JournalResources
 from segops.apply.loop import ApplyReport, apply_plan
 from segops.config.credentials import resolve as resolve_credentials
 from segops.destinations import ApplyResult
@@ -28,9 +29,10 @@ from segops.errors import (
     Problem,
     SourceError,
     StalePlanError,
+    StateError,
     UsageError,
 )
-from segops.model import DestinationChange, DiffResult, MemberRow, Plan, Workspace
+from segops.model import DestinationChange, DiffResult, MemberRow, Plan, S3StateSettings, Workspace
 from segops.planning import planner
 from segops.planning.guards import with_guards
 from segops.planning.inputs import InputDigests, definitions
@@ -48,7 +50,9 @@ from segops.planning.verify import (
     refresh_lines,
     segment_differences,
 )
+from segops.state import Records, StateBackend
 from segops.state.local import LocalStateStore
+from segops.state.migrate import Target, copy_state, moved_record
 from segops.state.model import LockInfo, State
 
 
@@ -57,7 +61,7 @@ class Context:
     """A loaded workspace with its state store and a scratch folder for one command."""
 
     workspace: Workspace
-    store: LocalStateStore
+    store: StateBackend
     work: Path
     # --allow-new-state: plan against no state, and let apply set a lost state's traces aside
     allow_new_state: bool = False
@@ -110,23 +114,78 @@ def claim_state(ctx: Context, version: str) -> State | None:
         return ctx.store.abandon(State(str(uuid.uuid4()), 0, version))
 
 
-def store_for(workspace: Workspace) -> LocalStateStore:
+def store_for(workspace: Workspace, work: Path) -> StateBackend:
+    """Return the state store segops.yaml names; `work` is the command's scratch folder."""
+    if workspace.state_s3 is not None:
+        return s3_store(workspace.state_s3, work)
     return LocalStateStore(Path(workspace.root) / workspace.state_path)
 
 
-def take_lock(store: LocalStateStore, operation: str) -> tuple[LockInfo, list[Path]]:
-    """Take the state lock; return it and the folders taking it created (deepest first)."""
-    created = [p for p in (store.path, *store.path.parents) if not p.exists()]
+def s3_store(
+    settings: S3StateSettings, work: Path, origin: str = "segops.yaml: state."
+) -> StateBackend:
+    """Return the S3 store at `settings` (boto3 is imported only now, for S3 states)."""
+    from segops.state.s3 import S3StateStore
+    from segops.state.s3io import S3Location
+
+    location = S3Location(
+        settings.bucket, settings.prefix, settings.region, settings.endpoint_url, origin
+    )
+    return S3StateStore(location, work)
+
+
+def migrate_state(ctx: Context, target: Target) -> tuple[State, int, StateBackend]:
+    """Move the state to `target` under both locks; return it, the entries copied, the store.
+
+    segops.yaml is left as it is (it is reviewed in git): the caller says what to change,
+    and the old store, marked moved, refuses every use until it names the new one.
+    """
+    target.check(ctx.root)
+    if target.backend == "local":
+        store: StateBackend = LocalStateStore(ctx.root / (target.path or ".segops"))
+    else:
+        assert target.bucket is not None
+        given = {"prefix": target.prefix} if target.prefix else {}
+        settings = S3StateSettings(target.bucket, region=target.region, **given)
+        settings = replace(settings, endpoint_url=target.endpoint_url)
+        store = s3_store(settings, ctx.work / "target", origin="--")
+    if store.describe() == ctx.store.describe():
+        raise UsageError(f"the state is already in {store.describe()}")
+    lock, created = take_lock(ctx.store, "state migrate")
+    try:
+        their_lock, their_created = take_lock(store, "state migrate")
+        try:
+            state, count = copy_state(ctx.store, store, ctx.work)
+            ctx.store.retire(moved_record(state, store, target.config()))
+        finally:
+            release_lock(store, their_lock, their_created)
+    finally:
+        release_lock(ctx.store, lock, created)
+    return state, count, store
+
+
+def take_lock(store: StateBackend, operation: str) -> tuple[LockInfo, list[Path]]:
+    """Take the state lock; return it and the local folders taking it created (deepest first)."""
+    folder = store.path if isinstance(store, LocalStateStore) else None
+    created = [p for p in (folder, *folder.parents) if not p.exists()] if folder else []
     return store.lock(operation), created
 
 
-def release_lock(store: LocalStateStore, lock: LockInfo, created: list[Path]) -> None:
+def release_lock(store: StateBackend, lock: LockInfo, created: list[Path]) -> None:
     """Release `lock` and remove the folders its taking created that are still empty.
 
     A command that fails (bad rows found while planning) leaves the workspace as it was:
-    no empty `.segops/` behind.
+    no empty `.segops/` behind. Called from a `finally` while an error propagates, a failure
+    to unlock (the lock was taken over by a run that force-unlocked this one, the storage
+    is unreachable) leaves that first error to be reported: it says what went wrong.
     """
-    store.unlock(lock.id)
+    failing = sys.exc_info()[1]
+    try:
+        store.unlock(lock.id)
+    except StateError:
+        if failing is None:
+            raise
+        return
     for folder in created:  # one that holds anything (state was written) stops the walk
         try:
             folder.rmdir()
@@ -185,7 +244,8 @@ def make_plan(
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
     plan = planner.build_plan(decisions, results, state, digests.result(), version)
     plan = replace(plan, selection=selection.text)
-    plan = with_schedule(plan, estimators(ws, ctx.store.path, time.time()), _rows_of(ctx, engine))
+    counters = estimators(ws, ctx.store.records, time.time())
+    plan = with_schedule(plan, counters, _rows_of(ctx, engine))
     return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
 
 
@@ -201,13 +261,13 @@ def _rows_of(
     return rows
 
 
-def estimators(workspace: Workspace, state_dir: Path, now: float) -> dict[str, Estimator]:
+def estimators(workspace: Workspace, records: Records, now: float) -> dict[str, Estimator]:
     """Return the operation estimator of every connection whose platform is installed."""
     found = {}
     for connection in workspace.connections:
         spec = platform_spec(connection.target)
         if spec is not None:
-            found[connection.name] = spec.estimator(connection, state_dir, now)
+            found[connection.name] = spec.estimator(connection, records, now)
     return found
 
 
@@ -295,10 +355,10 @@ def run_apply(
     used = {c.connection for c in plan.changes if c.members.changed}
     connections = [c for c in ctx.workspace.connections if c.name in used]
     credentials = resolve_credentials(connections, os.environ if env is None else env)
-    journal = FileJournal(ctx.store.path / "journal.jsonl")
+    journal = ApplyJournal(ctx.store.records)
     factory = DestinationFactory(
         ctx.root,
-        ctx.store.path,
+        ctx.store.records,
         ctx.workspace,
         credentials,
         JournalResources(journal),

@@ -6,7 +6,6 @@ context manager, or the `S3Server` it yields in a module-level pytest fixture.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
+
+from emulators.s3 import start
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -49,11 +49,8 @@ class S3Server:
 @contextmanager
 def s3_server() -> Iterator[S3Server]:
     """Run moto's S3-compatible server on a free port of 127.0.0.1 for the block."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server, url = start()  # conditional writes decided atomically, as S3 does
     try:
-        host, port = server.get_host_and_port()
-        yield S3Server(f"http://{host}:{port}")
+        yield S3Server(url)
     finally:
         server.stop()

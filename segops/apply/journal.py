@@ -1,60 +1,69 @@
-"""The apply journal: an append-only, fsynced log of operations and created resources.
+"""The apply journal: operations and created resources, recorded beside the state.
 
-One JSON object per line in `.segops/journal.jsonl`:
+One JSON object per line in the record `journal.jsonl` (in `.segops/`, or under the S3
+state's prefix):
 
     {"op": "<id>", "address": "...", "status": "intent|sent|accepted|confirmed|failed", ...}
     {"resource": "<key>", "value": "<id>"}
 
-A line is on disk before `record`/`put` returns, so after a kill the next apply knows which
-operations the platform accepted (and checks on them instead of sending them again) and
-which platform objects exist. A torn last line (a kill mid-write: no newline at the end) was
-never recorded: it is cut off when the journal is opened, so the next line starts clean.
-Any other line that is not an entry is damage, refused with how to recover. The file is
-0600 in the private state folder. Entries never hold secrets or member identifiers.
+Every `record`/`put` adds a line and rewrites the journal whole, returning once the store
+has it, through the store's compare-and-swap records (`forget` compacts it to the latest
+entry of each operation left, and the resources): so after a
+kill the next apply, on this machine or on another one with an empty working directory,
+knows which operations the platform accepted (and checks on them instead of sending them
+again) and which platform objects exist; and a run that lost the state lock cannot
+overwrite the journal of the run that took it. A torn last line (left by a segops that
+appended) was never recorded and is ignored. Any other line that is not an entry is
+damage, refused with how to recover. Entries never hold secrets or member identifiers.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segops._fs import PRIVATE_FILE, atomic_write, private_dir
 from segops.errors import StateError
+from segops.state import Records
+from segops.state.records import FileRecords
 
+JOURNAL = "journal.jsonl"
 STATUSES = ("intent", "sent", "accepted", "confirmed", "failed")
 _HINT = (
     "The journal lists operations sent but not yet recorded in state.json. If no segops run "
-    "is going on, move it aside (e.g. `mv .segops/journal.jsonl journal.damaged`) and run "
-    "`segops apply` again: it sends those changes again, which is harmless"
+    "is going on, move it aside (for a local state, e.g. `mv .segops/journal.jsonl "
+    "journal.damaged`; on S3, copy the object elsewhere and delete it) and run `segops apply` "
+    "again: it sends those changes again, which is harmless"
 )
 
 
-class FileJournal:
+class ApplyJournal:
     """Implements the Journal and Resources protocols of segops.destinations."""
 
-    def __init__(self, path: Path, resources: Mapping[str, str] | None = None) -> None:
-        self.path = path
+    def __init__(
+        self, records: Records, name: str = JOURNAL, resources: Mapping[str, str] | None = None
+    ) -> None:
+        self.records, self.name = records, name
+        self.where = records.location(name)
         self._ops: dict[str, dict[str, Any]] = {}
         self._resources: dict[str, str] = dict(resources or {})
+        self._tag: str | None = None  # the version of the journal this run read or wrote
+        self._lines: list[bytes] = []  # as stored, every entry in the order it was recorded
         self._load()
 
     def _load(self) -> None:
         try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+            got = self.records.get(self.name)
+        except StateError as exc:
+            raise StateError(f"cannot read the apply journal: {exc}. {_HINT}") from None
+        if got is None:
             return
-        except OSError as exc:
-            raise StateError(
-                f"{self.path}: cannot read the apply journal: {exc.strerror}. {_HINT}"
-            ) from None
-        complete = data.rfind(b"\n") + 1
-        if complete < len(data):
-            self._cut_torn_tail(complete)
-        for number, line in enumerate(data[:complete].splitlines(), start=1):
-            self._take(_entry(line, f"{self.path}:{number}"))
+        data, self._tag = got
+        complete = data.rfind(b"\n") + 1  # a torn last line never returned from `record`
+        self._lines = data[:complete].splitlines()
+        for number, line in enumerate(self._lines, start=1):
+            self._take(_entry(line, f"{self.where}:{number}"))
 
     def _take(self, entry: Mapping[str, Any]) -> None:
         if "op" in entry:
@@ -62,24 +71,13 @@ class FileJournal:
         else:
             self._resources[entry["resource"]] = entry["value"]
 
-    def _cut_torn_tail(self, length: int) -> None:
-        """Drop a last line without its newline: its record never returned."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
-        try:
-            os.ftruncate(fd, length)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def _append(self, entry: Mapping[str, Any]) -> None:
-        private_dir(self.path.parent)
-        data = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._store([*self._lines, _line(entry)])
+
+    def _store(self, lines: list[bytes]) -> None:
+        data = b"".join(line + b"\n" for line in lines)
+        self._tag = self.records.put(self.name, data, self._tag)
+        self._lines = lines
 
     # Journal
 
@@ -121,15 +119,20 @@ class FileJournal:
     def forget(self, address: str) -> None:
         """Drop the operations of `address` once its state is written (kept: resources)."""
         self._ops = {k: v for k, v in self._ops.items() if v["address"] != address}
-        self._rewrite()
+        kept = [{"resource": k, "value": v} for k, v in sorted(self._resources.items())]
+        self._store([_line(e) for e in [*kept, *self._ops.values()]])
 
-    def _rewrite(self) -> None:
-        lines = [
-            json.dumps({"resource": k, "value": v}, sort_keys=True, separators=(",", ":"))
-            for k, v in sorted(self._resources.items())
-        ]
-        lines += [json.dumps(e, sort_keys=True, separators=(",", ":")) for e in self._ops.values()]
-        atomic_write(self.path, "".join(f"{line}\n" for line in lines).encode(), PRIVATE_FILE)
+
+class FileJournal(ApplyJournal):
+    """The apply journal as a file at `path` (its folder holds it as a record)."""
+
+    def __init__(self, path: Path, resources: Mapping[str, str] | None = None) -> None:
+        super().__init__(FileRecords(path.parent), path.name, resources)
+        self.path = path
+
+
+def _line(entry: Mapping[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _entry(line: bytes, where: str) -> Mapping[str, Any]:
@@ -148,9 +151,9 @@ def _entry(line: bytes, where: str) -> Mapping[str, Any]:
 
 
 class JournalResources:
-    """The Resources protocol over a FileJournal."""
+    """The Resources protocol over an ApplyJournal."""
 
-    def __init__(self, journal: FileJournal) -> None:
+    def __init__(self, journal: ApplyJournal) -> None:
         self._journal = journal
 
     def get(self, key: str) -> str | None:

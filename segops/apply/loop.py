@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from segops.apply.journal import FileJournal
+from segops.apply.journal import ApplyJournal
 from segops.destinations import ApplyResult, Destination, Sent, killpoints
 from segops.errors import DestinationError
 from segops.model import DestinationChange, KeyEncoding, MemberRow, Plan, SnapshotRef
@@ -78,7 +78,7 @@ class ScopedJournal:
     kill after that change's state write left entries that vouched for the next one.
     """
 
-    def __init__(self, journal: FileJournal, change: DestinationChange) -> None:
+    def __init__(self, journal: ApplyJournal, change: DestinationChange) -> None:
         self._journal = journal
         settings = json.dumps([change.settings_before, change.settings_after], sort_keys=True)
         digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
@@ -97,7 +97,7 @@ def apply_plan(
     store: StateStore,
     engine: MemberEngine,
     deltas: Path,
-    journal: FileJournal,
+    journal: ApplyJournal,
     destination_for: OpenDestination,
     segops_version: str,
     on_result: Callable[[ApplyResult], None] = lambda _: None,
@@ -134,7 +134,7 @@ def _send(
     change: DestinationChange,
     deltas: Path,
     engine: MemberEngine,
-    journal: FileJournal,
+    journal: ApplyJournal,
     destination_for: OpenDestination,
 ) -> ApplyResult:
     if not change.members.changed:

@@ -27,6 +27,7 @@ from segops.model import (
     EngineConfig,
     InputFile,
     Platform,
+    S3StateSettings,
     Safety,
     Scalar,
     Segment,
@@ -81,6 +82,13 @@ def _state_path(config: Document, files: _Files) -> str:
     )
 
 
+def _state_s3(state: Mapping[str, Any]) -> S3StateSettings | None:
+    if state.get("backend") != "s3":
+        return None
+    given = {key: state[key] for key in ("prefix", "region", "endpoint_url") if key in state}
+    return S3StateSettings(state["bucket"], **given)
+
+
 def _segment(
     doc: Document, path: Path, connections: Mapping[str, Connection], files: _Files
 ) -> tuple[Segment, tuple[Placed, ...]] | None:
@@ -111,6 +119,7 @@ def _workspace(
         safety=Safety().merged(config.data.get("safety", {})),
         state_backend=config.data.get("state", {}).get("backend", "local"),
         state_path=state_path,
+        state_s3=_state_s3(config.data.get("state", {})),
         engine=EngineConfig(
             engine.get("memory_limit", EngineConfig().memory_limit), engine.get("threads")
         ),

@@ -50,7 +50,7 @@ class ApplyResult:
 class Journal(Protocol):
     """Durable record of operations: intent -> sent -> accepted -> confirmed (or failed).
 
-    `record` returns only once the entry is on disk, so after a kill the next apply knows
+    `record` returns only once the entry is stored, so after a kill the next apply knows
     what was sent and what the platform accepted (and polls it instead of resending).
     """
 
@@ -71,6 +71,26 @@ class Resources(Protocol):
     def put(self, key: str, value: str) -> None: ...
 
 
+class Records(Protocol):
+    """Bytes kept beside the state by name, with compare-and-swap (quota ledgers).
+
+    The state store provides them (segops.state.Records): files in `.segops/`, or objects
+    under the S3 state's prefix, so a platform's records follow the state to any machine.
+    """
+
+    def location(self, name: str) -> str:
+        """Return where record `name` is kept, for messages."""
+        ...
+
+    def get(self, name: str) -> tuple[bytes, str] | None:
+        """Return the record's bytes and its tag (version), or None when there is none."""
+        ...
+
+    def put(self, name: str, data: bytes, tag: str | None) -> str:
+        """Replace the record if its tag is still `tag` (None: it must not exist); new tag."""
+        ...
+
+
 class Destination(Protocol):
     def apply(
         self, change: DestinationChange, rows: Callable[[], Iterable[MemberRow]]
@@ -89,7 +109,9 @@ class ApplyContext:
     sleep: Callable[[float], None] = time.sleep  # injected so tests need not wait
     clock: Callable[[], float] = time.time
     root: Path = Path(".")  # the workspace folder
-    state_dir: Path = Path(".segops")  # local folder for the platform's own records
+    # The platform's own records (quota ledgers), kept beside the state; None in tests of
+    # destinations that keep none.
+    records: Records | None = None
     # Return this connection's `what`, made by `make` on first use and closed (when it has
     # a `close`) as the apply ends: HTTP clients, publishers, listeners, quota ledgers.
     shared: Callable[[str, Callable[[], Any]], Any] = lambda _what, make: make()
@@ -105,6 +127,7 @@ __all__ = [
     "Destination",
     "Journal",
     "MemberRow",
+    "Records",
     "Resources",
     "Sent",
 ]

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from segops.destinations import ApplyContext, Destination, Journal, Resources
+from segops.destinations import ApplyContext, Destination, Journal, Records, Resources
 from segops.destinations.registry import platform_spec
 from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange, Workspace
@@ -22,14 +22,14 @@ class DestinationFactory:
     def __init__(
         self,
         root: Path,
-        state_dir: Path,
+        records: Records,
         workspace: Workspace,
         secrets: Mapping[str, Mapping[str, str]],
         resources: Resources,
         run: str,
     ) -> None:
         self._root = root
-        self._state_dir = state_dir
+        self._records = records
         self._workspace = workspace
         self._secrets = secrets
         self._resources = resources
@@ -53,7 +53,7 @@ class DestinationFactory:
             self._resources,
             self._run,
             root=self._root,
-            state_dir=self._state_dir,
+            records=self._records,
             shared=lambda what, make: self.shared(connection, what, make),
         )
         return spec.open(connection, self._secrets.get(connection.name, {}), context)

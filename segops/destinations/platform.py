@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from segops.model import Connection, DestinationChange, Identifier, MemberRow, Scalar, Settings
 
 if TYPE_CHECKING:  # the apply-time types, only for annotations
-    from segops.destinations import ApplyContext, Destination, Sent
+    from segops.destinations import ApplyContext, Destination, Records, Sent
     from segops.destinations.atomic import AtomicFiles
 
 # A key path inside one manifest destination, e.g. ("identifier", "kind").
@@ -125,11 +125,11 @@ class PlatformSpec:
 
     # -- planning --------------------------------------------------------------------
 
-    def estimator(self, connection: Connection, state_dir: Path, now: float) -> Estimator:
+    def estimator(self, connection: Connection, records: Records, now: float) -> Estimator:
         """Return what counts the API operations of this connection's changes in one plan.
 
-        Called once per plan and connection; may read the platform's records in
-        `state_dir` (quota ledgers). The default: one operation per change.
+        Called once per plan and connection; may read the platform's `records` kept beside
+        the state (quota ledgers). The default: one operation per change.
         """
         return _OnePerChange()
 

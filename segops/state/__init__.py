@@ -10,7 +10,14 @@ tests/state/conformance.py, which holds the guarantees below:
 - a first apply is recorded by `begin` before anything is sent, so a killed first apply
   resumes with its lineage instead of looking like a lost state;
 - a lock is created whole; an unreadable one is named `unreadable-<hex>` for force-unlock;
-  a live holder on this machine is only released with `force`.
+  a live holder on this machine is only released with `force`;
+- while a store holds the lock, a state.json that another run wrote since this store first
+  read it is refused, never overwritten (a run that lost its lock cannot clobber a newer
+  state); records are compare-and-swap too.
+
+`StateBackend` is a whole store as the commands use it: state, lock, the `Records` that
+apply and the platforms keep beside the state, and what `segops state migrate` needs.
+The local store (local.py) and the S3 store (s3.py) implement it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,16 @@ from typing import Protocol
 
 from segops.state.model import DestinationState, LockInfo, State
 
-__all__ = ["DestinationState", "LockInfo", "Locker", "State", "StateReader", "StateStore"]
+__all__ = [
+    "DestinationState",
+    "LockInfo",
+    "Locker",
+    "Records",
+    "State",
+    "StateBackend",
+    "StateReader",
+    "StateStore",
+]
 
 
 class StateReader(Protocol):
@@ -74,4 +90,51 @@ class Locker(Protocol):
 
     def force_unlock(self, lock_id: str, force: bool = False) -> None:
         """Remove a lock another run left; refuse a live holder on this machine unless `force`."""
+        ...
+
+
+class Records(Protocol):
+    """Small records kept beside the state (journal, quota ledgers): bytes by name, with CAS."""
+
+    def location(self, name: str) -> str:
+        """Return where record `name` is kept, for messages."""
+        ...
+
+    def get(self, name: str) -> tuple[bytes, str] | None:
+        """Return the record's bytes and its tag (version), or None when there is none."""
+        ...
+
+    def put(self, name: str, data: bytes, tag: str | None) -> str:
+        """Replace the record if its tag is still `tag` (None: it must not exist); new tag.
+
+        Raises:
+            StateError: the record moved since it was read (another run wrote it).
+        """
+        ...
+
+
+class StateBackend(StateStore, Locker, Protocol):
+    @property
+    def records(self) -> Records:
+        """Return the records kept beside the state."""
+        ...
+
+    def describe(self) -> str:
+        """Return where the state is kept, for people (a folder, an s3:// URL)."""
+        ...
+
+    def entries(self) -> list[str]:
+        """Return every name the store holds (snapshots/..., journal.jsonl...), but the lock."""
+        ...
+
+    def export_to(self, name: str, dest: Path) -> None:
+        """Copy entry `name` to the local file `dest`."""
+        ...
+
+    def import_from(self, name: str, source: Path) -> None:
+        """Store the local file `source` as entry `name`."""
+        ...
+
+    def retire(self, record: bytes) -> None:
+        """Mark the store as moved (moved.json): every later use fails, saying where to."""
         ...

@@ -8,34 +8,55 @@ Layout::
     .segops/new-state.json       the lineage of a first apply that has not written state yet
     .segops/lock.json            present while a process holds the lock (lockfile.py)
     .segops/abandoned/<time>/    traces of a lost state, set aside by --allow-new-state
-    .segops/journal.jsonl, moengage-ledger-*.json   kept by apply and the platforms
+    .segops/journal.jsonl, moengage-ledger-*.json   records of apply and the platforms
+    .segops/moved.json           written by `segops state migrate`: the state lives elsewhere
 
 Files are 0600 in 0700 folders. Writes go to a temporary file in the same folder, are
 fsynced, then renamed over the old file, so a reader sees the old state or the new one.
 state.json's digests are checked on every read (segops.state.model), and a snapshot's
 bytes against its digest before it is used. state.json is never started afresh while
 anything else is in the folder: that is a lost state, refused with how to recover it.
+While a store holds the lock, state.json changing under it (another run force-unlocked
+and wrote) is refused on its next read or write, never overwritten.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from segops._fs import (
     PRIVATE_FILE,
+    atomic_open,
     atomic_write,
     fsync_path,
     private_dir,
     remove_stale_temps,
 )
 from segops.errors import LostStateError, StateError
+from segops.state.document import (
+    BACKUP,
+    LOCK,
+    MOVED,
+    PENDING,
+    STATE,
+    check_lineage,
+    damaged_check,
+    digests,
+    lost_message,
+    moved_message,
+    parse_pending,
+    parse_state,
+    pending_bytes,
+    state_text,
+)
 from segops.state.lockfile import LockFile
-from segops.state.model import RECOVER_HINT, LockInfo, State, state_from_dict, state_to_dict
+from segops.state.model import RECOVER_HINT, LockInfo, State
+from segops.state.records import FileRecords, conflict
 from segops.state.snapshots import SnapshotFiles
 
 # Folder entries that are not traces of an earlier state.
@@ -47,14 +68,23 @@ _KEPT_ON_ABANDON = re.compile(r".*-ledger-.*\.json")
 class LocalStateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.state_file = path / "state.json"
-        self.backup_file = path / "state.json.backup"
-        self.pending_file = path / "new-state.json"
+        self.state_file = path / STATE
+        self.backup_file = path / BACKUP
+        self.pending_file = path / PENDING
         self.snapshots = path / "snapshots"
-        self.lock_file = path / "lock.json"
+        self.lock_file = path / LOCK
+        self.records = FileRecords(path)
         self._lock = LockFile(self.lock_file)
         self._files = SnapshotFiles(self.snapshots)
         self._cached: tuple[tuple[int, int, int], State | None] | None = None
+        # While this store holds the lock: the state.json it first read (its stat; None when
+        # absent). Another version appearing means another run wrote it: refused, never
+        # overwritten (the local twin of S3's If-Match).
+        self._pinned: tuple[tuple[int, int, int] | None] | None = None
+
+    def describe(self) -> str:
+        """Return where this store keeps the state, for people."""
+        return str(self.path)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -65,16 +95,41 @@ class LocalStateStore:
             LostStateError: state.json is missing but the folder holds traces of a state.
             StateError: state.json cannot be read, or fails its digests.
         """
+        self._check_moved()
         try:
             info = self.state_file.stat()
         except FileNotFoundError:
+            self._check_pinned(None)
             return self._without_state()
         except OSError as exc:
             raise StateError(f"{self.state_file}: cannot read: {exc.strerror}") from None
         key = (info.st_mtime_ns, info.st_size, info.st_ino)
+        self._check_pinned(key)
         if self._cached is None or self._cached[0] != key:
             self._cached = (key, _read_state(self.state_file))
         return self._cached[1]
+
+    def _check_pinned(self, key: tuple[int, int, int] | None) -> None:
+        if self._lock.held is None:
+            return
+        if self._pinned is None:
+            self._pinned = (key,)
+        elif self._pinned != (key,):
+            raise conflict(str(self.state_file))
+
+    def _repin(self) -> None:
+        if self._lock.held is not None:
+            info = self.state_file.stat()
+            self._pinned = ((info.st_mtime_ns, info.st_size, info.st_ino),)
+
+    def _check_moved(self) -> None:
+        try:
+            raw = (self.path / MOVED).read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StateError(f"{self.path / MOVED}: cannot read: {exc.strerror}") from None
+        raise StateError(moved_message(str(self.path / MOVED), raw))
 
     def snapshot_path(self, sha256: str) -> Path:
         """Return the path of the snapshot with this digest, its bytes checked against it."""
@@ -106,47 +161,42 @@ class LocalStateStore:
                 f"{self._lock.locked_message()}"
             )
         if traces:
-            raise LostStateError(_lost_message(self.state_file, traces))
+            raise LostStateError(lost_message(str(self.state_file), str(self.path), traces))
         return None
 
     def _pending(self) -> State | None:
         try:
-            data = json.loads(self.pending_file.read_text(encoding="utf-8"))
-            return State(str(data["lineage"]), 0, str(data["segops_version"]))
+            raw = self.pending_file.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StateError(
-                f"{self.pending_file}: unreadable ({type(exc).__name__}); it records the lineage "
-                "of a first apply that was interrupted: if no state was ever written, delete it"
-            ) from None
+        except OSError as exc:
+            raise StateError(f"{self.pending_file}: cannot read: {exc.strerror}") from None
+        return parse_pending(raw, str(self.pending_file))
 
     # -- writing ---------------------------------------------------------------------
 
     def begin(self, state: State) -> State:
         """Record that a first apply of `state.lineage` starts; return it as the state."""
-        if self.read() is not None:
+        # Not read(): after `abandon`, the quota ledgers kept would read as a lost state.
+        self._check_moved()
+        if self.state_file.exists() or self.pending_file.exists():
             raise StateError(f"{self.state_file}: a state exists already; nothing to begin")
         private_dir(self.path)
-        record = {"lineage": state.lineage, "segops_version": state.segops_version}
-        atomic_write(self.pending_file, json.dumps(record).encode(), PRIVATE_FILE)
+        atomic_write(self.pending_file, pending_bytes(state), PRIVATE_FILE)
         return replace(state, serial=0, destinations=(), resources=())
 
     def write(self, state: State) -> State:
         current = self.read()
-        if current is not None and current.lineage != state.lineage:
-            raise StateError(
-                f"{self.state_file}: lineage {current.lineage} differs from the state being "
-                f"written ({state.lineage}); refusing to overwrite another workspace's state"
-            )
+        check_lineage(current, state, str(self.state_file))
         new = replace(state, serial=(current.serial if current else 0) + 1)
         private_dir(self.path)
         if self.state_file.exists():
             atomic_write(self.backup_file, self.state_file.read_bytes(), PRIVATE_FILE)
-        atomic_write(self.state_file, _state_text(new).encode(), PRIVATE_FILE)
+        atomic_write(self.state_file, state_text(new).encode(), PRIVATE_FILE)
+        self._repin()
         self.pending_file.unlink(missing_ok=True)
         # The backup now holds `current`: keep what either refers to.
-        self._files.collect(new.snapshot_digests() | _digests(current))
+        self._files.collect(new.snapshot_digests() | digests(current))
         return new
 
     def put_snapshot(self, path: Path, sha256: str) -> None:
@@ -154,6 +204,7 @@ class LocalStateStore:
 
     def abandon(self, state: State) -> State:
         """Set the traces of a lost state aside in abandoned/<time>/ and begin `state`."""
+        self._check_moved()
         if self.state_file.exists():
             raise StateError(f"{self.state_file}: the state exists; there is nothing to abandon")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -171,6 +222,7 @@ class LocalStateStore:
         The backup is the state before the last write; it is written with a serial past the
         lost one's (backup + 2), so no serial (nor files output folder) names two states.
         """
+        self._check_moved()
         if not self.backup_file.is_file():
             raise StateError(f"{self.backup_file}: there is no backup to recover from")
         backup = _read_state(self.backup_file)
@@ -179,36 +231,28 @@ class LocalStateStore:
             self.snapshot_path(entry.snapshot.sha256)
         if self.state_file.exists():
             if not force:
-                self._check_damaged()
+                damaged_check(self.state_file.read_bytes(), str(self.state_file))
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             os.replace(self.state_file, self.path / f"state.json.damaged-{stamp}")
         recovered = replace(backup, serial=backup.serial + 2)
-        atomic_write(self.state_file, _state_text(recovered).encode(), PRIVATE_FILE)
+        atomic_write(self.state_file, state_text(recovered).encode(), PRIVATE_FILE)
+        self._repin()
         self.pending_file.unlink(missing_ok=True)
         self._cached = None
         return recovered
-
-    def _check_damaged(self) -> None:
-        try:
-            current = _read_state(self.state_file)
-        except StateError:
-            return
-        serial = current.serial if current else 0
-        raise StateError(
-            f"{self.state_file}: reads fine (serial {serial}); recover replaces a missing or "
-            "damaged state only. To go back to the backup anyway, add --force"
-        )
 
     # -- locking -----------------------------------------------------------------------
 
     def lock(self, operation: str) -> LockInfo:
         info = self._lock.acquire(operation)
+        self._pinned = None
         remove_stale_temps(self.path)  # left by killed runs: only now is nobody writing
         remove_stale_temps(self.snapshots)
         return info
 
     def unlock(self, lock_id: str) -> None:
         self._lock.release(lock_id)
+        self._pinned = None
 
     def force_unlock(self, lock_id: str, force: bool = False) -> None:
         self._lock.force_release(lock_id, force)
@@ -216,42 +260,40 @@ class LocalStateStore:
     def lock_info(self) -> LockInfo | None:
         return self._lock.info()
 
+    # -- moving the state to another store (segops state migrate) -------------------------
 
-def _digests(state: State | None) -> frozenset[str]:
-    return state.snapshot_digests() if state is not None else frozenset()
+    def entries(self) -> list[str]:
+        """Return the name of every file the store holds, but the lock and temporary files."""
+        if not self.path.is_dir():
+            return []
+        found = (p.relative_to(self.path).as_posix() for p in self.path.rglob("*"))
+        return sorted(
+            n
+            for n in found
+            if (self.path / n).is_file() and n != LOCK and not n.rsplit("/", 1)[-1].endswith(".tmp")
+        )
+
+    def export_to(self, name: str, dest: Path) -> None:
+        """Copy the file `name` of the store to `dest`."""
+        with (self.path / _relative(name)).open("rb") as src, dest.open("wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+
+    def import_from(self, name: str, source: Path) -> None:
+        """Store the file `source` as `name` (a private file, written atomically)."""
+        target = self.path / _relative(name)
+        private_dir(target.parent)
+        with source.open("rb") as src, atomic_open(target) as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+
+    def retire(self, record: bytes) -> None:
+        """Write moved.json: from now on the store refuses to be used, saying where it went."""
+        atomic_write(self.path / MOVED, record, PRIVATE_FILE)
 
 
-def _lost_message(state_file: Path, traces: tuple[str, ...]) -> str:
-    has_backup = "state.json.backup" in traces
-    how = (
-        "To restore the state before the last write, run: segops state recover\n"
-        if has_backup
-        else "Restore the state folder from a copy if you have one.\n"
-    )
-    return (
-        f"{state_file} is missing, but {state_file.parent} holds traces of an earlier state "
-        f"({', '.join(traces[:8])}{', …' if len(traces) > 8 else ''}). segops will not start a "
-        "new, empty state over them: every destination would be planned as new, and members "
-        f"removed from the sources since would never be removed.\n{how}"
-        "To start a new state anyway (the traces are moved to abandoned/), add "
-        "--allow-new-state to `segops apply`."
-    )
-
-
-def _state_text(state: State) -> str:
-    """Return state.json's text: indented at the top, one line per destination.
-
-    One line per destination keeps diffs readable and lets json's C encoder do the work:
-    the pure-Python indenting encoder made every write cost O(destinations) seconds.
-    """
-    data = state_to_dict(state)
-    entries = data.pop("destinations")
-    lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in data.items()]
-    body = ",\n".join(
-        f"    {json.dumps(a)}: {json.dumps(e, sort_keys=False)}" for a, e in entries.items()
-    )
-    lines.append('  "destinations": {' + (f"\n{body}\n  " if body else "") + "}")
-    return "{\n" + "\n".join(lines) + "\n}\n"
+def _relative(name: str) -> str:
+    if name.startswith("/") or ".." in name.split("/") or "\\" in name:
+        raise StateError(f"{name[:80]!r} cannot name a file of the state folder")
+    return name
 
 
 def _read_state(path: Path) -> State | None:
@@ -261,12 +303,4 @@ def _read_state(path: Path) -> State | None:
         return None
     except OSError as exc:
         raise StateError(f"{path}: cannot read: {exc.strerror}. {RECOVER_HINT}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise StateError(f"{path}: not UTF-8 text: the file is damaged. {RECOVER_HINT}") from None
-    except (ValueError, RecursionError) as exc:
-        raise StateError(f"{path}: not valid JSON ({exc}). {RECOVER_HINT}") from None
-    if not isinstance(data, dict):
-        raise StateError(f"{path}: not a JSON object. {RECOVER_HINT}")
-    return state_from_dict(data, str(path))
+    return parse_state(raw, str(path))

@@ -37,18 +37,12 @@ class LockFile:
     def acquire(self, operation: str) -> LockInfo:
         """Take the lock or raise StateLockedError naming who holds it."""
         private_dir(self.path.parent)
-        info = LockInfo(
-            id=str(uuid.uuid4()),
-            operation=operation,
-            who=f"{_user()}@{socket.gethostname()}",
-            pid=os.getpid(),
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+        info = new_lock(operation)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{info.id[:8]}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE)
         try:
             os.fchmod(fd, PRIVATE_FILE)
-            os.write(fd, json.dumps(info.to_dict(), indent=2).encode())
+            os.write(fd, lock_bytes(info))
             os.fsync(fd)
             os.close(fd)
             _link(tmp, self.path)
@@ -67,14 +61,7 @@ class LockFile:
 
     def force_release(self, lock_id: str, force: bool = False) -> None:
         """Remove a lock another run left; refuse a live holder on this machine unless `force`."""
-        held = self._read()
-        if isinstance(held, LockInfo) and not force and _alive_here(held):
-            raise StateError(
-                f"{self.path}: lock {held.id} is held by process {held.pid} on this machine, "
-                f"which is still running ({held.operation} since {held.created}): releasing it "
-                "would let two runs send the same changes. Stop that process, or if you are sure "
-                "it is not segops, run `segops force-unlock ID --force`"
-            )
+        check_not_alive(str(self.path), self._read(), force)
         self._remove(lock_id)
 
     def info(self) -> LockInfo | None:
@@ -93,26 +80,7 @@ class LockFile:
 
     def locked_message(self) -> str:
         """Return the message for a lock another run holds, with how to release it."""
-        held = self._read()
-        if held is None:
-            return f"{self.path}: the state is locked"
-        if isinstance(held, str):
-            return (
-                f"the state is locked, but {self.path} cannot be read (a run killed while taking "
-                f"it, or damage).\nIf no segops run is going on, release it with: "
-                f"segops force-unlock {held}"
-            )
-        gone = ""
-        if held.who.endswith(f"@{socket.gethostname()}") and not pid_alive(held.pid):
-            gone = (
-                f"  (process {held.pid} is no longer running on this machine: the lock is stale)\n"
-            )
-        return (
-            f"the state is locked by another segops run\n{gone}"
-            f"  Lock ID:   {held.id}\n  Operation: {held.operation}\n  Who:       {held.who}\n"
-            f"  PID:       {held.pid}\n  Created:   {held.created}\n"
-            f"If that run is gone, release the lock with: segops force-unlock {held.id}"
-        )
+        return locked_message(str(self.path), self._read())
 
     def _read(self) -> LockInfo | str | None:
         """Return the lock, its `unreadable-` name when it cannot be parsed, or None."""
@@ -122,18 +90,10 @@ class LockFile:
             return None
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read the lock: {exc.strerror}") from None
-        try:
-            return LockInfo.from_dict(json.loads(data.decode("utf-8")))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return UNREADABLE + hashlib.sha256(data).hexdigest()[:12]
+        return parse_lock(data)
 
     def _remove(self, lock_id: str) -> None:
-        held = self._read()
-        if held is None:
-            raise StateError(f"{self.path}: no lock is held")
-        current = held if isinstance(held, str) else held.id
-        if current != lock_id:
-            raise StateError(f"{self.path}: the lock is held with ID {current}, not {lock_id}")
+        check_lock_id(str(self.path), self._read(), lock_id)
         self.path.unlink()
         fsync_path(self.path.parent)
 
@@ -153,6 +113,73 @@ def _link(tmp: Path, path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# -- shared by every store's lock ------------------------------------------------------------
+
+
+def new_lock(operation: str) -> LockInfo:
+    """Return a new lock of this process for `operation`."""
+    return LockInfo(
+        id=str(uuid.uuid4()),
+        operation=operation,
+        who=f"{_user()}@{socket.gethostname()}",
+        pid=os.getpid(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def lock_bytes(info: LockInfo) -> bytes:
+    return json.dumps(info.to_dict(), indent=2).encode()
+
+
+def parse_lock(data: bytes) -> LockInfo | str:
+    """Return the lock in `data`, or its `unreadable-<hex>` name when it cannot be parsed."""
+    try:
+        return LockInfo.from_dict(json.loads(data.decode("utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return UNREADABLE + hashlib.sha256(data).hexdigest()[:12]
+
+
+def locked_message(where: str, held: LockInfo | str | None) -> str:
+    """Return the message for a lock another run holds at `where`, with how to release it."""
+    if held is None:
+        return f"{where}: the state is locked"
+    if isinstance(held, str):
+        return (
+            f"the state is locked, but {where} cannot be read (a run killed while taking "
+            f"it, or damage).\nIf no segops run is going on, release it with: "
+            f"segops force-unlock {held}"
+        )
+    gone = ""
+    if held.who.endswith(f"@{socket.gethostname()}") and not pid_alive(held.pid):
+        gone = f"  (process {held.pid} is no longer running on this machine: the lock is stale)\n"
+    return (
+        f"the state is locked by another segops run\n{gone}"
+        f"  Lock ID:   {held.id}\n  Operation: {held.operation}\n  Who:       {held.who}\n"
+        f"  PID:       {held.pid}\n  Created:   {held.created}\n"
+        f"If that run is gone, release the lock with: segops force-unlock {held.id}"
+    )
+
+
+def check_not_alive(where: str, held: LockInfo | str | None, force: bool) -> None:
+    """Refuse to release a lock whose process still runs on this machine, unless `force`."""
+    if isinstance(held, LockInfo) and not force and _alive_here(held):
+        raise StateError(
+            f"{where}: lock {held.id} is held by process {held.pid} on this machine, "
+            f"which is still running ({held.operation} since {held.created}): releasing it "
+            "would let two runs send the same changes. Stop that process, or if you are sure "
+            "it is not segops, run `segops force-unlock ID --force`"
+        )
+
+
+def check_lock_id(where: str, held: LockInfo | str | None, lock_id: str) -> None:
+    """Refuse to remove a lock other than `lock_id` (or no lock at all)."""
+    if held is None:
+        raise StateError(f"{where}: no lock is held")
+    current = held if isinstance(held, str) else held.id
+    if current != lock_id:
+        raise StateError(f"{where}: the lock is held with ID {current}, not {lock_id}")
 
 
 def _alive_here(held: LockInfo) -> bool:

@@ -22,7 +22,7 @@ from segops.errors import StateError
 
 SNAPSHOT_NAME = re.compile(r"([0-9a-f]{64})\.parquet")
 _CHUNK = 1 << 20
-_HINT = (
+SNAPSHOT_HINT = (
     "The snapshot records what segops applied to a destination. Restore the state folder "
     "from a copy, or go back to the state before the last write with `segops state recover "
     "--force` (if the backup's snapshots are intact)."
@@ -43,16 +43,16 @@ class SnapshotFiles:
             info = os.lstat(path)
         except FileNotFoundError:
             raise StateError(
-                f"{path}: the snapshot named in state.json is missing. {_HINT}"
+                f"{path}: the snapshot named in state.json is missing. {SNAPSHOT_HINT}"
             ) from None
         if not stat.S_ISREG(info.st_mode):
-            raise StateError(f"{path}: the snapshot is not a regular file. {_HINT}")
+            raise StateError(f"{path}: the snapshot is not a regular file. {SNAPSHOT_HINT}")
         key = (info.st_ino, info.st_size, info.st_mtime_ns)
         if self._verified.get(sha256) != key:
             if _digest(path) != sha256:
                 raise StateError(
                     f"{path}: the snapshot's bytes do not match its digest (damaged or "
-                    f"replaced). {_HINT}"
+                    f"replaced). {SNAPSHOT_HINT}"
                 )
             self._verified[sha256] = key
         return path

@@ -112,7 +112,7 @@ def test_a_source_replaced_by_a_pipe_after_loading_is_refused_before_reading(
     ws = load_workspace(root)
     (root / f"data/m.{kind}").unlink()
     os.mkfifo(root / f"data/m.{kind}")
-    ctx = Context(ws, store_for(ws), tmp_path / "work")
+    ctx = Context(ws, store_for(ws, tmp_path / "work"), tmp_path / "work")
     with engine_for(ctx) as engine, pytest.raises(SourceError) as raised:
         make_plan(ctx, engine, "test")
     assert f"data/m.{kind}: is a named pipe, not a regular file" in str(raised.value)

@@ -36,6 +36,7 @@ from segops.model import (
     MemberCounts,
     Platform,
 )
+from segops.state.records import FileRecords
 from tests.emulators.fixtures_mediarithmics import (
     ADDRESS,
     TOKEN,
@@ -205,7 +206,7 @@ def test_a_malformed_moengage_acceptance_is_not_an_acceptance(
         journal = FileJournal(tmp_path / "journal.jsonl")
         context = ApplyContext(journal, JournalResources(journal), "run")
         policy = RetryPolicy(max_attempts=2, base_delay=0.01, deadline=20, timeout=10)
-        ledger = QuotaLedger(tmp_path / "ledger.json")
+        ledger = QuotaLedger(FileRecords(tmp_path), "ledger.json")
         with make_moengage_client(connection, WS, KEY, policy) as client:
             dest = MoEngageDestination(connection, client, context, policy, publisher, ledger, None)
             users = ["a@example.com", "b@example.com"]

@@ -42,6 +42,7 @@ from segops.model import (
     Scalar,
     Settings,
 )
+from segops.state.records import FileRecords
 from tests.destinations.rules import check_member_file, check_request_body
 from tests.s3server import S3Server, s3_server
 
@@ -154,7 +155,8 @@ class Harness:
         context = ApplyContext(
             journal, JournalResources(journal), "run", self.clock.sleep, self.clock
         )
-        ledger = QuotaLedger(self.tmp / "ledger.json", QuotaLimits.from_connection(connection))
+        limits = QuotaLimits.from_connection(connection)
+        ledger = QuotaLedger(FileRecords(self.tmp), "ledger.json", limits)
         with make_moengage_client(connection, WORKSPACE, self.api_key, policy) as client:
             destination = MoEngageDestination(
                 connection, client, context, policy, self.publisher, ledger, self.receiver,
@@ -432,7 +434,7 @@ def test_a_429_with_a_short_retry_after_is_waited_and_sent(harness: Harness) -> 
     change, rows = change_of(None, settings(), adds=emails(3))
     result = harness.apply(change, rows)
     assert result.ok and result.pending == 0 and result.confirmed is None, result.message
-    assert QuotaLedger(harness.tmp / "ledger.json").refusals == ()
+    assert QuotaLedger(FileRecords(harness.tmp), "ledger.json").refusals == ()
     assert harness.emulator.segments() == {"cart_7d": set(emails(3))}
 
 

@@ -20,6 +20,7 @@ from segops.destinations.moengage.quota import (
 )
 from segops.errors import DestinationError
 from segops.model import Connection, Platform
+from segops.state.records import FileRecords
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 LIMITS = QuotaLimits()
@@ -91,14 +92,14 @@ def test_limits_from_connection_options() -> None:
 
 def test_ledger_records_durably_and_answers_from_disk(tmp_path: Path) -> None:
     path = tmp_path / ".segops" / "moengage-ledger-moe.json"
-    ledger = QuotaLedger(path, QuotaLimits(ops_per_hour=2))
+    ledger = QuotaLedger(FileRecords(path.parent), path.name, QuotaLimits(ops_per_hour=2))
     assert ledger.allows(10, NOW) and ledger.entries == ()
     ledger.record("create", 10, NOW)
     ledger.record("add-users", 5, NOW + 1)
     assert not ledger.allows(1, NOW + 2)
     assert ledger.next_slot(1, NOW + 2) == NOW + HOUR
 
-    again = QuotaLedger(path, QuotaLimits(ops_per_hour=2))
+    again = QuotaLedger(FileRecords(path.parent), path.name, QuotaLimits(ops_per_hour=2))
     assert again.entries == (LedgerEntry(NOW, "create", 10), LedgerEntry(NOW + 1, "add-users", 5))
     assert again.allows(1, NOW + HOUR + 1)
     document = json.loads(path.read_text())
@@ -107,10 +108,12 @@ def test_ledger_records_durably_and_answers_from_disk(tmp_path: Path) -> None:
 
 
 def test_ledger_forgets_what_is_older_than_a_day(tmp_path: Path) -> None:
-    ledger = QuotaLedger(tmp_path / "ledger.json")
+    ledger = QuotaLedger(FileRecords(tmp_path), "ledger.json")
     ledger.record("create", 1, NOW)
     ledger.record("add-users", 1, NOW + DAY + 1)
-    assert [e.at for e in QuotaLedger(tmp_path / "ledger.json").entries] == [NOW + DAY + 1]
+    assert [e.at for e in QuotaLedger(FileRecords(tmp_path), "ledger.json").entries] == [
+        NOW + DAY + 1
+    ]
 
 
 @pytest.mark.parametrize(
@@ -120,7 +123,7 @@ def test_a_damaged_ledger_is_a_clear_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "ledger.json"
     path.write_text(text)
     with pytest.raises(DestinationError, match="ledger"):
-        QuotaLedger(path)
+        QuotaLedger(FileRecords(path.parent), path.name)
 
 
 # MoEngage's refusals (429)
@@ -132,12 +135,12 @@ def test_a_damaged_ledger_is_a_clear_error(tmp_path: Path, text: str) -> None:
 def test_a_refusal_blocks_until_retry_after_or_the_hourly_window(
     tmp_path: Path, retry_after: float | None, until: float
 ) -> None:
-    ledger = QuotaLedger(tmp_path / "ledger.json")
+    ledger = QuotaLedger(FileRecords(tmp_path), "ledger.json")
     refusal = ledger.refuse(NOW, retry_after)
     assert refusal.until == until
     assert ledger.next_slot(1, NOW) == until
     assert not ledger.allows(1, NOW + 1) or until <= NOW + 1
-    again = QuotaLedger(tmp_path / "ledger.json")  # on disk
+    again = QuotaLedger(FileRecords(tmp_path), "ledger.json")  # on disk
     assert again.refusals == (refusal,) and again.next_slot(1, NOW) == until
 
 
@@ -145,7 +148,7 @@ def test_a_refusal_blocks_until_retry_after_or_the_hourly_window(
 def test_a_refusal_teaches_the_hourly_limit_moengage_showed(
     tmp_path: Path, sent_in_hour: int, learned_limit: int
 ) -> None:
-    ledger = QuotaLedger(tmp_path / "ledger.json", QuotaLimits(ops_per_hour=10))
+    ledger = QuotaLedger(FileRecords(tmp_path), "ledger.json", QuotaLimits(ops_per_hour=10))
     for i in range(sent_in_hour):
         ledger.record("add-users", 1, NOW - 3000 + i)
     refusal = ledger.refuse(NOW, None)
@@ -155,7 +158,7 @@ def test_a_refusal_teaches_the_hourly_limit_moengage_showed(
     # a day later the refusal teaches nothing any more
     assert ledger.effective(NOW + DAY + 1)[0].ops_per_hour == 10
     # a Retry-After says when: it teaches no limit
-    told = QuotaLedger(tmp_path / "told.json", QuotaLimits(ops_per_hour=10))
+    told = QuotaLedger(FileRecords(tmp_path), "told.json", QuotaLimits(ops_per_hour=10))
     for i in range(sent_in_hour):
         told.record("add-users", 1, NOW - 3000 + i)
     assert told.refuse(NOW, 60.0).hour_ops == 0
@@ -163,7 +166,7 @@ def test_a_refusal_teaches_the_hourly_limit_moengage_showed(
 
 
 def test_after_a_refusal_the_plan_eta_comes_from_it(tmp_path: Path) -> None:
-    ledger = QuotaLedger(tmp_path / "ledger.json")
+    ledger = QuotaLedger(FileRecords(tmp_path), "ledger.json")
     for i in range(3):
         ledger.record("add-users", 1, NOW - 600 + i)
     ledger.refuse(NOW, None)  # MoEngage allows 3 an hour, not 10
@@ -178,5 +181,5 @@ def test_a_ledger_written_before_refusals_were_kept_still_reads(tmp_path: Path) 
     path.write_text(
         json.dumps({"format_version": 1, "entries": [{"at": NOW, "kind": "create", "users": 3}]})
     )
-    ledger = QuotaLedger(path)
+    ledger = QuotaLedger(FileRecords(path.parent), path.name)
     assert ledger.refusals == () and len(ledger.entries) == 1

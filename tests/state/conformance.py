@@ -2,7 +2,9 @@
 
 A store's test module gives a factory of stores and a `Raw` view of what the store keeps
 (by the local layout's names: "state.json", "snapshots/<sha>.parquet", "lock.json"...),
-through which these checks damage it as a disk, a person or an attacker would.
+through which these checks damage it as a disk, a person or an attacker would. A factory
+given to `check_lock_across_processes` must pickle (a `functools.partial` of the store
+class), since the other process builds its own store with it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ import pytest
 
 from segops.errors import LostStateError, StateError, StateLockedError
 from segops.model import KeyEncoding, Platform, SnapshotRef
-from segops.state import Locker, StateStore
+from segops.state import Locker, StateBackend
 from segops.state.model import DestinationState, State
 
-
-class Store(StateStore, Locker, Protocol):
-    pass
+Store = StateBackend
 
 
 Factory = Callable[[], Store]
@@ -339,24 +339,28 @@ def check_lock_excludes_and_releases(locker: Locker) -> None:
     locker.unlock(locker.lock("apply").id)
 
 
-def _take_lock(path: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    from segops.state.local import LocalStateStore
-
+def _take_lock(make: Factory, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     try:
-        queue.put(LocalStateStore(Path(path)).lock("apply").id)
-    except StateLockedError:
-        queue.put("locked")
+        queue.put(make().lock("apply").id)
+    except StateLockedError as exc:
+        queue.put(str(exc))
 
 
-def check_lock_across_processes(make_locker: Callable[[], Locker], path: Path) -> None:
-    held = make_locker().lock("apply")
+def check_lock_across_processes(make: Factory) -> None:
+    """Another process fails at once, naming the holder; once released, it gets the lock."""
+    held = make().lock("apply")
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_take_lock, args=(str(path), queue))
-    proc.start()
-    proc.join(60)
-    assert queue.get(timeout=5) == "locked"
-    make_locker().unlock(held.id)
+    for expected in ("locked", "free"):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_take_lock, args=(make, queue))
+        proc.start()
+        proc.join(60)
+        got = queue.get(timeout=5)
+        if expected == "locked":
+            assert f"Lock ID:   {held.id}" in got and f"PID:       {os.getpid()}" in got
+            make().unlock(held.id)
+        else:
+            make().force_unlock(got)  # the other process is gone: its lock is stale
 
 
 UNREADABLE_LOCKS = {"empty": b"", "torn": b'{"id": "ab', "not-utf8": b"\xff", "list": b"[]"}
@@ -400,3 +404,123 @@ def _dead_pid() -> int:
         os._exit(0)
     os.waitpid(pid, 0)
     return pid
+
+
+# -- a run that lost its lock -------------------------------------------------------------------
+
+
+def check_a_lost_lock_never_overwrites_a_newer_state(make: Factory, raw: Raw, tmp: Path) -> None:
+    """A takes the lock and reads; B force-unlocks, locks and writes; A's writes all fail."""
+    first, _ = two_writes(make, tmp)
+    a = make()
+    a_lock = a.lock("apply")
+    seen = a.read()
+    assert seen is not None
+    b = make()
+    b.force_unlock(a_lock.id, force=True)  # A's process is this one, alive: --force
+    b.lock("apply")
+    newer = b.write(seen.without("b.x"))
+    before = {name: raw.get(name) for name in raw.names()}
+    with pytest.raises(StateError, match="another segops run wrote it") as info:
+        a.write(seen.with_destination(entry("c.x", first.destinations[0].snapshot.sha256)))
+    assert "state.json" in str(info.value)
+    with pytest.raises(StateError, match="another segops run wrote it"):
+        a.read()
+    assert {name: raw.get(name) for name in raw.names()} == before  # nothing written
+    state = make().read()
+    assert state is not None and (state.serial, state.destinations) == (
+        newer.serial,
+        newer.destinations,
+    )
+
+
+def check_a_lost_lock_on_a_first_apply(make: Factory) -> None:
+    """The same when there was no state yet: A's first write must not replace B's."""
+    a = make()
+    a_lock = a.lock("apply")
+    assert a.read() is None
+    b = make()
+    b.force_unlock(a_lock.id, force=True)
+    b.lock("apply")
+    b.write(State("b-lineage", 0, "0.1"))
+    with pytest.raises(StateError, match="another segops run wrote it"):
+        a.write(State("a-lineage", 0, "0.1"))
+    state = make().read()
+    assert state is not None and state.lineage == "b-lineage"
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+def check_records_compare_and_swap(make: Factory) -> None:
+    records = make().records
+    assert records.get("journal.jsonl") is None
+    tag = records.put("journal.jsonl", b"one\n", None)
+    assert records.get("journal.jsonl") == (b"one\n", tag)
+    with pytest.raises(StateError, match="another segops run wrote it"):
+        records.put("journal.jsonl", b"clobber\n", None)  # "new" but it exists
+    other = make().records  # another run rewrites it
+    newer = other.put("journal.jsonl", b"two\n", tag)
+    with pytest.raises(StateError, match="another segops run wrote it") as info:
+        records.put("journal.jsonl", b"stale\n", tag)
+    assert "journal.jsonl" in str(info.value)
+    assert make().records.get("journal.jsonl") == (b"two\n", newer)
+    for name in ("state.json", "lock.json", "../x", "snapshots/x", ".hidden", "new-state.json"):
+        with pytest.raises(StateError, match="cannot name a state record"):
+            records.put(name, b"", None)
+
+
+def check_abandon_keeps_quota_ledgers(make: Factory, raw: Raw, tmp: Path) -> None:
+    """Ledgers record the platforms' quotas, still true after a state is lost: they stay."""
+    two_writes(make, tmp)
+    make().records.put("moengage-ledger-moe.json", b"{}", None)
+    raw.delete("state.json")
+    begun = make().abandon(State("fresh", 0, "0.1"))
+    assert begun.lineage == "fresh"
+    assert raw.get("moengage-ledger-moe.json") == b"{}"
+    assert make().write(State("fresh", 0, "0.1")).serial == 1
+
+
+# -- a state moved by `segops state migrate` ---------------------------------------------------
+
+
+def check_a_moved_store_says_where_the_state_went(make: Factory, raw: Raw, tmp: Path) -> None:
+    two_writes(make, tmp)
+    kept = {name: raw.get(name) for name in raw.names()}
+    record = b'{"moved_to": "s3://b/p", "at": "2026-01-01T00:00:00+00:00", "config": "state:"}'
+    make().retire(record)
+    for use in (
+        lambda s: s.read(),
+        lambda s: s.write(State("lin", 0, "0.1")),
+        lambda s: s.recover(force=True),
+        lambda s: s.abandon(State("x", 0, "0.1")),
+    ):
+        with pytest.raises(StateError, match="moved to s3://b/p by `segops state migrate`"):
+            use(make())
+    assert {name: raw.get(name) for name in raw.names() if name != "moved.json"} == kept
+    raw.delete("moved.json")  # going back: the state beside it is unchanged
+    state = make().read()
+    assert state is not None and state.serial == 2
+
+
+def check_entries_export_and_import(make: Factory, other: Factory, tmp: Path) -> None:
+    """What `segops state migrate` moves: every entry, byte for byte, but the lock."""
+    _, current = two_writes(make, tmp)
+    make().records.put("journal.jsonl", b"{}\n", None)
+    source, target = make(), other()
+    held = source.lock("apply")
+    names = source.entries()
+    assert "lock.json" not in names and "state.json" in names and "journal.jsonl" in names
+    for number, name in enumerate(names):
+        path = tmp / f"entry-{number}"
+        source.export_to(name, path)
+        target.import_from(name, path)
+    source.unlock(held.id)
+    assert sorted(target.entries()) == sorted(names)
+    copied = other().read()
+    assert copied is not None and (copied.lineage, copied.serial) == (
+        current.lineage,
+        current.serial,
+    )
+    for sha in current.snapshot_digests():
+        assert other().snapshot_path(sha).read_bytes() == make().snapshot_path(sha).read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,7 @@ def test_lock(path: Path) -> None:
 
 
 def test_lock_across_processes(path: Path) -> None:
-    c.check_lock_across_processes(lambda: LocalStateStore(path), path)
+    c.check_lock_across_processes(partial(LocalStateStore, path))
 
 
 @pytest.mark.parametrize("kind", sorted(c.UNREADABLE_LOCKS))
@@ -147,6 +148,30 @@ def test_live_holder(make: c.Factory) -> None:
 
 def test_dead_holder(make: c.Factory, raw: LocalRaw) -> None:
     c.check_a_dead_holder_is_released(make, raw)
+
+
+def test_lost_lock(make: c.Factory, raw: LocalRaw, files: Path) -> None:
+    c.check_a_lost_lock_never_overwrites_a_newer_state(make, raw, files)
+
+
+def test_lost_lock_on_a_first_apply(make: c.Factory) -> None:
+    c.check_a_lost_lock_on_a_first_apply(make)
+
+
+def test_records(make: c.Factory) -> None:
+    c.check_records_compare_and_swap(make)
+
+
+def test_abandon_keeps_ledgers(make: c.Factory, raw: LocalRaw, files: Path) -> None:
+    c.check_abandon_keeps_quota_ledgers(make, raw, files)
+
+
+def test_moved(make: c.Factory, raw: LocalRaw, files: Path) -> None:
+    c.check_a_moved_store_says_where_the_state_went(make, raw, files)
+
+
+def test_entries(make: c.Factory, tmp_path: Path, files: Path) -> None:
+    c.check_entries_export_and_import(make, partial(LocalStateStore, tmp_path / "other"), files)
 
 
 # -- specific to files on disk -------------------------------------------------------------

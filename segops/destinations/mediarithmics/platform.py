@@ -26,9 +26,7 @@ from segops.model import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from segops.destinations import ApplyContext, Destination, Sent
+    from segops.destinations import ApplyContext, Destination, Records, Sent
 
 DEFAULT_BASE_URL = "https://api.mediarithmics.com"
 DEFAULT_BATCH_LINES = 500_000
@@ -106,7 +104,7 @@ class MediarithmicsPlatform(PlatformSpec):
         names = ("connection", "datamart_id", ref)
         return [(self.name, *(f"{name}={settings[name]}" for name in names))]
 
-    def estimator(self, connection: Connection, state_dir: Path, now: float) -> _Executions:
+    def estimator(self, connection: Connection, records: Records, now: float) -> _Executions:
         return _Executions(connection)
 
     def open(

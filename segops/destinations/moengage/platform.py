@@ -7,7 +7,6 @@ and callback listener are imported only by `open`, the files form only by `write
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segops.destinations.moengage.quota import (
@@ -19,6 +18,7 @@ from segops.destinations.moengage.quota import (
     schedule,
 )
 from segops.destinations.platform import DestinationParts, FilesOut, PlatformSpec, settings_of
+from segops.errors import DestinationError
 from segops.model import (
     Connection,
     DestinationChange,
@@ -31,7 +31,7 @@ from segops.model import (
 )
 
 if TYPE_CHECKING:
-    from segops.destinations import ApplyContext, Destination, Sent
+    from segops.destinations import ApplyContext, Destination, Records, Sent
 
 DEFAULT_EXPIRY_DAYS = 365
 
@@ -89,11 +89,11 @@ class MoEngagePlatform(PlatformSpec):
             keys.append((self.name, f"cs_id={settings['segment.cs_id']}"))
         return keys
 
-    def estimator(self, connection: Connection, state_dir: Path, now: float) -> _QuotaSchedule:
+    def estimator(self, connection: Connection, records: Records, now: float) -> _QuotaSchedule:
         limits = QuotaLimits.from_connection(connection)
         if connection.platform != Platform.MOENGAGE:  # a files connection: no quota applies
             return _QuotaSchedule(limits, None, now)
-        ledger = QuotaLedger(ledger_path(state_dir, connection), limits)
+        ledger = QuotaLedger(records, ledger_name(connection), limits)
         effective, not_before = ledger.effective(now)  # what MoEngage's refusals showed
         return _QuotaSchedule(effective, list(ledger.entries), now, not_before)
 
@@ -114,8 +114,11 @@ class MoEngagePlatform(PlatformSpec):
         publisher = context.shared("publisher", lambda: publisher_for(connection))
         receiver = context.shared("callbacks", lambda: callback_receiver_for(connection))
         limits = QuotaLimits.from_connection(connection)
-        path = ledger_path(context.state_dir, connection)
-        ledger = context.shared("ledger", lambda: QuotaLedger(path, limits))
+        records = context.records
+        if records is None:
+            raise DestinationError(f"connection '{connection.name}': no records to keep its quota")
+        name = ledger_name(connection)
+        ledger = context.shared("ledger", lambda: QuotaLedger(records, name, limits))
         return MoEngageDestination(connection, client, context, policy, publisher, ledger, receiver)
 
     def write_files(
@@ -158,9 +161,9 @@ class _QuotaSchedule:
         return len(sizes), eta_text(times, self.now)
 
 
-def ledger_path(state_dir: Path, connection: Connection) -> Path:
-    """Return where the MoEngage quota ledger of `connection` is kept."""
-    return state_dir / f"moengage-ledger-{connection.name}.json"
+def ledger_name(connection: Connection) -> str:
+    """Return the name of the record that holds the MoEngage quota ledger of `connection`."""
+    return f"moengage-ledger-{connection.name}.json"
 
 
 PLATFORM = MoEngagePlatform()

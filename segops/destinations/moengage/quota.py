@@ -30,12 +30,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from segops._fs import atomic_write
 from segops.destinations.moengage.requests import MAX_FILE_BYTES
 from segops.errors import DestinationError
 from segops.model import Connection
+
+if TYPE_CHECKING:
+    from segops.destinations import Records
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -170,11 +172,17 @@ def _when(t: float, now: float) -> str:
 
 class QuotaLedger:
     """The operations segops sent to one MoEngage workspace in the last 24 hours, and
-    MoEngage's refusals, on disk."""
+    MoEngage's refusals (429).
 
-    def __init__(self, path: Path, limits: QuotaLimits | None = None) -> None:
-        self.path = path
+    Kept as a record beside the state (`records`, by `name`), rewritten whole on every
+    operation with the record's compare-and-swap, so it follows the state to any runner.
+    """
+
+    def __init__(self, records: Records, name: str, limits: QuotaLimits | None = None) -> None:
+        self.records, self.name = records, name
+        self.where = records.location(name)
         self.limits = limits or QuotaLimits()
+        self._tag: str | None = None
         self._entries, self._refusals = self._load()
 
     @property
@@ -227,17 +235,19 @@ class QuotaLedger:
             "entries": [asdict(e) for e in entries],
             "refusals": [asdict(r) for r in refusals],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, (json.dumps(document, indent=1) + "\n").encode())
+        data = (json.dumps(document, indent=1) + "\n").encode()
+        self._tag = self.records.put(self.name, data, self._tag)
         self._entries, self._refusals = entries, refusals
 
     def _load(self) -> tuple[list[LedgerEntry], list[Refusal]]:
-        try:
-            document = json.loads(self.path.read_bytes())
-        except FileNotFoundError:
+        got = self.records.get(self.name)
+        if got is None:
             return [], []
-        except (OSError, ValueError) as exc:
-            raise DestinationError(f"{self.path}: cannot read the quota ledger: {exc}") from None
+        try:
+            document = json.loads(got[0])
+        except ValueError as exc:
+            raise DestinationError(f"{self.where}: cannot read the quota ledger: {exc}") from None
+        self._tag = got[1]
         try:
             if document["format_version"] != LEDGER_FORMAT_VERSION:
                 raise ValueError(f"unknown format_version {document['format_version']!r}")
@@ -250,7 +260,7 @@ class QuotaLedger:
                 for r in document.get("refusals", [])
             ]
         except (KeyError, TypeError, ValueError) as exc:
-            raise DestinationError(f"{self.path}: not a segops quota ledger: {exc}") from None
+            raise DestinationError(f"{self.where}: not a segops quota ledger: {exc}") from None
         return entries, refusals
 
 
