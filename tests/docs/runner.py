@@ -385,8 +385,16 @@ def check_output(shown: list[str], actual: str, command: Command) -> None:
 
 
 def deep_merge(base: Any, extra: Any) -> Any:
-    """Return `base` with `extra` merged in: mappings key by key, anything else replaced."""
-    if isinstance(base, dict) and isinstance(extra, dict):
+    """Return `base` with `extra` merged in: mappings key by key, anything else replaced.
+
+    A mapping that names another `backend` (`state: {backend: s3, ...}` over a local state)
+    replaces the old one whole: the keys of one backend mean nothing to another.
+    """
+    if (
+        isinstance(base, dict)
+        and isinstance(extra, dict)
+        and extra.get("backend", base.get("backend")) == base.get("backend")
+    ):
         merged = dict(base)
         for key, value in extra.items():
             merged[key] = deep_merge(base.get(key), value)

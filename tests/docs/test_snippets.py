@@ -54,7 +54,7 @@ PAGES = [
 ]
 # Raise it only with a reason a reviewer accepts. 6: the S3 state example of ci.md stays
 # unchecked until the S3 state backend lands (then back to 5).
-MAX_UNCHECKED = 6
+MAX_UNCHECKED = 5
 
 TALLY = Tally()
 
