@@ -27,7 +27,7 @@ from segops.destinations.http import RetryPolicy
 from segops.destinations.moengage.callbacks import CallbackReceiver
 from segops.destinations.moengage.destination import MoEngageDestination, make_moengage_client
 from segops.destinations.moengage.operations import strategy_for
-from segops.destinations.moengage.platform import PLATFORM, ledger_path
+from segops.destinations.moengage.platform import PLATFORM, ledger_name
 from segops.destinations.moengage.publish import HttpPublisher, Published, Publisher, S3Publisher
 from segops.destinations.moengage.quota import QuotaLedger, QuotaLimits, eta_text
 from segops.errors import DestinationError
@@ -414,8 +414,8 @@ def test_a_429_from_moengage_means_the_quota_is_spent(
     assert len(refused) == 2, "a quota 429 is not retried"
 
     # the next plan's ETA for the rest comes from the refusal too
-    shutil.copy(harness.tmp / "ledger.json", ledger_path(harness.tmp, harness.connection()))
-    estimator = PLATFORM.estimator(harness.connection(), harness.tmp, T0 + 60)
+    shutil.copy(harness.tmp / "ledger.json", harness.tmp / ledger_name(harness.connection()))
+    estimator = PLATFORM.estimator(harness.connection(), FileRecords(harness.tmp), T0 + 60)
     left, _ = leftover(change, rows, result)
     assert estimator.estimate(left) == (1, when)
 
