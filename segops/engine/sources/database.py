@@ -122,9 +122,8 @@ def _server_message(text: str) -> str:
     line = next((part for part in text.strip().splitlines() if part.strip()), "")
     line = re.sub(r"^[A-Z_]+: ", "", line)  # ADBC status, e.g. "INVALID_ARGUMENT: "
     line = re.sub(r"^\[libpq\] ", "", line)
-    line = re.sub(r"^Failed to execute query: ", "", line)
-    line = re.sub(r"^Failed to prepare query: ", "", line)
-    line = re.sub(r"^ERROR:\s+", "", line)
+    if "ERROR:" in line:  # the server's words after the driver's ("could not begin COPY")
+        line = line.rsplit("ERROR:", 1)[1]
     return line.strip()[:300]
 
 
@@ -183,7 +182,7 @@ def run_query(
             [Problem(source.manifest, message, source.line, "spec.source.sql.connection")]
         ) from None
     try:
-        return driver.run(dsn, source.query), dsn
+        return driver.run(dsn, runnable(source.query)), dsn
     except Exception as exc:
         raise failure(source, connection, exc, dsn) from None
 
@@ -205,7 +204,11 @@ def failure(source: Source, connection: SourceConnection, exc: Exception, dsn: s
     return SourceError([Problem(source.manifest, scrub(text, dsn), source.line, key)])
 
 
+def runnable(query: str) -> str:
+    """Return the query without trailing semicolons (drivers wrap it, e.g. in a COPY)."""
+    return query.strip().rstrip(";").rstrip()
+
+
 def schema_query(query: str) -> str:
     """Return a query of `query`'s columns and no rows (for `validate`)."""
-    body = query.strip().rstrip(";").rstrip()
-    return f"SELECT * FROM (\n{body}\n) AS segops_query LIMIT 0"
+    return f"SELECT * FROM (\n{runnable(query)}\n) AS segops_query LIMIT 0"

@@ -1,0 +1,120 @@
+"""A real PostgreSQL server for tests: initdb + pg_ctl into a temporary folder, 127.0.0.1 only.
+
+The binaries are found in SEGOPS_PG_BIN, on PATH, or in Debian's /usr/lib/postgresql/*/bin
+(`.ci/run` installs them from the package registry when the machine has none). PostgreSQL
+refuses to run as root: as root, the server runs as the `postgres` user (or `nobody`).
+The superuser has a password (scram-sha-256 over TCP), so a DSN holds a secret, as in use.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+USER = "segops"
+PASSWORD = "pg-CANARY-secret-5e1d"  # checked by the secrets tests: never printed
+
+
+def pg_bin() -> Path | None:
+    """Return the folder of initdb, pg_ctl and postgres, or None when there is none."""
+    candidates = [os.environ.get("SEGOPS_PG_BIN", "")]
+    found = shutil.which("initdb")
+    candidates.append(str(Path(found).resolve().parent) if found else "")
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for folder in filter(None, candidates):
+        if all((Path(folder) / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            return Path(folder)
+    return None
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    port: int
+    database: str = "postgres"
+
+    def dsn(self, password: str = PASSWORD) -> str:
+        return f"postgresql://{USER}:{password}@127.0.0.1:{self.port}/{self.database}"
+
+    def execute(self, *statements: str) -> None:
+        """Run statements on the server (through ADBC, as segops reads it)."""
+        import adbc_driver_postgresql.dbapi as pg
+
+        with pg.connect(self.dsn()) as con:
+            with con.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+            con.commit()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run_as() -> dict[str, Any]:
+    """Return subprocess arguments that drop root (PostgreSQL refuses to run as root)."""
+    if os.geteuid() != 0:
+        return {}
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    raise RuntimeError("running as root, and neither a postgres nor a nobody user exists")
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """Run a PostgreSQL server on a free port of 127.0.0.1 for the block."""
+    binaries = pg_bin()
+    if binaries is None:
+        raise RuntimeError(
+            "PostgreSQL binaries not found: install them (`.ci/run` does: apt-get install "
+            "postgresql) or set SEGOPS_PG_BIN to the folder of initdb"
+        )
+    drop = _run_as()
+    folder = Path(tempfile.mkdtemp(prefix="segops-pg-"))
+    data, log, secret = folder / "data", folder / "server.log", folder / "pw"
+    secret.write_text(PASSWORD + "\n")
+    if drop:
+        for path in (folder, secret):
+            os.chown(path, drop["user"], drop["group"])
+    env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+    subprocess.run(
+        [str(binaries / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={secret}"]
+        + ["--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+        env=env,
+        **drop,
+    )
+    port = _free_port()
+    options = f"-p {port} -k '' -c listen_addresses=127.0.0.1 -c fsync=off"
+    ctl = [str(binaries / "pg_ctl"), "-D", str(data)]
+    started = subprocess.run(
+        [*ctl, "-o", options, "-l", str(log), "-w", "-t", "60", "start"],
+        capture_output=True,
+        env=env,
+        **drop,
+    )
+    if started.returncode != 0:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        shutil.rmtree(folder, ignore_errors=True)
+        raise RuntimeError(f"PostgreSQL did not start:\n{started.stderr.decode()}\n{text}")
+    try:
+        yield PostgresServer(port)
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True, env=env, **drop)
+        shutil.rmtree(folder, ignore_errors=True)
