@@ -61,7 +61,8 @@ def test_the_pin_of_a_result_ignores_row_order_and_sees_every_change(
     pg.execute(
         "DROP TABLE IF EXISTS few",
         "CREATE TABLE few (email_hash text, n int)",
-        "INSERT INTO few SELECT encode(sha256(i::text::bytea), 'hex'), i FROM generate_series(1, 50) i",
+        "INSERT INTO few SELECT encode(sha256(i::text::bytea), 'hex'), i "
+        "FROM generate_series(1, 50) i",
     )
     root = workspace(tmp_path / "ws", None, {"few": sql("SELECT * FROM few ORDER BY n")})
 
@@ -84,6 +85,13 @@ def test_the_pin_of_a_result_ignores_row_order_and_sees_every_change(
     assert pin() == ordered
     pg.execute("INSERT INTO few SELECT * FROM few WHERE n = 1")  # a duplicate row counts
     assert pin() != ordered
+
+
+def add_rows(first: int, last: int) -> str:
+    return (
+        "INSERT INTO cart SELECT encode(sha256(i::text::bytea), 'hex'), i "
+        f"FROM generate_series({first}, {last}) i"
+    )
 
 
 @pytest.fixture
@@ -190,7 +198,8 @@ BAD = {
     "password": (
         "SELECT email_hash FROM members",
         "segments/bad.yaml:5: spec.source.sql.connection: PostgreSQL (segops.yaml "
-        f"sources.warehouse) refused the user or the password of the DSN: check the DSN in {DSN_ENV}",
+        "sources.warehouse) refused the user or the password of the DSN: check the DSN in "
+        f"{DSN_ENV}",
     ),
     "no-dsn": (
         "SELECT email_hash FROM members",
