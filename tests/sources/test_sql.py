@@ -104,9 +104,7 @@ def refreshed(tmp_path: Path, pg: PostgresServer, dsn: str) -> tuple[Path, Path]
     )
     root = workspace(tmp_path / "ws", None, {"cart": sql("SELECT email_hash FROM cart")})
     assert run(root, "apply", "--auto-approve")[0] == 0
-    pg.execute(
-        "INSERT INTO cart SELECT encode(sha256(i::text::bytea), 'hex'), i FROM generate_series(21, 22) i"
-    )
+    pg.execute(add_rows(21, 22))
     saved = tmp_path / "p.segplan"
     code, _, err = run(root, "plan", "-out", str(saved))
     assert code == 0, err
@@ -117,9 +115,7 @@ def test_rows_changed_after_review_are_diffed_again_and_applied(
     refreshed: tuple[Path, Path], pg: PostgresServer
 ) -> None:
     root, saved = refreshed
-    pg.execute(
-        "INSERT INTO cart SELECT encode(sha256(i::text::bytea), 'hex'), i FROM generate_series(23, 25) i"
-    )
+    pg.execute(add_rows(23, 25))
     code, out, err = run(root, "apply", str(saved))
     assert code == 0, err
     assert "cart.out: data changed since review: +5 ~0 -0 (reviewed +2 ~0 -0)" in out
