@@ -48,6 +48,21 @@ class ExternalSources:
         self._pins: dict[Source, list[tuple[str, str]]] = {}
         self._keys: dict[Source, list[str]] = {}
 
+    def _register(self, name: str, value: object) -> None:
+        self._settle()
+        with quiet():
+            self.con.register(name, value)
+
+    def _unregister(self, name: str) -> None:
+        self._settle()
+        self.con.unregister(name)
+
+    def _settle(self) -> None:
+        """End a result an earlier query left unread (DuckDB 2 refuses to register then)."""
+        complete = getattr(self.con, "complete", None)  # DuckDB 2; before, nothing is pending
+        if complete is not None:
+            complete()
+
     @staticmethod
     def handles(source: Source) -> bool:
         return source.url is not None or source.kind is SourceKind.SQL
@@ -123,8 +138,7 @@ class ExternalSources:
         if source.kind is SourceKind.CSV:
             header = self._s3(source, lambda: store.header(source, objects[0]))
         dataset = self._s3(source, lambda: store.dataset(source, objects, header))
-        with quiet():
-            self.con.register(name, dataset)
+        self._register(name, dataset)
 
     def _s3(self, source: Source, call: Callable[[], T]) -> T:
         """Run a call to S3 through pyarrow; turn its failure into the source's error."""
@@ -173,7 +187,7 @@ class ExternalSources:
         connection = self._connection(source)
         result, dsn = database.run_query(source, connection, self.env)
         try:
-            self.con.register(f"{name}_stream", result.reader)
+            self._register(f"{name}_stream", result.reader)
             with quiet():
                 self.con.execute(
                     f"CREATE TEMP TABLE {quote_ident(name)} AS SELECT * FROM "
@@ -184,7 +198,7 @@ class ExternalSources:
         except Exception as exc:
             raise database.failure(source, connection, exc, dsn) from None
         finally:
-            self.con.unregister(f"{name}_stream")
+            self._unregister(f"{name}_stream")
             result.close()
         self._pins[source] = [(f"sql:{connection.name}", self._digest(name))]
 
@@ -222,11 +236,11 @@ class ExternalSources:
             raise database.failure(source, connection, exc, dsn) from None
         finally:
             result.close()
-        self.con.register("_segops_schema", table)
+        self._register("_segops_schema", table)
         try:
             rows = self.con.execute("DESCRIBE SELECT * FROM _segops_schema").fetchall()
         finally:
-            self.con.unregister("_segops_schema")
+            self._unregister("_segops_schema")
         return {str(r[0]): str(r[1]) for r in rows}
 
     def _table_rows(self, source: Source) -> Iterator[LocatedRow]:
