@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from emulators.postgres import PostgresServer, postgres_server
 from segops.cli import app
-from tests.pgserver import PostgresServer, postgres_server
 from tests.s3server import S3Server
 
 UPDATE_GOLDEN = os.environ.get("SEGOPS_UPDATE_GOLDEN") == "1"

@@ -15,6 +15,8 @@ from urllib.parse import quote
 import pytest
 from typer.testing import CliRunner
 
+from emulators.postgres import PASSWORD as PG_PASSWORD
+from emulators.postgres import PostgresServer
 from segops.cli import app
 from tests.conftest import write_tree
 from tests.crash.harness import (
@@ -26,8 +28,6 @@ from tests.crash.harness import (
     segops,
 )
 from tests.crash.workspace import Desired
-from tests.pgserver import PASSWORD as PG_PASSWORD
-from tests.pgserver import PostgresServer
 from tests.s3server import S3Server
 from tests.s3state import SECRET_KEY, set_aws_env
 

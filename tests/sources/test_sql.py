@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from emulators.postgres import PASSWORD, PostgresServer
 from tests.conftest import run
-from tests.pgserver import PASSWORD, PostgresServer
 from tests.sources.workspace import DSN_ENV, tree, workspace
 
 N = 100_000

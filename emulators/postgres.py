@@ -1,4 +1,5 @@
-"""A real PostgreSQL server for tests: initdb + pg_ctl into a temporary folder, 127.0.0.1 only.
+"""A real PostgreSQL server for local use, the docs, the tests and the benchmark: initdb +
+pg_ctl into a temporary folder, listening on 127.0.0.1 only.
 
 The binaries are found in SEGOPS_PG_BIN, on PATH, or in Debian's /usr/lib/postgresql/*/bin
 (`.ci/run` installs them from the package registry when the machine has none). PostgreSQL
@@ -8,13 +9,16 @@ The superuser has a password (scram-sha-256 over TCP), so a DSN holds a secret, 
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 USER = "segops"
-PASSWORD = "pg-CANARY-secret-5e1d"  # checked by the secrets tests: never printed
+PASSWORD = "pg-CANARY-secret-5e1d"  # checked by the secrets tests: segops never prints it
 
 
 def pg_bin() -> Path | None:
@@ -56,7 +60,9 @@ class PostgresServer:
             con.commit()
 
 
-def _free_port() -> int:
+def _free_port(port: int = 0) -> int:
+    if port:
+        return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -76,8 +82,8 @@ def _run_as() -> dict[str, Any]:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """Run a PostgreSQL server on a free port of 127.0.0.1 for the block."""
+def postgres_server(port: int = 0) -> Iterator[PostgresServer]:
+    """Run a PostgreSQL server on 127.0.0.1:`port` (0: a free one) for the block."""
     binaries = pg_bin()
     if binaries is None:
         raise RuntimeError(
@@ -100,7 +106,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         env=env,
         **drop,
     )
-    port = _free_port()
+    port = _free_port(port)
     options = f"-p {port} -k '' -c listen_addresses=127.0.0.1 -c fsync=off"
     ctl = [str(binaries / "pg_ctl"), "-D", str(data)]
     started = subprocess.run(
@@ -118,3 +124,23 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True, env=env, **drop)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=5432)
+    args = parser.parse_args(argv)
+    with postgres_server(args.port) as server:
+        # The DSN holds the password: this is a throwaway server of this machine alone.
+        print(f"PostgreSQL on 127.0.0.1:{server.port}, DSN {server.dsn()} (Ctrl-C stops)")
+        sys.stdout.flush()
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
