@@ -1,5 +1,7 @@
 """A real PostgreSQL server for local use, the docs, the tests and the benchmark: initdb +
-pg_ctl into a temporary folder, listening on 127.0.0.1 only.
+pg_ctl into a temporary folder, listening on 127.0.0.1 only; stopped and removed at exit.
+
+    python -m emulators.postgres --port 5432 --load members=data/members.csv
 
 The binaries are found in SEGOPS_PG_BIN, on PATH, or in Debian's /usr/lib/postgresql/*/bin
 (`.ci/run` installs them from the package registry when the machine has none). PostgreSQL
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 USER = "segops"
-PASSWORD = "pg-CANARY-secret-5e1d"  # checked by the secrets tests: segops never prints it
+PASSWORD = "pg-CANARY-secret-5e1d"  # the tests' password: the secrets tests look for it
 
 
 def pg_bin() -> Path | None:
@@ -44,10 +46,27 @@ def pg_bin() -> Path | None:
 @dataclass(frozen=True)
 class PostgresServer:
     port: int
+    password: str = PASSWORD
     database: str = "postgres"
 
-    def dsn(self, password: str = PASSWORD) -> str:
-        return f"postgresql://{USER}:{password}@127.0.0.1:{self.port}/{self.database}"
+    def dsn(self, password: str | None = None) -> str:
+        secret = self.password if password is None else password
+        return f"postgresql://{USER}:{secret}@127.0.0.1:{self.port}/{self.database}"
+
+    def load_csv(self, table: str, path: Path) -> int:
+        """Create `table` from a CSV file with a header (every column text); return its rows."""
+        import adbc_driver_postgresql.dbapi as pg
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        with path.open("rb") as handle:
+            names = handle.readline().decode("utf-8-sig").strip().split(",")
+        types = {name: pa.string() for name in names}
+        data = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+        with pg.connect(self.dsn()) as con, con.cursor() as cur:
+            cur.adbc_ingest(table, data, mode="replace")
+            con.commit()
+        return int(data.num_rows)
 
     def execute(self, *statements: str) -> None:
         """Run statements on the server (through ADBC, as segops reads it)."""
@@ -82,7 +101,7 @@ def _run_as() -> dict[str, Any]:
 
 
 @contextmanager
-def postgres_server(port: int = 0) -> Iterator[PostgresServer]:
+def postgres_server(port: int = 0, password: str = PASSWORD) -> Iterator[PostgresServer]:
     """Run a PostgreSQL server on 127.0.0.1:`port` (0: a free one) for the block."""
     binaries = pg_bin()
     if binaries is None:
@@ -93,7 +112,7 @@ def postgres_server(port: int = 0) -> Iterator[PostgresServer]:
     drop = _run_as()
     folder = Path(tempfile.mkdtemp(prefix="segops-pg-"))
     data, log, secret = folder / "data", folder / "server.log", folder / "pw"
-    secret.write_text(PASSWORD + "\n")
+    secret.write_text(password + "\n")
     if drop:
         for path in (folder, secret):
             os.chown(path, drop["user"], drop["group"])
@@ -120,7 +139,7 @@ def postgres_server(port: int = 0) -> Iterator[PostgresServer]:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start:\n{started.stderr.decode()}\n{text}")
     try:
-        yield PostgresServer(port)
+        yield PostgresServer(port, password)
     finally:
         subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True, env=env, **drop)
         shutil.rmtree(folder, ignore_errors=True)
@@ -129,11 +148,24 @@ def postgres_server(port: int = 0) -> Iterator[PostgresServer]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=5432)
+    parser.add_argument("--password", default="segops", help=f"of the user {USER}")
+    parser.add_argument(
+        "--load",
+        action="append",
+        default=[],
+        metavar="TABLE=FILE",
+        help="create a table from a CSV file with a header (every column text)",
+    )
     args = parser.parse_args(argv)
-    with postgres_server(args.port) as server:
-        # The DSN holds the password: this is a throwaway server of this machine alone.
-        print(f"PostgreSQL on 127.0.0.1:{server.port}, DSN {server.dsn()} (Ctrl-C stops)")
-        sys.stdout.flush()
+    with postgres_server(args.port, args.password) as server:
+        for item in args.load:
+            table, _, file = item.partition("=")
+            server.load_csv(table, Path(file))
+        print(
+            f"PostgreSQL emulator on postgresql://127.0.0.1:{server.port}/postgres "
+            f"(user {USER}; Ctrl-C stops)",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)

@@ -192,16 +192,16 @@ def failure(source: Source, connection: SourceConnection, exc: Exception, dsn: s
     driver = DRIVERS[connection.kind]
     found = driver.failure(exc)
     stage, message = found if found else ("query", None)
-    if message is None:
-        message = f"{type(exc).__name__}"
+    # Only the driver's and the database's words can hold a part of the DSN.
+    said = scrub(message, dsn) if message is not None else type(exc).__name__
     via = f"{driver.title} (segops.yaml sources.{connection.name})"
     if stage == "connect":
-        text = f"{via} {message}: check the DSN in {connection.dsn_env} and that the server runs"
+        text = f"{via} {said}: check the DSN in {connection.dsn_env} and that the server runs"
         key = "spec.source.sql.connection"
     else:
         key = "spec.source.sql.query_file" if source.query_file else "spec.source.sql.query"
-        text = f"{via} refused the query: {message}"
-    return SourceError([Problem(source.manifest, scrub(text, dsn), source.line, key)])
+        text = f"{via} refused the query: {said}"
+    return SourceError([Problem(source.manifest, text, source.line, key)])
 
 
 def runnable(query: str) -> str:
