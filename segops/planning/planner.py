@@ -172,7 +172,13 @@ def stale_reasons(plan: Plan, state: State | None) -> tuple[str, ...]:
     lineage = state.lineage if state else None
     serial = state.serial if state else 0
     if lineage != plan.lineage:
-        return (f"the state lineage is {lineage}, the plan was made for {plan.lineage}",)
+        now = f"the state lineage is {lineage}" if lineage else "there is no state now"
+        then = (
+            f"the plan was made for lineage {plan.lineage}"
+            if plan.lineage
+            else "the plan was made when there was no state"
+        )
+        return (f"{now}, {then}",)
     if serial != plan.serial:
         return (f"the state serial is {serial}, the plan was made at serial {plan.serial}",)
     return ()

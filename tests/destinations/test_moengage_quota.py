@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,14 @@ def test_a_ledger_written_before_refusals_were_kept_still_reads(tmp_path: Path) 
     )
     ledger = QuotaLedger(FileRecords(path.parent), path.name)
     assert ledger.refusals == () and len(ledger.entries) == 1
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_the_ledger_is_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        QuotaLedger(FileRecords(tmp_path / "state"), "ledger.json").record("create", 3, NOW)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "state" / "ledger.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
