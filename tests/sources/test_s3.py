@@ -116,14 +116,25 @@ def test_hive_partitions_become_columns(tmp_path: Path, lake: S3Server, prefix: 
     assert len(plan["inputs"]["data"]) == 4
 
 
-def test_bad_rows_name_the_object_and_its_line(tmp_path: Path, lake: S3Server, prefix: str) -> None:
-    put(lake, f"{prefix}/a.csv", csv_bytes(HASHES[:5]))
-    put(lake, f"{prefix}/b.csv", csv_bytes(HASHES[5:8] + ["not-a-hash"] + HASHES[8:10]))
-    url = f"s3://{BUCKET}/{prefix}/*.csv"
-    root = workspace(tmp_path / "ws", lake.endpoint_url, {"cart": url_source("csv", url)})
+@pytest.mark.parametrize("kind", sorted(FORMATS))
+def test_bad_rows_name_the_object_and_its_line(
+    tmp_path: Path, lake: S3Server, prefix: str, kind: str
+) -> None:
+    encode = FORMATS[kind]
+    put(lake, f"{prefix}/a.{kind}", encode(HASHES[:5]))
+    put(lake, f"{prefix}/b.{kind}", encode(HASHES[5:8] + ["not-a-hash"] + HASHES[8:10]))
+    url = f"s3://{BUCKET}/{prefix}/*.{kind}"
+    root = workspace(tmp_path / "ws", lake.endpoint_url, {"cart": url_source(kind, url)})
     code, out, err = run(root, "plan")
     assert code == 1
-    assert f"s3://{BUCKET}/{prefix}/b.csv:5: " in err, err
+    where = {
+        "csv": f"s3://{BUCKET}/{prefix}/b.csv:5: ",  # line 5: the header is line 1
+        "ndjson": f"s3://{BUCKET}/{prefix}/b.ndjson:4: ",
+        "parquet": f"s3://{BUCKET}/{prefix}/b.parquet: ",
+    }[kind]
+    assert f"\n{where}" in err or err.startswith(f"Error: {where}"), err
+    if kind == "parquet":
+        assert "(row 4)" in err, err
     assert "1 bad row(s) for destination cart.out" in err
     assert "Traceback" not in err
 

@@ -202,13 +202,17 @@ class ObjectStore:
 
         for stored in objects:
             try:
-                with self.open(source, stored) as handle:
+                if source.kind is SourceKind.PARQUET:  # the footer first: random access
+                    path = f"{stored.bucket}/{stored.key}"
+                    with self.filesystem(source).open_input_file(path) as handle:
+                        for number, row in _parquet_rows(handle):
+                            yield stored.url, number, row
+                    continue
+                with self.open(source, stored) as stream:
                     if source.kind is SourceKind.CSV:
-                        rows = csv.iter_handle_rows(handle, source.delimiter)
-                    elif source.kind is SourceKind.NDJSON:
-                        rows = ndjson.iter_handle_rows(handle)
+                        rows = csv.iter_handle_rows(stream, source.delimiter)
                     else:
-                        rows = _parquet_rows(handle)
+                        rows = ndjson.iter_handle_rows(stream)
                     for line, row in rows:
                         yield stored.url, line, row
             except UnreadableRow as error:
@@ -339,7 +343,7 @@ class _Raw(io.RawIOBase):
         super().close()
 
 
-def _parquet_rows(handle: io.BufferedReader) -> Iterator[tuple[int, dict[str, object]]]:
+def _parquet_rows(handle: Any) -> Iterator[tuple[int, dict[str, object]]]:
     import pyarrow.parquet as pq
 
     number = 0
