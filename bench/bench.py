@@ -193,7 +193,9 @@ def _boto_credentials() -> dict[str, str]:
     }
 
 
-def run_remote(kind: str, n: int, root: Path, repeat: int, target: str, endpoint: str) -> float:
+def run_remote(
+    kind: str, n: int, root: Path, repeat: int, target: str, endpoint: str
+) -> tuple[float, int]:
     """Apply the base list from `kind`, then time `segops plan` of the churned one there."""
     folder = root / f"n{n}"
     base, churned = generate(n, folder)
@@ -208,7 +210,8 @@ def run_remote(kind: str, n: int, root: Path, repeat: int, target: str, endpoint
     load(kind, base, target)
     measure([*segops, "apply", "--auto-approve"], ws)
     load(kind, churned, target)
-    return statistics.median(measure([*segops, "plan"], ws)[0] for _ in range(repeat))
+    runs = [measure([*segops, "plan"], ws) for _ in range(repeat)]
+    return statistics.median(w for w, _ in runs), max(r for _, r in runs)
 
 
 def main() -> None:
@@ -238,7 +241,8 @@ def main() -> None:
     print("targets at 1e7: ratio <= 0.80x, segops plan peak RSS <= 1.50 GiB")
     if not remote:
         return
-    print(f"\n{'members':>12} {'local file':>11} " + " ".join(f"{k:>11}" for k in remote))
+    heads = " ".join(f"{k:>11} {k + ' RSS':>13}" for k in remote)
+    print(f"\n{'members':>12} {'local file':>11} {heads}")
     os.environ.update(AWS)
     with s3_server() as endpoint, postgres_server() as pg:
         os.environ["BENCH_DSN"] = pg.dsn()
@@ -248,11 +252,10 @@ def main() -> None:
                 run_remote(k, n, args.workdir.resolve(), args.repeat, targets[k], endpoint)
                 for k in remote
             ]
-            print(
-                f"{n:>12,} {local[n]:>10.2f}s " + " ".join(f"{t:>10.2f}s" for t in times),
-                flush=True,
-            )
-    print("segops plan, median wall time: the source as a local file, on S3, in PostgreSQL")
+            cells = " ".join(f"{t:>10.2f}s {r / gib:>10.2f}GiB" for t, r in times)
+            print(f"{n:>12,} {local[n]:>10.2f}s {cells}", flush=True)
+    print("segops plan, median wall time (and peak RSS): the source as a local file, on S3,")
+    print("in PostgreSQL")
 
 
 if __name__ == "__main__":
