@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from segops.engine import failures
 from segops.engine.cells import JSON, TEXT
 from segops.engine.connection import quiet
 from segops.engine.sources import database
@@ -141,14 +142,20 @@ class ExternalSources:
         self._register(name, dataset)
 
     def _s3(self, source: Source, call: Callable[[], T]) -> T:
-        """Run a call to S3 through pyarrow; turn its failure into the source's error."""
+        """Run a call to S3 through pyarrow; turn its failure into the source's error.
+
+        A parse error (pyarrow's ArrowInvalid, a ValueError) may quote a row: segops' exact
+        reader names the line instead. An I/O error says what S3 answered.
+        """
         try:
             return call()
         except SourceError:
             raise
-        except (OSError, ValueError) as exc:  # pyarrow's errors are OSError/ArrowInvalid
+        except OSError as exc:
             reason = _first_line(exc)
             raise source_error(source, f"cannot be read from S3: {reason}") from None
+        except ValueError:
+            raise failures.unreadable(source, self.rows(source)) from None
 
     def _read_types(self, source: Source) -> dict[str, str]:
         if source.kind is SourceKind.SQL and source not in self._names:

@@ -276,3 +276,16 @@ def test_a_source_connection_must_be_of_the_right_type(tmp_path: Path) -> None:
     assert (
         "segments/c.yaml:6: spec.source.csv.connection: unknown source connection 'nowhere'" in err
     )
+
+
+def test_a_csv_row_of_too_many_fields_names_the_object_and_its_line(
+    tmp_path: Path, lake: S3Server, prefix: str
+) -> None:
+    rows = [*HASHES[:3], f"{HASHES[3]},extra", *HASHES[4:6]]
+    put(lake, f"{prefix}/a.csv", csv_bytes(rows))
+    url = f"s3://{BUCKET}/{prefix}/a.csv"
+    root = workspace(tmp_path / "ws", lake.endpoint_url, {"cart": url_source("csv", url)})
+    code, _, err = run(root, "plan")
+    assert code == 1
+    assert err.startswith(f"Error: {url}:5: has 2 field(s) where the header has 1"), err
+    assert HASHES[3] not in err  # never a member's value
