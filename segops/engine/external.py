@@ -3,7 +3,8 @@
 Objects are listed once per command (their ETags and sizes are the plan's pins) and
 registered with DuckDB as a pyarrow dataset, scanned as Arrow batches each time the engine
 reads the source. A query runs once per command: its result streams into a DuckDB
-temporary table as Arrow batches (spilling to disk past the memory limit), and its pin is
+table of the engine's in-memory database as Arrow batches (spilling to disk past the memory
+limit; a table, not a temporary one, so that the engine's cursors see it too), and its pin is
 a digest of the result computed in DuckDB: the sum of a 128-bit hash of every row, in two
 64-bit halves, with the row count and the column types. A sum does not depend on the
 order of the rows, and unlike a XOR a row that appears twice counts twice.
@@ -197,7 +198,7 @@ class ExternalSources:
             self._register(f"{name}_stream", result.reader)
             with quiet():
                 self.con.execute(
-                    f"CREATE TEMP TABLE {quote_ident(name)} AS SELECT * FROM "
+                    f"CREATE TABLE {quote_ident(name)} AS SELECT * FROM "
                     f"{quote_ident(name + '_stream')}"
                 )
         except duckdb.Error as exc:

@@ -236,3 +236,35 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
     for secret in (PASSWORD, "wrong-CANARY-pass", dsn):
         assert secret not in out + err
     assert tree(root) == before
+
+
+def test_bad_rows_of_a_result_are_counted_by_reason(
+    tmp_path: Path, pg: PostgresServer, dsn: str
+) -> None:
+    pg.execute(
+        "DROP TABLE IF EXISTS mixed",
+        "CREATE TABLE mixed AS SELECT encode(sha256(i::text::bytea), 'hex') AS email_hash "
+        "FROM generate_series(1, 10) i",
+        "INSERT INTO mixed VALUES ('NOT-A-HASH'), ('NOT-A-HASH-2'), (NULL)",
+    )
+    query = "SELECT email_hash FROM mixed"
+    root = workspace(tmp_path / "ws", None, {"mixed": sql(query)})
+    code, _, err = run(root, "plan")
+    assert code == 1
+    lines = err.splitlines()
+    assert any(
+        line.startswith("Error: the query of segments/mixed.yaml: 2 row(s): ") for line in lines
+    ), err
+    assert any(": 1 row(s): " in line for line in lines), err
+    assert lines[-1].startswith(
+        "segments/mixed.yaml:5: spec.source: 3 bad row(s) for destination mixed.out; fix them"
+    )
+    assert "NOT-A-HASH" not in err
+    manifest = root / "segments" / "mixed.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("  destinations:", "    on_bad_rows: skip\n  destinations:")
+    )
+    code, out, err = run(root, "plan", "--format", "json")
+    assert code == 0, err
+    members = json.loads(out)["changes"][0]["members"]
+    assert (members["add"], members["skipped"]) == (10, 3)
