@@ -7,7 +7,9 @@ inputs are pinned, so a plan made with `--segment a` does not depend on segment 
 
 Source files can be large (650 MB for 10 million hashes), so their digests are computed
 in a background thread while the member engine reads the same files: hashlib releases
-the GIL, DuckDB too, and the digest costs next to nothing in wall time that way.
+the GIL, DuckDB too, and the digest costs next to nothing in wall time that way. Sources
+outside the workspace are pinned by the member engine while it reads them (objects on S3
+by ETag and size, a query's result by a digest of its rows) and handed over to `result`.
 """
 
 from __future__ import annotations
