@@ -8,6 +8,7 @@ credentials (`--check-credentials` makes it refuse every key: moto then checks k
 against its own IAM, which knows none).
 
     python -m emulators.s3 --port 9000 --bucket segops-state
+    python -m emulators.s3 --port 9000 --put lake/exports/cart.csv=data/cart_abandoners.csv
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--bucket", action="append", default=[], help="create this bucket")
+    parser.add_argument(
+        "--put",
+        action="append",
+        default=[],
+        metavar="BUCKET/KEY=FILE",
+        help="put a local file as an object (its bucket created first)",
+    )
     parser.add_argument("--check-credentials", action="store_true")
     args = parser.parse_args(argv)
     server, url = start(args.port)
@@ -90,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     for bucket in args.bucket:
         client.create_bucket(Bucket=bucket)
+    for item in args.put:
+        where, _, file = item.rpartition("=")  # a key may hold "=" (hive folders)
+        bucket, _, key = where.partition("/")
+        if bucket not in args.bucket:
+            client.create_bucket(Bucket=bucket)
+            args.bucket.append(bucket)
+        client.upload_file(file, bucket, key)
     if args.check_credentials:
         check_credentials(url, True)
     print(f"S3 emulator on {url} (Ctrl-C stops)", flush=True)

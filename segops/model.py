@@ -64,6 +64,7 @@ class SourceKind(StrEnum):
     NDJSON = "ndjson"
     PARQUET = "parquet"
     INLINE = "inline"
+    SQL = "sql"  # the result of a query on a database (segops.yaml `sources`)
 
 
 class OnBadRows(StrEnum):
@@ -165,6 +166,44 @@ class Source:
     row_lines: tuple[int, ...] = ()
     delimiter: str = ","
     on_bad_rows: OnBadRows = OnBadRows.ERROR
+    # Objects on object storage instead of a file: an s3:// URL whose key may hold globs.
+    url: str | None = None
+    hive_partitioning: bool = False  # key=value folders of `url` become columns
+    # The segops.yaml `sources` entry read through: object storage (optional) or a database.
+    connection: str | None = None
+    query: str | None = None  # SQL: the query's text, from the manifest or `query_file`
+    query_file: str | None = None  # SQL: workspace-relative path of the query's file
+
+    @property
+    def name(self) -> str:
+        """Return what messages call the source: its file, URL, query or manifest."""
+        if self.url:
+            return self.url
+        if self.kind is SourceKind.SQL:
+            return self.query_file or f"the query of {self.manifest}"
+        return self.path or self.manifest
+
+
+class SourceConnectionKind(StrEnum):
+    """What a segops.yaml `sources` entry reaches."""
+
+    S3 = "s3"  # S3 or S3-compatible object storage
+    POSTGRES = "postgres"  # a PostgreSQL database
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConnection:
+    """A named place source data is read from (segops.yaml `sources`); never a secret.
+
+    Object storage takes its credentials from the standard AWS chain; a database names the
+    environment variable that holds its DSN (`dsn_env`).
+    """
+
+    name: str
+    kind: SourceConnectionKind
+    region: str | None = None
+    endpoint_url: str | None = None
+    dsn_env: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +284,11 @@ class DataPin:
     """The data one segment's source read, pinned; it may refresh between review and apply."""
 
     segment: str
-    source: str  # what was read: a workspace-relative data file
-    pin: str  # "<kind>:<value>": "sha256:<hex>" for a file's bytes
+    # what was read: a workspace-relative data file, an s3:// object, or "sql:<connection>"
+    source: str
+    # "<kind>:<value>": "sha256:<hex>" for a file's bytes, "s3:etag=<etag>,size=<bytes>" for
+    # an object, "result:<rows>:<hex>" for a query's result (an order-independent digest)
+    pin: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +326,11 @@ class Workspace:
     # (segops.planning.inputs, from each segment's source), beside the member diff.
     data_files: tuple[str, ...] = ()
     safety: Safety = field(default_factory=Safety)  # rules for destinations no manifest names
+    # segops.yaml `sources`: object storage and databases that sources read, by name
+    source_connections: tuple[SourceConnection, ...] = ()
+
+    def source_connection(self, name: str) -> SourceConnection | None:
+        return next((c for c in self.source_connections if c.name == name), None)
 
     @property
     def destinations(self) -> tuple[Destination, ...]:

@@ -32,7 +32,16 @@ from segops.errors import (
     StateError,
     UsageError,
 )
-from segops.model import DestinationChange, DiffResult, MemberRow, Plan, S3StateSettings, Workspace
+from segops.model import (
+    DataPin,
+    Destination,
+    DestinationChange,
+    DiffResult,
+    MemberRow,
+    Plan,
+    S3StateSettings,
+    Workspace,
+)
 from segops.planning import planner
 from segops.planning.guards import with_guards
 from segops.planning.inputs import InputDigests, definitions
@@ -195,7 +204,8 @@ def release_lock(store: StateBackend, lock: LockInfo, created: list[Path]) -> No
 
 @contextmanager
 def engine_for(ctx: Context) -> Iterator[MemberEngine]:
-    engine = MemberEngine(ctx.root, ctx.work, ctx.workspace.engine)
+    ws = ctx.workspace
+    engine = MemberEngine(ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ)
     try:
         yield engine
     finally:
@@ -242,11 +252,22 @@ def make_plan(
         request = decision.request
         snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
-    plan = planner.build_plan(decisions, results, state, digests.result(), version)
+    external = _external_pins(engine, desired)
+    plan = planner.build_plan(decisions, results, state, digests.result(external), version)
     plan = replace(plan, selection=selection.text)
     counters = estimators(ws, ctx.store.records, time.time())
     plan = with_schedule(plan, counters, _rows_of(ctx, engine))
     return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
+
+
+def _external_pins(engine: MemberEngine, desired: Sequence[Destination]) -> list[DataPin]:
+    """Return the pins of the objects and query results the planned segments read."""
+    first = {d.segment: d for d in reversed(desired)}  # one destination per segment
+    return [
+        DataPin(segment, what, pin)
+        for segment, destination in sorted(first.items())
+        for what, pin in engine.data_pins(destination)
+    ]
 
 
 def _rows_of(

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from emulators.postgres import PostgresServer, postgres_server
 from segops.cli import app
+from tests.s3server import S3Server
 
 UPDATE_GOLDEN = os.environ.get("SEGOPS_UPDATE_GOLDEN") == "1"
 
@@ -95,3 +99,39 @@ def workspace(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
     write_tree(root, {"segops.yaml": SEGOPS_YAML})
     return root
+
+
+# -- real servers for sources, started once per session when a test asks for one ------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """moto's S3-compatible server (segops' emulator) on a free port, in its own process.
+
+    segops reads objects through pyarrow inside the test process, where a server thread
+    would wait on the test's own work.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulators.s3", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "S3 emulator on http://127.0.0.1:PORT (Ctrl-C stops)"
+        assert line.startswith("S3 emulator on "), line
+        yield S3Server(line.split()[3])
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

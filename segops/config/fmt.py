@@ -45,7 +45,11 @@ _ORDER: dict[tuple[str, ...], tuple[str, ...]] = {
     ("metadata",): ("name", "description", "owner", "labels"),
     ("spec",): ("source", "destinations", "safety"),
     ("spec", "safety"): ("max_removal_fraction", "max_removals", "allow_empty_source"),
-    ("spec", "source"): ("csv", "ndjson", "parquet", "members", "on_bad_rows"),
+    ("spec", "source"): ("csv", "ndjson", "parquet", "sql", "members", "on_bad_rows"),
+    ("spec", "source", "csv"): ("path", "url", "connection", "hive_partitioning", "delimiter"),
+    ("spec", "source", "ndjson"): ("path", "url", "connection", "hive_partitioning"),
+    ("spec", "source", "parquet"): ("path", "url", "connection", "hive_partitioning"),
+    ("spec", "source", "sql"): ("connection", "query", "query_file"),
     ("spec", "destinations", "*"): (
         "connection",
         "name",

@@ -23,11 +23,15 @@ from segops.model import (
     OnBadRows,
     Segment,
     Source,
+    SourceConnection,
+    SourceConnectionKind,
     SourceKind,
 )
 
 # Locates a data file: returns its workspace-relative path or raises ValueError saying why not.
 DataFileLocator = Callable[[Path], str]
+# Reads a query file: returns (workspace-relative path, text) or raises ValueError saying why not.
+QueryFileReader = Callable[[Path], tuple[str, str]]
 
 _FILE_KINDS = (SourceKind.CSV, SourceKind.NDJSON, SourceKind.PARQUET)
 
@@ -41,11 +45,15 @@ class SegmentBuilder:
         manifest: Path,
         connections: Mapping[str, Connection],
         data_file: DataFileLocator,
+        source_connections: Mapping[str, SourceConnection] | None = None,
+        query_file: QueryFileReader | None = None,
     ) -> None:
         self.doc = doc
         self.manifest = manifest  # where the document's relative paths start
         self.connections = connections
         self.data_file = data_file
+        self.source_connections = source_connections or {}
+        self.query_file = query_file
         self.problems: list[Problem] = []
 
     def build(self) -> tuple[Segment, tuple[Placed, ...]]:
@@ -90,8 +98,23 @@ class SegmentBuilder:
                 row_lines=lines,
                 on_bad_rows=on_bad_rows,
             )
+        if "sql" in raw:
+            return self._sql_source(raw["sql"], line, on_bad_rows)
         kind = next(kind for kind in _FILE_KINDS if kind.value in raw)
         spec = raw[kind.value]
+        if "url" in spec:
+            connection = spec.get("connection")
+            self._check_connection((*path, kind.value), connection, SourceConnectionKind.S3)
+            return Source(
+                kind,
+                self.doc.file,
+                line,
+                delimiter=spec.get("delimiter", ","),
+                on_bad_rows=on_bad_rows,
+                url=spec["url"],
+                hive_partitioning=bool(spec.get("hive_partitioning", False)),
+                connection=connection,
+            )
         try:
             located: str | None = self.data_file(self.manifest.parent / spec["path"])
         except ValueError as error:
@@ -105,6 +128,42 @@ class SegmentBuilder:
             delimiter=spec.get("delimiter", ","),
             on_bad_rows=on_bad_rows,
         )
+
+    def _sql_source(self, spec: Mapping[str, Any], line: int, on_bad_rows: OnBadRows) -> Source:
+        path: KeyPath = ("spec", "source", "sql")
+        self._check_connection(path, spec["connection"], SourceConnectionKind.POSTGRES)
+        query, query_file = spec.get("query"), None
+        if "query_file" in spec:
+            assert self.query_file is not None, "a workspace loader reads query files"
+            try:
+                query_file, query = self.query_file(self.manifest.parent / spec["query_file"])
+            except ValueError as error:
+                self.problems.append(self.doc.problem((*path, "query_file"), str(error)))
+        return Source(
+            SourceKind.SQL,
+            self.doc.file,
+            line,
+            on_bad_rows=on_bad_rows,
+            connection=spec["connection"],
+            query=query,
+            query_file=query_file,
+        )
+
+    def _check_connection(
+        self, path: KeyPath, name: str | None, kind: SourceConnectionKind
+    ) -> None:
+        """Report a `connection` that segops.yaml `sources` does not define as `kind`."""
+        if name is None:
+            return
+        found = self.source_connections.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.source_connections)) or "none"
+            message = f"unknown source connection {name!r}; segops.yaml `sources` defines: {known}"
+        elif found.kind is not kind:
+            message = f"source connection {name!r} is of type {found.kind.value}, not {kind.value}"
+        else:
+            return
+        self.problems.append(self.doc.problem((*path, "connection"), message))
 
     def _check_names(self, destinations: list[Any]) -> None:
         """Report destinations of this segment that share a name (default: the connection)."""

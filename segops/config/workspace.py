@@ -31,6 +31,8 @@ from segops.model import (
     Safety,
     Scalar,
     Segment,
+    SourceConnection,
+    SourceConnectionKind,
     Workspace,
 )
 
@@ -47,6 +49,7 @@ def load_workspace(root: Path) -> Workspace:
     files = _Files(root.resolve())
     config = files.config()
     connections = {c.name: c for c in _connections(config, files)}
+    sources = {c.name: c for c in _source_connections(config)}
     state_path = _state_path(config, files)
     files.problems.extend(engine_problems(config))
     safety = Safety().merged(config.data.get("safety", {}))
@@ -62,7 +65,7 @@ def load_workspace(root: Path) -> Workspace:
             files.problems.append(Problem(name, message))
         for doc in docs:  # documents left empty, e.g. after a trailing `---`, are skipped
             documents += 1
-            built = _segment(doc, path, connections, files)
+            built = _segment(doc, path, connections, sources, files)
             if built is not None:
                 overrides = doc.data.get("spec", {}).get("safety", {})
                 segments.append(replace(built[0], safety=safety.merged(overrides)))
@@ -73,7 +76,10 @@ def load_workspace(root: Path) -> Workspace:
     if files.problems:
         order = sorted(set(files.problems), key=lambda p: (p.file, p.line or 0, p.path, p.message))
         raise ManifestError(order)
-    return _workspace(files, config, connections, segments, state_path)
+    return replace(
+        _workspace(files, config, connections, segments, state_path),
+        source_connections=tuple(sources[name] for name in sorted(sources)),
+    )
 
 
 def _state_path(config: Document, files: _Files) -> str:
@@ -89,14 +95,29 @@ def _state_s3(state: Mapping[str, Any]) -> S3StateSettings | None:
     return S3StateSettings(state["bucket"], **given)
 
 
+def _source_connections(config: Document) -> Iterator[SourceConnection]:
+    for name, raw in config.data.get("sources", {}).items():
+        yield SourceConnection(
+            name,
+            SourceConnectionKind(raw["type"]),
+            region=raw.get("region"),
+            endpoint_url=raw.get("endpoint_url"),
+            dsn_env=raw.get("dsn_env"),
+        )
+
+
 def _segment(
-    doc: Document, path: Path, connections: Mapping[str, Connection], files: _Files
+    doc: Document,
+    path: Path,
+    connections: Mapping[str, Connection],
+    sources: Mapping[str, SourceConnection],
+    files: _Files,
 ) -> tuple[Segment, tuple[Placed, ...]] | None:
     problems = validate_document(doc, "segment")
     if problems:  # a document that fails its schema is not built: its fields cannot be trusted
         files.problems.extend(problems)
         return None
-    builder = SegmentBuilder(doc, path, connections, files.data_file)
+    builder = SegmentBuilder(doc, path, connections, files.data_file, sources, files.query_file)
     built = builder.build()
     files.problems.extend(builder.problems)
     return built
@@ -208,6 +229,35 @@ class _Files:
                 raise ValueError(f"{name}: {error}") from None
             self.data_files.add(name)
         return name
+
+    def query_file(self, path: Path) -> tuple[str, str]:
+        """Return the workspace-relative path and the text of a query file, a definition.
+
+        Its digest is recorded beside the manifests': a changed query makes a plan stale.
+
+        Raises:
+            ValueError: the file is outside the workspace, unreadable, not a regular file,
+                too large or not UTF-8 text.
+        """
+        name = self.inside(path)
+        if name is None:
+            raise ValueError(f"{path.as_posix()} is outside the workspace {self.root}")
+        if not name.isprintable():
+            raise ValueError(f"{json.dumps(name)}: rename it without line breaks")
+        try:
+            data = read_regular(path, MAX_FILE_BYTES + 1)
+        except UnreadableFile as error:
+            raise ValueError(f"{name}: {error}") from None
+        if len(data) > MAX_FILE_BYTES:
+            raise ValueError(f"{name}: is larger than {MAX_FILE_BYTES >> 20} MiB")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValueError(f"{name}: is not UTF-8 text: save it as UTF-8") from None
+        if not text.strip():
+            raise ValueError(f"{name}: is empty: write the query in it")
+        self.inputs[name] = hashlib.sha256(data).hexdigest()
+        return name, text
 
 
 def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:

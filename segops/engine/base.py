@@ -9,7 +9,7 @@ or a StateError for a snapshot or delta file. No DuckDB exception leaves the eng
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,10 +17,11 @@ import duckdb
 
 from segops.engine import deltas, failures, sources
 from segops.engine.connection import connect, quiet
+from segops.engine.external import ExternalSources
 from segops.engine.sources import csv
 from segops.engine.sources.sql import quote_literal
 from segops.errors import ManifestError, Problem, SourceError, StateError
-from segops.model import Destination, EngineConfig, SourceKind
+from segops.model import Destination, EngineConfig, Source, SourceConnection, SourceKind
 
 T = TypeVar("T")
 _DAMAGED = "the file is damaged or was replaced; restore the state folder from a backup"
@@ -29,7 +30,15 @@ _DAMAGED = "the file is damaged or was replaced; restore the state folder from a
 class EngineBase:
     """The connection, the addressed Parquet writes, and DuckDB errors in segops' words."""
 
-    def __init__(self, root: Path, work: Path, config: EngineConfig) -> None:
+    def __init__(
+        self,
+        root: Path,
+        work: Path,
+        config: EngineConfig,
+        connections: Iterable[SourceConnection] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`connections` are segops.yaml `sources`; `env` holds the DSNs they name."""
         self.root = root
         self.work = work
         self.config = config
@@ -47,6 +56,7 @@ class EngineBase:
             # Row order is imposed with ORDER BY where it matters; elsewhere it costs memory.
             self.con.execute("SET preserve_insertion_order = false")
         self._replaced: dict[str, Path] = {}  # CSV sources read through an LF-only copy
+        self.external = ExternalSources(self.con, connections, env or {})
 
     def close(self) -> None:
         self.con.close()
@@ -99,7 +109,7 @@ class EngineBase:
         names the line.
         """
         source = destination.source
-        if source.kind is not SourceKind.CSV or source.path in self._replaced:
+        if source.kind is not SourceKind.CSV or source.path in self._replaced or source.url:
             return False
         if failures.resource_problem(error, self.config.memory_limit):
             return False
@@ -120,10 +130,9 @@ class EngineBase:
         if not isinstance(subject, Destination):
             return StateError(f"the member engine failed on {subject}: {resource or _DAMAGED}")
         source = subject.source
-        file = source.path or source.manifest
         if resource:
-            return SourceError([Problem(file, f"while this source was read, {resource}")])
-        found = failures.source_problem(source, self.root)
+            return SourceError([Problem(source.name, f"while this source was read, {resource}")])
+        found = failures.source_problem(source, self.rows(source))
         if found is not None:
             return SourceError([found])
         if snapshot is not None and not self._readable(snapshot):
@@ -131,7 +140,15 @@ class EngineBase:
                 f"the applied snapshot of {subject.address} ({snapshot.name}) cannot be read: "
                 f"{_DAMAGED}"
             )
-        return failures.unreadable(source, self.root)
+        return failures.unreadable(source, self.rows(source))
+
+    def rows(
+        self, source: Source
+    ) -> Callable[[], Iterator[tuple[str, int | None, dict[str, object]]]]:
+        """Return a reader of the source's rows with their file and line, for error reports."""
+        if self.external.handles(source):
+            return self.external.rows(source)
+        return failures.local_rows(source, self.root)
 
     def _readable(self, parquet: Path) -> bool:
         sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"

@@ -12,7 +12,7 @@ through `EngineBase._run` (segops.engine.base): no DuckDB exception leaves the e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from segops.engine import deltas, desired, failures, identifiers, sources
@@ -32,6 +32,7 @@ from segops.model import (
     MemberCounts,
     MemberRow,
     OnBadRows,
+    SourceConnection,
     SourceKind,
 )
 
@@ -41,8 +42,15 @@ _FETCH = 50_000
 class MemberEngine(EngineBase):
     """One DuckDB connection with segops' limits; used for one command, then closed."""
 
-    def __init__(self, root: Path, work: Path, config: EngineConfig) -> None:
-        super().__init__(root, work, config)
+    def __init__(
+        self,
+        root: Path,
+        work: Path,
+        config: EngineConfig,
+        connections: Iterable[SourceConnection] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(root, work, config, connections, env)
         self._inline_tables: dict[tuple[str, ...], str] = {}
         self._types: dict[tuple[str, ...], dict[str, str]] = {}
 
@@ -51,8 +59,10 @@ class MemberEngine(EngineBase):
     def source_sql(self, destination: Destination) -> str:
         """Return SQL for the destination's source relation, creating inline tables once."""
         source = destination.source
-        table = self._inline_table(destination) if source.kind is SourceKind.INLINE else None
         wanted = [column for _, column in desired.roles(destination)]
+        if self.external.handles(source):
+            return self.external.relation_sql(source, wanted)
+        table = self._inline_table(destination) if source.kind is SourceKind.INLINE else None
         replaced = self._replaced.get(source.path or "")
         return sources.relation_sql(source, self.root, wanted, table, replaced)
 
@@ -73,6 +83,8 @@ class MemberEngine(EngineBase):
         source = destination.source
         if source.kind is SourceKind.INLINE:
             return {column: JSON for column in inline.columns(source)}
+        if self.external.handles(source):
+            return self._run(destination, lambda: self.external.types(source))
         path = sources.data_path(source, self.root)
         if source.kind is SourceKind.CSV:
             return {name: TEXT for name in csv.header(path, source.delimiter, source.path or "")}
@@ -104,7 +116,9 @@ class MemberEngine(EngineBase):
         row = self._run(destination, lambda: self.con.execute(sql).fetchone())
         invalid = int(row[0]) if row else 0
         if invalid and destination.source.on_bad_rows is OnBadRows.ERROR:
-            raise SourceError(failures.bad_row_problems(destination, self.root, invalid))
+            raise SourceError(
+                failures.bad_row_problems(destination, self.rows(destination.source), invalid)
+            )
         if destination.attributes:
             self._check_conflicts(destination)
 
@@ -151,7 +165,7 @@ class MemberEngine(EngineBase):
         )
         invalid = int(counts.pop("invalid", 0))
         if want is not None and invalid and want.source.on_bad_rows is OnBadRows.ERROR:
-            raise SourceError(failures.bad_row_problems(want, self.root, invalid))
+            raise SourceError(failures.bad_row_problems(want, self.rows(want.source), invalid))
         if want is not None and want.attributes:
             self._check_conflicts(want)
         before = request.applied.count if request.applied else 0
@@ -181,12 +195,22 @@ class MemberEngine(EngineBase):
             raise SourceError(
                 [
                     Problem(
-                        destination.source.path or destination.manifest,
+                        destination.source.name,
                         f"{conflicts} member(s) appear more than once with different attributes "
                         f"for destination {destination.address}; keep one row per member",
                     )
                 ]
             )
+
+    def data_pins(self, destination: Destination) -> list[tuple[str, str]]:
+        """Return (what was read, pin) for a source read from outside the workspace.
+
+        Objects on S3 are pinned by ETag and size, a query's result by a digest of its rows;
+        the source is listed or run now unless this engine already read it.
+        """
+        if not self.external.handles(destination.source):
+            return []
+        return self._run(destination, lambda: self.external.pins(destination.source))
 
     # -- snapshots and deltas --------------------------------------------------------------
 
@@ -262,4 +286,9 @@ class MemberEngine(EngineBase):
 
 
 def _source_name(destination: Destination) -> str:
-    return destination.source.path or f"the inline members of {destination.manifest}"
+    source = destination.source
+    if source.kind is SourceKind.INLINE:
+        return f"the inline members of {destination.manifest}"
+    if source.kind is SourceKind.SQL:
+        return f"the result of the query of {source.query_file or destination.manifest}"
+    return source.name

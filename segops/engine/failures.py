@@ -8,6 +8,8 @@ format reads the file again and names the first line that breaks the format's ru
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -15,6 +17,7 @@ import duckdb
 from segops._fs import NotRegularFileError
 from segops.engine import desired, sources
 from segops.engine.sources.errors import UnreadableRow
+from segops.engine.sources.objects import LocatedUnreadable
 from segops.errors import Problem, SourceError
 from segops.model import Destination, Source, SourceKind
 
@@ -24,6 +27,7 @@ _FORMATS = {
     SourceKind.NDJSON: "NDJSON",
     SourceKind.PARQUET: "Parquet",
     SourceKind.INLINE: "inline members",
+    SourceKind.SQL: "a query's result",
 }
 
 
@@ -41,39 +45,67 @@ def resource_problem(exc: duckdb.Error, memory_limit: str) -> str | None:
     return None
 
 
-def source_problem(source: Source, root: Path) -> Problem | None:
+# Every row of a source for error reports: (file or object, line or row number, row).
+LocatedRows = Callable[[], Iterator[tuple[str, int | None, dict[str, object]]]]
+
+
+def local_rows(source: Source, root: Path) -> LocatedRows:
+    """Return the located rows of a workspace file or an inline source."""
+    name = source.name
+
+    def rows() -> Iterator[tuple[str, int | None, dict[str, object]]]:
+        for line, row in sources.iter_rows(source, root):
+            yield name, line, row
+
+    return rows
+
+
+def source_problem(source: Source, rows: LocatedRows) -> Problem | None:
     """Return the first problem segops' exact reader finds in the source, or None."""
-    file = source.path or source.manifest
+    file = source.name
+    by_line = sources.location_word(source) == "line"
     try:
-        for _ in sources.iter_rows(source, root):
+        for file, _, _ in rows():  # noqa: B007 - the last object read names a failure
             pass
     except UnreadableRow as error:
-        if sources.location_word(source) == "line":
-            return Problem(file, error.message, error.line)
-        return Problem(file, f"row {error.line}: {error.message}")
+        return _located(file, error.message, error.line, by_line)
+    except LocatedUnreadable as error:
+        return _located(error.url, error.message, error.line, by_line)
+    except SourceError as error:
+        return error.problems[0]
     except NotRegularFileError as error:
         return Problem(file, f"is {error.kind}, not a regular file: a source must be a data file")
     except FileNotFoundError:
         return Problem(file, "was removed while segops was reading it")
     except OSError as error:
-        return Problem(file, f"cannot be read: {error.strerror}")
-    except duckdb.Error:  # only the Parquet reader is DuckDB's own
+        return Problem(file, f"cannot be read: {error.strerror or _first_line(error)}")
+    except (duckdb.Error, ValueError):  # the Parquet readers (DuckDB's, pyarrow's)
         return Problem(
             file, "is not a readable Parquet file (damaged, cut short, or in another format)"
         )
     return None
 
 
-def unreadable(source: Source, root: Path) -> SourceError:
+def _located(file: str, message: str, line: int | None, by_line: bool) -> Problem:
+    if by_line:
+        return Problem(file, message, line)
+    return Problem(file, f"row {line}: {message}")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def unreadable(source: Source, rows: LocatedRows) -> SourceError:
     """Return the error for a source DuckDB refused: the exact reader's finding, or a summary."""
-    found = source_problem(source, root)
+    found = source_problem(source, rows)
     if found is not None:
         return SourceError([found])
-    file = source.path or source.manifest
     return SourceError(
         [
             Problem(
-                file,
+                source.name,
                 f"cannot be read as {_FORMATS[source.kind]}, and segops' own reader finds no "
                 "broken line in it: check that the file is complete and was not changed "
                 "while segops read it",
@@ -82,25 +114,36 @@ def unreadable(source: Source, root: Path) -> SourceError:
     )
 
 
-def bad_row_problems(destination: Destination, root: Path, invalid: int) -> list[Problem]:
-    """Return the first bad rows of a source with their lines and why, then how many in all."""
+def bad_row_problems(destination: Destination, rows: LocatedRows, invalid: int) -> list[Problem]:
+    """Return the first bad rows of a source with their lines and why, then how many in all.
+
+    A query's result has no stable row order: its bad rows are counted by reason instead.
+    """
     source = destination.source
-    file = source.path or source.manifest
+    file = source.name
     by_line = sources.location_word(source) == "line"
     problems: list[Problem] = []
+    reasons: Counter[str] = Counter()
     try:
-        for line, row in sources.iter_rows(source, root):
+        for file, line, row in rows():
             reason = desired.row_problem(destination, row)
-            if reason is not None:
-                suffix = "" if by_line else f" (row {line})"
-                problems.append(Problem(file, reason + suffix, line if by_line else None))
-                if len(problems) == MAX_REPORTED:
-                    break
-    except UnreadableRow as error:  # the file changed since the engine read it
+            if reason is None:
+                continue
+            if source.kind is SourceKind.SQL:
+                reasons[reason] += 1
+                continue
+            suffix = "" if by_line else f" (row {line})"
+            problems.append(Problem(file, reason + suffix, line if by_line else None))
+            if len(problems) == MAX_REPORTED:
+                break
+    except (UnreadableRow, LocatedUnreadable) as error:  # the file changed since it was read
         problems.append(Problem(file, error.message, error.line if by_line else None))
-    except duckdb.Error:  # a Parquet file replaced by a damaged one meanwhile
+    except (duckdb.Error, OSError, ValueError):  # a file replaced by a damaged one meanwhile
         problems.append(Problem(file, "changed while segops read it: run the command again"))
-    more = invalid - len(problems)
+    for reason, count in sorted(reasons.items())[:MAX_REPORTED]:
+        problems.append(Problem(file, f"{count} row(s): {reason}"))
+    shown = len(problems) if not reasons else sum(reasons.values())
+    more = invalid - shown
     tail = f"{invalid} bad row(s) for destination {destination.address}"
     tail += f" ({more} more not listed)" if more > 0 else ""
     tail += "; fix them, or set `on_bad_rows: skip` on the source to leave them out"

@@ -7,13 +7,15 @@ inputs are pinned, so a plan made with `--segment a` does not depend on segment 
 
 Source files can be large (650 MB for 10 million hashes), so their digests are computed
 in a background thread while the member engine reads the same files: hashlib releases
-the GIL, DuckDB too, and the digest costs next to nothing in wall time that way.
+the GIL, DuckDB too, and the digest costs next to nothing in wall time that way. Sources
+outside the workspace are pinned by the member engine while it reads them (objects on S3
+by ETag and size, a query's result by a digest of its rows) and handed over to `result`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -36,8 +38,10 @@ def digest_file(path: Path) -> str:
 
 
 def definitions(workspace: Workspace, segments: Collection[str]) -> tuple[InputFile, ...]:
-    """Return segops.yaml and the manifests of `segments`, with their digests, by path."""
-    wanted = {CONFIG_FILE} | {s.manifest for s in workspace.segments if s.name in segments}
+    """Return segops.yaml, the manifests and query files of `segments`, digested, by path."""
+    planned = [s for s in workspace.segments if s.name in segments]
+    wanted = {CONFIG_FILE} | {s.manifest for s in planned}
+    wanted |= {s.source.query_file for s in planned if s.source.query_file}
     return tuple(sorted((f for f in workspace.inputs if f.path in wanted), key=lambda f: f.path))
 
 
@@ -59,11 +63,16 @@ class InputDigests:
         }
         self._pool.shutdown(wait=False)
 
-    def result(self) -> Pins:
-        """Return the definitions and the data pins, every digest computed."""
+    def result(self, external: Sequence[DataPin] = ()) -> Pins:
+        """Return the definitions and the data pins, every digest computed.
+
+        `external` are the pins of what the member engine read from outside the workspace
+        (objects on S3 by ETag and size, query results by a digest of their rows).
+        """
         digests = {name: _wait(name, future) for name, future in self._pending.items()}
-        data = tuple(DataPin(s, path, f"sha256:{digests[path]}") for s, path in self._sources)
-        return Pins(self._definitions, data)
+        data = [DataPin(s, path, f"sha256:{digests[path]}") for s, path in self._sources]
+        data += external
+        return Pins(self._definitions, tuple(sorted(data, key=lambda p: (p.segment, p.source))))
 
 
 def _wait(name: str, future: Future[str]) -> str:

@@ -55,7 +55,7 @@ def changed_segments(workspace: Workspace, changed: frozenset[str]) -> frozenset
         return frozenset(s.name for s in workspace.segments)
     return frozenset(
         s.name for s in workspace.segments
-        if s.manifest in changed or (s.source.path is not None and s.source.path in changed)
+        if s.manifest in changed or {s.source.path, s.source.query_file} & changed
     )  # fmt: skip
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import os
 import random
 import subprocess
 import sys
@@ -10,6 +12,13 @@ import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+from typer.testing import CliRunner
+
+from emulators.postgres import PASSWORD as PG_PASSWORD
+from emulators.postgres import PostgresServer
+from segops.cli import app
+from tests.conftest import write_tree
 from tests.crash.harness import (
     ENV,
     MICS_TOKEN,
@@ -19,8 +28,39 @@ from tests.crash.harness import (
     segops,
 )
 from tests.crash.workspace import Desired
+from tests.s3server import S3Server
+from tests.s3state import SECRET_KEY, set_aws_env
 
 WRONG_KEY = "CANARY-wrong-key-77aa"
+
+
+def sources_yaml(endpoint_url: str) -> str:
+    return f"""\
+version: 1
+manifests: ["segments/*.yaml"]
+engine: {{memory_limit: 256MB, threads: 1}}
+connections:
+  out: {{platform: files, target: mediarithmics, path: out}}
+sources:
+  lake: {{type: s3, region: us-east-1, endpoint_url: "{endpoint_url}"}}
+  db: {{type: postgres, dsn_env: CANARY_DSN}}
+"""
+
+
+def sources_manifest(name: str, source: str) -> str:
+    return f"""\
+apiVersion: segops/v1
+kind: Segment
+metadata: {{name: {name}}}
+spec:
+  source:
+    {source}
+  destinations:
+    - connection: out
+      datamart_id: "1"
+      segment_technical_name: {name}
+      identifier: {{kind: email_hash, column: email_hash, format: sha256}}
+"""
 
 
 def forms(secret: str) -> set[str]:
@@ -93,3 +133,77 @@ def test_no_secret_anywhere(tmp_path: Path) -> None:
     found = {name: leaks(data) for name, data in seen if leaks(data)}
     assert found == {}
     assert any(name.startswith(".segops/") for name, _ in seen)
+
+
+# -- sources: the DSN of a database and the AWS secret key of object storage ----------------
+
+
+def test_no_source_secret_anywhere(
+    tmp_path: Path, pg: PostgresServer, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL DSN (with its password) and the AWS secret key never leave the process:
+    not in output (success, refusals, errors), plan files, state, outputs or a child's logs."""
+    set_aws_env(monkeypatch, tmp_path)
+    dsn = pg.dsn()
+    pg.execute(
+        "DROP TABLE IF EXISTS canary",
+        "CREATE TABLE canary AS SELECT encode(sha256(i::text::bytea), 'hex') AS email_hash "
+        "FROM generate_series(1, 40) i",
+    )
+    client = s3.client()
+    if "canary" not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket="canary")
+    rows = "".join(f"{hashlib.sha256(str(i).encode()).hexdigest()}\n" for i in range(30))
+    client.put_object(Bucket="canary", Key="m/a.csv", Body=f"email_hash\n{rows}".encode())
+    root = tmp_path / "ws"
+    write_tree(
+        root,
+        {
+            "segops.yaml": sources_yaml(s3.endpoint_url),
+            "segments/db.yaml": sources_manifest("db", "sql: {connection: db, query_file: q.sql}"),
+            "segments/q.sql": "SELECT email_hash FROM canary",
+            "segments/lake.yaml": sources_manifest(
+                "lake", "csv: {url: 's3://canary/m/*.csv', connection: lake}"
+            ),
+        },
+    )
+    env = {"CANARY_DSN": dsn}
+    seen: list[tuple[str, bytes]] = []
+    plan_file = tmp_path / "p.segplan"
+    for args in (
+        ["validate"],
+        ["plan", "-out", str(plan_file)],
+        ["show", str(plan_file)],
+        ["show", str(plan_file), "--format", "json"],
+        ["apply", str(plan_file)],
+    ):
+        result = CliRunner().invoke(app, ["-C", str(root), *args], env=env)
+        assert result.exit_code == 0, result.output
+        seen.append((" ".join(args), result.output.encode()))
+    pg.execute("DELETE FROM canary WHERE email_hash < '4'")
+    wrong = pg.dsn("CANARY-wrong-pg-pass")
+    broken = {
+        "child": env,
+        "wrong password": {"CANARY_DSN": wrong},
+        "unreachable": {"CANARY_DSN": dsn.replace(f":{pg.port}/", ":1/")},
+        "bad option": {"CANARY_DSN": dsn + "?CANARY-opt=1"},
+        "bad port": {"CANARY_DSN": f"host=127.0.0.1 port=x password={PG_PASSWORD} user=u"},
+    }
+    for name, extra in broken.items():
+        child = subprocess.run(
+            [sys.executable, "-m", "segops", "-C", str(root), "apply", "--auto-approve"],
+            env={**os.environ, **extra},
+            capture_output=True,
+        )
+        assert (child.returncode == 0) == (name == "child"), child.stderr.decode()
+        seen += [(f"{name} stdout", child.stdout), (f"{name} stderr", child.stderr)]
+    with zipfile.ZipFile(plan_file) as archive:
+        seen += [(f"plan entry {n}", archive.read(n)) for n in archive.namelist()]
+    seen += [(str(p.relative_to(root)), p.read_bytes()) for p in root.rglob("*") if p.is_file()]
+    secrets = forms(dsn) | forms(PG_PASSWORD) | forms("CANARY-wrong-pg-pass") | forms(wrong)
+    secrets |= forms(SECRET_KEY)
+    found = {name: {s for s in secrets if s.encode() in data} for name, data in seen}
+    assert {name: hits for name, hits in found.items() if hits} == {}
+    assert any(name.startswith(".segops/") for name, _ in seen)
+    assert any(b"refused the user or the password" in data for _, data in seen)
+    assert any(b"cannot connect" in data for _, data in seen)

@@ -297,8 +297,8 @@ class PageRun:
             args[at] = str(free)
         process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=REPO,
-            env={**self.env, **assigned},
+            cwd=self.cwd,  # files the emulator loads are the page's
+            env={**self.env, **assigned, "PYTHONPATH": str(REPO)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -307,7 +307,7 @@ class PageRun:
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 30)
         first = process.stdout.readline() if ready else ""
-        if "emulator on http://" not in first:
+        if " emulator on " not in first:
             rest = "" if process.poll() is None else process.stdout.read()
             fail(f"{command.where}: `{command.line}` did not start:\n{first}{rest}")
         self.tally.commands.append(f"{command.where}: {command.line}")

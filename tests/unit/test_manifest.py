@@ -224,11 +224,11 @@ def test_missing_required_key() -> None:
 def test_source_needs_exactly_one_kind() -> None:
     none = SEGMENT.replace("    csv: {path: ../data/cart.csv}\n", "    on_bad_rows: skip\n")
     assert schema_problems(none) == [
-        (6, "spec.source", "exactly one of csv, ndjson, parquet, members; found none")
+        (6, "spec.source", "exactly one of csv, ndjson, parquet, sql, members; found none")
     ]
     two = SEGMENT.replace("    csv:", "    members: [{email_hash: x}]\n    csv:")
     assert schema_problems(two) == [
-        (6, "spec.source", "exactly one of csv, ndjson, parquet, members; found csv, members")
+        (6, "spec.source", "exactly one of csv, ndjson, parquet, sql, members; found csv, members")
     ]
 
 

@@ -34,6 +34,8 @@ FREE_TEXT = {
     ("segment", "/properties/metadata/properties/description"),
     ("segment", "/properties/metadata/properties/owner"),
     ("segment", "/properties/metadata/properties/labels/additionalProperties"),
+    # SQL text of any shape, checked by the database it runs on (errors name the key)
+    ("segment", "/$defs/source/properties/sql/properties/query"),
 }
 # Python-only regex syntax that an ECMAScript engine (editors) reads differently or refuses.
 PYTHON_ONLY = re.compile(r"\\[AZzG]|\(\?P|\(\?#|\(\?[aiLmsux]+[:)]|\*\+|\+\+|\?\+")

@@ -132,7 +132,8 @@ def test_bundled_workspace_covers_the_format(bundled: Workspace) -> None:
     durations = {s["expiration_duration"] for s in settings if "expiration_duration" in s}
     assert 0 in durations and any(durations - {0})
     assert any(d.data_bag_column for d in destinations)
-    assert {s.source.kind for s in bundled.segments} == set(SourceKind)
+    # A sql source needs a database server: the one of tests/sources reads it instead.
+    assert {s.source.kind for s in bundled.segments} == set(SourceKind) - {SourceKind.SQL}
     manifests = [s.manifest for s in bundled.segments]
     assert any(manifests.count(m) >= 2 for m in manifests)
     attributes = {s.get("attribute.name") for s in settings}

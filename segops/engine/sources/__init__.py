@@ -66,7 +66,7 @@ def iter_rows(source: Source, root: Path) -> Iterator[SourceRow]:
 
 def location_word(source: Source) -> str:
     """Return how a row's position is named in messages: 'line' or 'row'."""
-    return "row" if source.kind is SourceKind.PARQUET else "line"
+    return "row" if source.kind in (SourceKind.PARQUET, SourceKind.SQL) else "line"
 
 
 def data_path(source: Source, root: Path) -> Path:

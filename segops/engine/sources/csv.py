@@ -47,7 +47,12 @@ def header(path: Path, delimiter: str, display: str) -> list[str]:
     `display` is the workspace-relative path used in messages.
     """
     with open_regular(path) as handle:
-        first = handle.readline(_CHUNK)
+        return header_of(handle, delimiter, display)
+
+
+def header_of(handle: BinaryIO, delimiter: str, display: str) -> list[str]:
+    """Return the column names of the header row read from `handle` (see `header`)."""
+    first = handle.readline(_CHUNK)
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -68,8 +73,13 @@ def _error(display: str, message: str) -> SourceError:
 def iter_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield (line, row) for every data row; raise UnreadableRow at the first broken line."""
     with open_regular(path) as handle:
-        lines = _Lines(handle)
-        yield from parse_rows(lines, delimiter, lines.sizes)
+        yield from iter_handle_rows(handle, delimiter)
+
+
+def iter_handle_rows(handle: BinaryIO, delimiter: str) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield (line, row) for every data row read from a binary stream (see `iter_rows`)."""
+    lines = _Lines(handle)
+    yield from parse_rows(lines, delimiter, lines.sizes)
 
 
 def parse_rows(

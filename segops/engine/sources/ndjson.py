@@ -43,7 +43,12 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     A `null` line is a row with no values, as DuckDB reads it.
     """
     with open_regular(path) as handle:
-        yield from parse_lines(_lines(handle))
+        yield from iter_handle_rows(handle)
+
+
+def iter_handle_rows(handle: BinaryIO) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield (line, row) for every non-blank line read from a binary stream."""
+    yield from parse_lines(_lines(handle))
 
 
 def parse_lines(lines: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, dict[str, object]]]:
