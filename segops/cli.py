@@ -63,6 +63,29 @@ ExcludeOption = Annotated[
     list[str] | None,
     typer.Option("--exclude", help="Leave out segments matching this glob (repeatable)."),
 ]
+TargetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        help="Only destinations whose address (SEGMENT.NAME) matches this glob (repeatable).",
+    ),
+]
+DestroyOption = Annotated[
+    bool,
+    typer.Option(
+        "--destroy",
+        help="Destroy every selected destination in the state (members removed); the safety "
+        "guards apply.",
+    ),
+]
+ReplaceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--replace",
+        help="Send the whole desired membership of this destination again, to repair drift "
+        "(repeatable).",
+    ),
+]
 ChangedSinceOption = Annotated[
     str | None,
     typer.Option(
@@ -186,7 +209,10 @@ def plan(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
     segment: SegmentOption = None,
     exclude: ExcludeOption = None,
+    target: TargetOption = None,
     changed_since: ChangedSinceOption = None,
+    destroy: DestroyOption = False,
+    replace: ReplaceOption = None,
     artifact: ArtifactOption = None,
     show_identifiers: ShowIdentifiersOption = False,
     allow_new_state: AllowNewStateOption = False,
@@ -200,8 +226,8 @@ def plan(
         _check_markdown_options(fmt, artifact, show_identifiers)
         check_allow_new_state(ctx)
         key = plan_key(os.environ) if out is not None else None
-        chosen = _selection(ctx, segment, exclude, changed_since)
-        result = make_plan(ctx, engine, __version__, chosen)
+        chosen = _selection(ctx, segment, exclude, changed_since, target)
+        result = make_plan(ctx, engine, __version__, chosen, destroy, replace or ())
         if out is not None:
             save_plan(result, ctx.work / "deltas", out, key)
         samples = _samples(engine, result, ctx.work / "deltas") if show_identifiers else None
@@ -253,7 +279,10 @@ def apply(
     ] = None,
     segment: SegmentOption = None,
     exclude: ExcludeOption = None,
+    target: TargetOption = None,
     changed_since: ChangedSinceOption = None,
+    destroy: DestroyOption = False,
+    replace: ReplaceOption = None,
     allow_new_state: AllowNewStateOption = False,
     data_changed: Annotated[
         DataChanged | None,
@@ -272,8 +301,11 @@ def apply(
         check_allow_new_state(ctx)
         saved = None
         if file is not None:
-            if segment or exclude or changed_since:
-                raise UsageError("a saved plan is applied whole: select when planning")
+            if segment or exclude or changed_since or target or destroy or replace:
+                raise UsageError(
+                    "a saved plan is applied as it was made: give --segment, --exclude, "
+                    "--target, --changed-since, --destroy and --replace to `segops plan`"
+                )
             saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
         elif data_changed is not None:
             raise UsageError("--data-changed goes with a saved plan: segops apply FILE")
@@ -291,8 +323,8 @@ def apply(
                 reviewed = saved.plan if verified.moved else None
                 check_overrides(chosen, allow_removals or (), saved.sha256, reviewed)
             else:
-                selection = _selection(ctx, segment, exclude, changed_since)
-                chosen = make_plan(ctx, engine, __version__, selection)
+                selection = _selection(ctx, segment, exclude, changed_since, target)
+                chosen = make_plan(ctx, engine, __version__, selection, destroy, replace or ())
                 typer.echo(render_text(chosen), nl=False)
                 check_overrides(chosen, allow_removals or (), None)
                 if not chosen.has_changes:
@@ -465,11 +497,23 @@ def _relative(message: str) -> str:
 
 
 def _selection(
-    ctx: Context, segment: list[str] | None, exclude: list[str] | None, changed_since: str | None
+    ctx: Context,
+    segment: list[str] | None,
+    exclude: list[str] | None,
+    changed_since: str | None,
+    target: list[str] | None = None,
 ) -> Selection:
     state = planning_state(ctx)
-    applied = [d.segment for d in state.destinations] if state else []
-    return make_selection(ctx.workspace, segment or (), exclude or (), changed_since, applied)
+    entries = state.destinations if state else ()
+    return make_selection(
+        ctx.workspace,
+        segment or (),
+        exclude or (),
+        changed_since,
+        [d.segment for d in entries],
+        target or (),
+        [d.address for d in entries],
+    )
 
 
 def _render(

@@ -22,12 +22,14 @@ from segops.errors import DestinationError
 from segops.model import (
     Connection,
     DestinationChange,
+    DiffMode,
     Identifier,
     IdentifierKind,
     KeyEncoding,
     MemberRow,
     Platform,
     Scalar,
+    Settings,
 )
 
 if TYPE_CHECKING:
@@ -41,12 +43,13 @@ class MoEngagePlatform(PlatformSpec):
     title = "MoEngage"
     connection_defaults = {"data_center": "01"}
     secrets = (("workspace_id_env", "workspace id"), ("api_key_env", "Data API key"))
-    destination_keys = ("segment", "attribute", "expiry_days")
+    destination_keys = ("segment", "attribute", "expiry_days", "on_existing")
     destination_required = ("segment", "attribute")
     key_hints = {
         "identifier": "; MoEngage identifies members by a user attribute: use attribute: "
         "{name, type, column}"
     }
+    resync_mode = DiffMode.FULL  # one replace call drops every user and loads the file
     identity_settings = frozenset(
         {
             "connection",
@@ -77,6 +80,9 @@ class MoEngagePlatform(PlatformSpec):
                 "attribute.type": identifier.attribute_type,
                 "identifier.format": identifier.format,
                 "expiry_days": int(raw.get("expiry_days", DEFAULT_EXPIRY_DAYS)),
+                # Only when set: "fail" is the default, and a setting absent from older
+                # states would otherwise show as a change.
+                "on_existing": "replace" if raw.get("on_existing") == "replace" else None,
             }
         )
         return DestinationParts(identifier, settings)
@@ -88,6 +94,16 @@ class MoEngagePlatform(PlatformSpec):
         if "segment.cs_id" in settings:  # MoEngage ids are unique: the same id, the same segment
             keys.append((self.name, f"cs_id={settings['segment.cs_id']}"))
         return keys
+
+    def known_segment(self, settings: Settings, resources: Mapping[str, str]) -> str:
+        values = dict(settings)
+        if values.get("segment.cs_id"):
+            return f"segment.cs_id {values['segment.cs_id']} is an id MoEngage gave it"
+        if segment_resource(str(values.get("connection")), str(values.get("segment.name"))) in (
+            resources
+        ):
+            return "segops created it before: the state keeps its cs_id"
+        return ""
 
     def estimator(self, connection: Connection, records: Records, now: float) -> _QuotaSchedule:
         limits = QuotaLimits.from_connection(connection)
@@ -159,6 +175,11 @@ class _QuotaSchedule:
             if t != float("inf")
         )
         return len(sizes), eta_text(times, self.now)
+
+
+def segment_resource(connection: str, segment_name: str) -> str:
+    """Return the resource key under which the state keeps a MoEngage segment's cs_id."""
+    return f"moengage/{connection}/{segment_name}"
 
 
 def ledger_name(connection: Connection) -> str:
