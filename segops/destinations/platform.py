@@ -117,6 +117,10 @@ class PlatformSpec:
 
     # -- config ----------------------------------------------------------------------
 
+    def connection_problems(self, raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
+        """Return problems of a schema-checked connection of this platform (key path, what)."""
+        return []
+
     def destination_problems(self, raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
         """Return problems of a schema-checked destination beyond its required keys."""
         return []

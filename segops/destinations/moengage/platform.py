@@ -6,8 +6,10 @@ and callback listener are imported only by `open`, the files form only by `write
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from segops.destinations.moengage.quota import (
     LedgerEntry,
@@ -17,7 +19,13 @@ from segops.destinations.moengage.quota import (
     operation_sizes,
     schedule,
 )
-from segops.destinations.platform import DestinationParts, FilesOut, PlatformSpec, settings_of
+from segops.destinations.platform import (
+    DestinationParts,
+    FilesOut,
+    KeyPath,
+    PlatformSpec,
+    settings_of,
+)
 from segops.errors import DestinationError
 from segops.model import (
     Connection,
@@ -60,6 +68,36 @@ class MoEngagePlatform(PlatformSpec):
             "identifier.format",
         }
     )
+
+    def connection_problems(self, raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
+        """A member file needs a URL MoEngage can download: refuse one it could never reach.
+
+        Files served from the applying machine (`publish.http`) reach only a MoEngage on
+        the same machine, an emulator: with any other base URL (MoEngage's own by default),
+        a delivery would be accepted and then fail where nobody looks.
+        """
+        publish = raw.get("publish")
+        base_url = raw.get("base_url")
+        here = isinstance(base_url, str) and is_loopback_url(base_url)
+        if publish is None:
+            return [
+                (
+                    (),
+                    "missing `publish`: MoEngage downloads member files from a URL; configure "
+                    "publish: {s3: {bucket: ...}}"
+                    + (" (or publish: {http: {}} for this emulator)" if here else ""),
+                )
+            ]
+        if "http" in publish and not here:
+            return [
+                (
+                    ("publish", "http"),
+                    "serves member files from this machine, which MoEngage's servers cannot "
+                    "reach: use publish.s3 (publish.http is only for a base_url on this machine,"
+                    " an emulator)",
+                )
+            ]
+        return []
 
     def destination(self, raw: Mapping[str, Any]) -> DestinationParts:
         attribute = raw["attribute"]
@@ -175,6 +213,17 @@ class _QuotaSchedule:
             if t != float("inf")
         )
         return len(sizes), eta_text(times, self.now)
+
+
+def is_loopback_url(url: str) -> bool:
+    """Return whether `url` names this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def segment_resource(connection: str, segment_name: str) -> str:
