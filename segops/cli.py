@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from segops import __version__
+from segops import __version__, lifecycle
 from segops._fs import remove_stale_scratch, scratch_prefix
 from segops.config.workspace import load_workspace
 from segops.crash import report_crash
@@ -51,6 +51,8 @@ from segops.planning.selection import Selection, make_selection
 from segops.render.human import render_text
 from segops.render.json import render_json
 from segops.render.markdown import SAMPLE_SIZE, render_markdown
+from segops.render.state import render_entry, render_list
+from segops.state import edits
 from segops.state.migrate import Target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARD = 0, 1, 2, 3
@@ -192,7 +194,9 @@ def validate() -> None:
     with _context() as ctx:
         count = validate_workspace(ctx)
     segments = len(ctx.workspace.segments)
-    typer.echo(f"Success! {segments} segments and {count} destinations are valid.")
+    typer.echo(
+        f"Success! {_plural(segments, 'segment')} and {_plural(count, 'destination')} are valid."
+    )
 
 
 @app.command()
@@ -384,6 +388,74 @@ def state_recover(
     )
 
 
+@state_app.command("list")
+def state_list() -> None:
+    """List the destination addresses the state holds, one a line."""
+    with _context() as ctx:
+        state = ctx.store.read()
+    typer.echo(render_list(state), nl=False)
+
+
+@state_app.command("show")
+def state_show(
+    address: Annotated[str, typer.Argument(help="A destination address, SEGMENT.NAME.")],
+) -> None:
+    """Show what the state records for one destination: settings, counts, digests, last write.
+
+    Never a member identifier.
+    """
+    with _context() as ctx:
+        state = ctx.store.read()
+        entry = edits.entry_of(state, address)
+    assert state is not None
+    typer.echo(render_entry(entry, state), nl=False)
+
+
+@state_app.command("rm")
+def state_rm(
+    addresses: Annotated[
+        list[str], typer.Argument(help="Destination addresses to forget, SEGMENT.NAME.")
+    ],
+) -> None:
+    """Forget destinations: the state drops them, their platforms keep their members.
+
+    While a forgotten destination is still in the manifests, the next plan creates it:
+    adopt what its platform segment holds with `segops import` first.
+    """
+    with _context() as ctx:
+        forgotten = lifecycle.state_rm(ctx, addresses)
+        wanted = {d.address for d in ctx.workspace.destinations}
+    for entry in forgotten:
+        typer.echo(
+            f"Removed {entry.address} from the state; its {_plural(entry.member_count, 'member')}"
+            " stay on the platform."
+        )
+        if entry.address in wanted:
+            typer.echo(
+                f"  {entry.address} is still in the manifests: the next plan creates it. To "
+                f"adopt what the platform holds: segops import {entry.address} --members FILE"
+            )
+
+
+@state_app.command("mv")
+def state_mv(
+    source: Annotated[str, typer.Argument(metavar="FROM", help="The address in the state.")],
+    target: Annotated[str, typer.Argument(metavar="TO", help="Its new address, SEGMENT.NAME.")],
+) -> None:
+    """Move a destination's state entry to another address; nothing is sent.
+
+    A rename that keeps the platform segment needs no `state mv`: the plan finds it.
+    """
+    with _context() as ctx:
+        moved = lifecycle.state_mv(ctx, source, target)
+    typer.echo(f"Moved {source} to {target} ({_plural(moved.entry.member_count, 'member')}).")
+    if not moved.in_manifests:
+        typer.echo(
+            f"  {target} is not a destination in the manifests: the next plan destroys it.",
+            err=True,
+        )
+
+
 class Backend(StrEnum):
     local = "local"
     s3 = "s3"
@@ -419,6 +491,36 @@ def state_migrate(
         f"like any other):\n\n{target.config()}"
     )
     typer.echo(_relative(moved))
+
+
+@app.command("import")
+def import_command(
+    address: Annotated[str, typer.Argument(help="The destination to adopt, SEGMENT.NAME.")],
+    members: Annotated[
+        Path | None,
+        typer.Option(
+            "--members",
+            help="A .csv, .ndjson or .parquet file of the members the platform segment "
+            "holds, in the destination's identifier column.",
+        ),
+    ] = None,
+    assume_empty: Annotated[
+        bool, typer.Option("--assume-empty", help="The platform segment holds no member.")
+    ] = False,
+) -> None:
+    """Adopt a platform segment that already exists: record its members as applied.
+
+    Nothing is sent: the next plan sends only the difference with the manifests.
+    """
+    if (members is None) == (not assume_empty):
+        with _errors():
+            raise UsageError("give exactly one of --members FILE and --assume-empty")
+    with _context() as ctx, engine_for(ctx) as engine:
+        entry = lifecycle.import_destination(ctx, engine, address, members, __version__)
+    typer.echo(
+        f"Imported {entry.address}: {_plural(entry.member_count, 'member')} recorded as "
+        "applied; nothing was sent.\nRun `segops plan` to see what the next apply sends."
+    )
 
 
 @app.command("fmt")
@@ -488,6 +590,10 @@ def _errors() -> Iterator[None]:
         label = "Usage error" if isinstance(exc, UsageError) else "Error"
         typer.echo(f"{label}: {_relative(str(exc))}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _relative(message: str) -> str:

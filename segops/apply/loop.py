@@ -30,6 +30,7 @@ from segops.destinations import ApplyResult, Destination, Sent, killpoints
 from segops.errors import DestinationError
 from segops.model import DestinationChange, KeyEncoding, MemberRow, Plan, SnapshotRef
 from segops.state import StateStore
+from segops.state.edits import forgotten_key
 from segops.state.model import DestinationState, LastWrite, State
 
 OpenDestination = Callable[[DestinationChange, "ScopedJournal"], Destination]
@@ -129,7 +130,9 @@ def apply_plan(
                 last = LastWrite(run or "apply", "apply", _now())
                 entry = replace(entry, via=via or entry.via, last=last)
             state = _rekeyed(state, change, entry)
-            resources = tuple(sorted({**dict(state.resources), **journal.resources}.items()))
+            merged = {**dict(state.resources), **journal.resources}
+            merged.pop(forgotten_key(change.address), None)  # managed again: no import hint
+            resources = tuple(sorted(merged.items()))
             state = store.write(replace(state, segops_version=segops_version, resources=resources))
             killpoints.reached("apply:state-written")
             journal.forget(change.address)

@@ -29,6 +29,7 @@ from segops.model import (
     SettingChange,
 )
 from segops.planning.moves import Move, shared_identity_problems
+from segops.state.edits import forgotten_key
 from segops.state.model import DestinationState, State
 
 if TYPE_CHECKING:
@@ -167,6 +168,10 @@ def _notes(
     if want is not None and have is None:
         spec = platform_spec(want.platform)
         known = spec.known_segment(want.settings, resources) if spec else ""
+        left = resources.get(forgotten_key(address))
+        if left is not None:
+            plural = "member" if left == "1" else "members"
+            known = f"`segops state rm` forgot {address} and left its {left} {plural} there"
         if known:
             notes.append(
                 f"the platform segment already exists ({known}) and the state has no members "
