@@ -144,8 +144,10 @@ def _via_change(have: DestinationState | None, want: Destination | None) -> Sett
 
 
 def _switch_reason(want: Destination, before: str, after: str) -> str:
-    def doing(platform: str) -> str:
-        return "writes files" if platform == Platform.FILES else f"sends to {platform}"
+    def doing(platform: str, now: bool = True) -> str:
+        if platform == Platform.FILES:
+            return "writes files" if now else "writing files"
+        return f"sends to {platform}" if now else f"sending to {platform}"
 
     where = (
         "they were only written to files"
@@ -153,7 +155,8 @@ def _switch_reason(want: Destination, before: str, after: str) -> str:
         else f"they stay on {before}, which segops no longer manages through this connection"
     )
     return (
-        f"connection {want.connection.name} now {doing(after)} instead of {doing(before)}: "
+        f"connection {want.connection.name} now {doing(after)} instead of "
+        f"{doing(before, now=False)}: "
         f"every desired member is sent, and none of the applied ones is removed ({where})"
     )
 
