@@ -185,9 +185,14 @@ def _members_error(exc: SourceError, members: Path) -> SourceError:
 
 
 def _check_not_applying(ctx: Context, addresses: list[str]) -> None:
-    """Refuse addresses whose operations an interrupted apply left in the journal."""
+    """Refuse addresses whose operations an interrupted apply left in the journal.
+
+    Only operations that may have reached the platform count: a failed one did not, and
+    one recorded only as an intent was never sent.
+    """
     journal = ApplyJournal(ctx.store.records)
-    busy = [a for a in addresses if journal.operations(a)]
+    landed = ("sent", "accepted", "confirmed")
+    busy = [a for a in addresses if any(e["status"] in landed for e in journal.operations(a))]
     if busy:
         raise StateError(
             f"{', '.join(busy)}: an apply of it was interrupted, and its operations are still "

@@ -439,3 +439,18 @@ def test_a_files_connection_switching_platform_is_a_change(ws: Path) -> None:
     assert change["members"] == {
         "before": 6, "after": 6, "add": 6, "remove": 0, "update": 0, "skipped": 0
     }  # fmt: skip
+
+
+def test_state_commands_wait_for_an_interrupted_apply(ws: Path) -> None:
+    """An operation that may have landed (sent, not yet in state.json) blocks rm, mv, import."""
+    if not (ws / ".segops").exists():
+        return  # the journal is a record like any other on S3: same code path
+    entry = {"op": "mics:1", "address": "cart.files-mics", "status": "sent", "base": "x"}
+    write_tree(ws, {".segops/journal.jsonl": json.dumps(entry) + "\n"})
+    for args in (("state", "rm", "cart.files-mics"), ("state", "mv", "cart.files-mics", "a.b")):
+        code, _, err = run(ws, *args)
+        assert code == 1
+        assert "cart.files-mics: an apply of it was interrupted" in err
+    entry["status"] = "failed"  # never landed: no reason to wait
+    write_tree(ws, {".segops/journal.jsonl": json.dumps(entry) + "\n"})
+    assert run(ws, "state", "rm", "cart.files-mics")[0] == 0
