@@ -51,7 +51,7 @@ from segops.planning.selection import Selection, make_selection
 from segops.render.human import render_text
 from segops.render.json import render_json
 from segops.render.markdown import SAMPLE_SIZE, render_markdown
-from segops.render.state import render_entry, render_list
+from segops.render.state import render_entry, render_findings, render_list
 from segops.state import edits
 from segops.state.migrate import Target
 
@@ -523,6 +523,29 @@ def import_command(
     )
 
 
+@app.command("explain")
+def explain_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A file holding the one identifier to explain; `-` (the default): "
+            "standard input. Never an argument: identifiers are personal data, and a "
+            "command line lands in shell histories and process lists."
+        ),
+    ] = Path("-"),
+) -> None:
+    """Say, for every destination, whether one member is desired and whether it was applied.
+
+    Where it is desired: the manifest, the source and its lines. Whether the state says it
+    was applied, and what wrote that entry last. No identifier is printed, not even this one.
+    """
+    with _errors():
+        value = _one_identifier(file)
+    with _context() as ctx, engine_for(ctx) as engine:
+        findings = lifecycle.explain(ctx, engine, value)
+    typer.echo(render_findings(findings), nl=False)
+
+
 @app.command("fmt")
 def fmt_command(
     files: Annotated[
@@ -590,6 +613,38 @@ def _errors() -> Iterator[None]:
         label = "Usage error" if isinstance(exc, UsageError) else "Error"
         typer.echo(f"{label}: {_relative(str(exc))}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
+
+
+def _one_identifier(file: Path) -> str:
+    """Return the one identifier `file` (or standard input, for `-`) holds; refuse anything else.
+
+    The text is never echoed: an error says what is wrong with it, not what it is.
+    """
+    where = "standard input" if str(file) == "-" else str(file)
+    if str(file) != "-" and not file.is_file():
+        # Not echoed: it may be an identifier typed where the file name goes.
+        raise UsageError(
+            "explain reads the identifier from a file or from standard input, never from the "
+            "command line, and no file has the name given: `segops explain < id.txt`"
+        )
+    try:
+        raw = sys.stdin.buffer.read(1 << 16) if str(file) == "-" else file.read_bytes()[: 1 << 16]
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{where}: not UTF-8 text") from None
+    lines = text.removesuffix("\n").removesuffix("\r").split("\n")
+    if len(lines) != 1 or not lines[0].strip():
+        count = 0 if not text.strip() else len(lines)
+        raise UsageError(
+            f"{where}: holds {count} lines; give exactly one identifier, on one line "
+            "(e.g. `segops explain id.txt`, or `segops explain < id.txt`)"
+        )
+    if lines[0] != lines[0].strip():
+        raise UsageError(f"{where}: the identifier starts or ends with spaces: remove them")
+    return lines[0]
 
 
 def _plural(count: int, noun: str) -> str:

@@ -1,8 +1,9 @@
-"""The commands that change the state without apply: `state rm`, `state mv`, `import`.
+"""The destination lifecycle outside plan and apply: `state rm`, `state mv`, `import`, `explain`.
 
-Each takes the state lock, refuses an address an interrupted apply is still working on
-(its operations are in the journal), and writes the state once (the store keeps the
-previous state.json as state.json.backup). None of them calls a platform.
+The first three take the state lock, refuse an address an interrupted apply is still
+working on (its operations are in the journal), and write the state once (the store keeps
+the previous state.json as state.json.backup). `explain` only reads. None of them calls a
+platform.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from segops.apply.journal import ApplyJournal
 from segops.engine.duck import MemberEngine
+from segops.engine.lookup import find_in_source, snapshot_holds
+from segops.engine.sources import location_word
 from segops.errors import Problem, SourceError, StateError, UsageError
 from segops.model import (
     Destination,
@@ -26,6 +29,7 @@ from segops.model import (
 )
 from segops.operations import Context, release_lock, take_lock
 from segops.planning.moves import find_moves
+from segops.render.state import Finding
 from segops.state import edits
 from segops.state.model import DestinationState, LastWrite, State
 
@@ -118,6 +122,58 @@ def import_destination(
     finally:
         release_lock(ctx.store, lock, created)
     return entry
+
+
+def explain(ctx: Context, engine: MemberEngine, value: str) -> list[Finding]:
+    """Return, for every destination of the manifests or the state, whether the member
+    whose identifier is `value` is desired there and whether the state says it was applied.
+    """
+    state = ctx.store.read()
+    applied = {e.address: e for e in (state.destinations if state else ())}
+    wanted = {d.address: d for d in ctx.workspace.destinations}
+    journal = ApplyJournal(ctx.store.records)
+    findings = []
+    for address in sorted(wanted.keys() | applied.keys()):
+        want, entry = wanted.get(address), applied.get(address)
+        desired, where = _desired(ctx, want, value) if want else (False, "not in the manifests")
+        held = None
+        if entry is not None:
+            path = ctx.store.snapshot_path(entry.snapshot.sha256)
+            held = snapshot_holds(engine, path, value, entry.snapshot.encoding)
+        busy = any(e["status"] in ("sent", "accepted") for e in journal.operations(address))
+        findings.append(Finding(address, desired, where, held, entry.last if entry else None, busy))
+    return findings
+
+
+def _desired(ctx: Context, want: Destination, value: str) -> tuple[bool, str]:
+    source = want.source
+    name = source.path or "inline members"
+    found = find_in_source(want, ctx.root, value)
+    word = location_word(source)
+    if not found.valid:
+        return False, f"it cannot be a member here: not a valid {_kind(want)}"
+    if found.count:
+        shown = ", ".join(str(n) for n in found.lines)
+        more = (
+            f" and {found.count - len(found.lines)} more" if found.count > len(found.lines) else ""
+        )
+        plural = word if found.count == 1 else f"{word}s"
+        where = f"{want.manifest}, {name}" if source.path is None else f"{want.manifest}: {name}"
+        return True, f"{where}, {plural} {shown}{more}"
+    name = name if source.path else f"the inline members of {want.manifest}"
+    if found.skipped:
+        shown = ", ".join(str(n) for n in found.skipped[:10])
+        return False, f"{name} holds it ({word} {shown}) in a bad row, skipped (on_bad_rows: skip)"
+    if found.unreadable:
+        return False, f"{name} could not be read to the end: {found.unreadable}"
+    return False, f"not in {name} (column {want.identifier.column!r})"
+
+
+def _kind(want: Destination) -> str:
+    ident = want.identifier
+    if ident.attribute_name:
+        return f"{ident.attribute_type} attribute {ident.attribute_name}"
+    return ident.kind.value + (f" ({ident.format})" if ident.format else "")
 
 
 def _check_importable(ctx: Context, state: State | None, want: Destination) -> None:

@@ -6,9 +6,23 @@ Counts, settings and digests only: a member identifier never appears here.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from segops.model import Platform
-from segops.state.model import DestinationState, State
+from segops.state.model import DestinationState, LastWrite, State
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What `segops explain` says of one identifier at one destination address."""
+
+    address: str
+    desired: bool
+    where: str  # why it is desired or not, in words (never an identifier)
+    applied: bool | None  # None: the state has nothing at this address
+    last: LastWrite | None = None  # what last wrote the state entry
+    in_flight: bool = False  # an interrupted apply has operations of this address
 
 
 def render_list(state: State | None) -> str:
@@ -56,3 +70,35 @@ def _via(entry: DestinationState) -> str:
 def _attributes(entry: DestinationState) -> str:
     attributes = entry.snapshot.attributes
     return f" (per-member attributes: {', '.join(attributes)})" if attributes else ""
+
+
+def render_findings(findings: Sequence[Finding]) -> str:
+    """Return what `segops explain` found, per destination; the identifier is never shown."""
+    if not findings:
+        return "No destination in the manifests or the state.\n"
+    blocks = []
+    for f in findings:
+        lines = [f.address, f"  desired: {'yes' if f.desired else 'no'}: {f.where}"]
+        if f.applied is None:
+            lines.append("  applied: no: the state has nothing at this address")
+        else:
+            if f.applied:
+                last = f" (entry last written by {f.last.run}, {f.last.by})" if f.last else ""
+                lines.append(f"  applied: yes: the state's snapshot holds it{last}")
+            else:
+                lines.append("  applied: no")
+        if f.in_flight:
+            lines.append("  ! an interrupted apply has operations of this destination in flight")
+        upshot = _upshot(f)
+        if upshot:
+            lines.append(f"  next apply: {upshot}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks) + "\n"
+
+
+def _upshot(finding: Finding) -> str:
+    if finding.desired and not finding.applied:
+        return "adds it"
+    if finding.applied and not finding.desired:
+        return "removes it"
+    return ""

@@ -454,3 +454,40 @@ def test_state_commands_wait_for_an_interrupted_apply(ws: Path) -> None:
     entry["status"] = "failed"  # never landed: no reason to wait
     write_tree(ws, {".segops/journal.jsonl": json.dumps(entry) + "\n"})
     assert run(ws, "state", "rm", "cart.files-mics")[0] == 0
+
+
+# -- explain --------------------------------------------------------------------------------
+
+
+def test_explain_says_where_one_member_is_and_prints_no_identifier(ws: Path) -> None:
+    write_tree(ws, {"segments/vip.yaml": manifest("vip", "vip", data="vip")})
+    members(ws, "vip", [HASHES[7], HASHES[2], HASHES[2]])
+    code, out, err = run(ws, "explain", input=HASHES[2] + "\n")
+    assert code == 0, err
+    assert out == (
+        "cart.files-mics\n"
+        "  desired: yes: segments/cart.yaml: data/cart.csv, line 4\n"
+        "  applied: yes: the state's snapshot holds it (entry last written by run-000001, apply)\n"
+        "vip.files-mics\n"
+        "  desired: yes: segments/vip.yaml: data/vip.csv, lines 3, 4\n"
+        "  applied: no: the state has nothing at this address\n"
+        "  next apply: adds it\n"
+    )
+    (ws / "id.txt").write_text(HASHES[0])
+    members(ws, "cart", HASHES[1:6])
+    code, out, _ = run(ws, "explain", str(ws / "id.txt"))
+    assert "cart.files-mics\n  desired: no: not in data/cart.csv (column 'email_hash')\n" in out
+    assert "  next apply: removes it\n" in out
+    assert not any(x in out for x in HASHES)
+    code, out, _ = run(ws, "explain", input="user@example.com\n")
+    assert "desired: no: it cannot be a member here: not a valid email_hash (sha256)" in out
+
+
+def test_explain_reads_one_identifier_never_from_argv(ws: Path) -> None:
+    code, _, err = run(ws, "explain", HASHES[1])
+    assert code == 1 and "never from the command line" in err and HASHES[1] not in err
+    code, _, err = run(ws, "explain", input=f"{HASHES[1]}\n{HASHES[2]}\n")
+    assert code == 1 and "holds 2 lines; give exactly one identifier" in err
+    assert HASHES[1] not in err
+    code, _, err = run(ws, "explain", input="")
+    assert code == 1 and "holds 0 lines" in err
