@@ -491,3 +491,23 @@ def test_explain_reads_one_identifier_never_from_argv(ws: Path) -> None:
     assert HASHES[1] not in err
     code, _, err = run(ws, "explain", input="")
     assert code == 1 and "holds 0 lines" in err
+
+
+def test_saved_plans_keep_their_target_and_replace(ws: Path, tmp_path: Path) -> None:
+    write_tree(ws, {"segments/vip.yaml": manifest("vip", "vip", data="vip")})
+    members(ws, "vip", HASHES[:2])
+    targeted = tmp_path / "target.segplan"
+    assert run(ws, "plan", "--target", "vip.*", "-out", str(targeted))[0] == 0
+    replaced = tmp_path / "replace.segplan"
+    assert run(ws, "plan", "--replace", "cart.files-mics", "-out", str(replaced))[0] == 0
+    code, out, err = run(ws, "apply", str(targeted))
+    assert code == 0, err
+    assert addresses(ws) == ["cart.files-mics", "vip.files-mics"]
+    code, out, err = run(ws, "apply", str(replaced))  # stale: vip was applied since
+    assert code == 1 and "stale" in err
+    assert run(ws, "plan", "--replace", "cart.files-mics", "-out", str(replaced))[0] == 0
+    code, out, err = run(ws, "show", str(replaced), "--format", "json")
+    assert json.loads(out)["replace"] == ["cart.files-mics"]
+    code, out, err = run(ws, "apply", str(replaced))
+    assert code == 0, err
+    assert "cart.files-mics: done (+6 ~0 -0 sent" in out or "cart.files-mics: done (+0 ~6" in out
