@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from segops import __version__
+from segops import __version__, lifecycle
 from segops._fs import remove_stale_scratch, scratch_prefix
 from segops.config.workspace import load_workspace
 from segops.crash import report_crash
@@ -51,6 +51,8 @@ from segops.planning.selection import Selection, make_selection
 from segops.render.human import render_text
 from segops.render.json import render_json
 from segops.render.markdown import SAMPLE_SIZE, render_markdown
+from segops.render.state import render_entry, render_findings, render_list
+from segops.state import edits
 from segops.state.migrate import Target
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARD = 0, 1, 2, 3
@@ -62,6 +64,29 @@ SegmentOption = Annotated[
 ExcludeOption = Annotated[
     list[str] | None,
     typer.Option("--exclude", help="Leave out segments matching this glob (repeatable)."),
+]
+TargetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--target",
+        help="Only destinations whose address (SEGMENT.NAME) matches this glob (repeatable).",
+    ),
+]
+DestroyOption = Annotated[
+    bool,
+    typer.Option(
+        "--destroy",
+        help="Destroy every selected destination in the state (members removed); the safety "
+        "guards apply.",
+    ),
+]
+ReplaceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--replace",
+        help="Send the whole desired membership of this destination again, to repair drift "
+        "(repeatable).",
+    ),
 ]
 ChangedSinceOption = Annotated[
     str | None,
@@ -169,7 +194,9 @@ def validate() -> None:
     with _context() as ctx:
         count = validate_workspace(ctx)
     segments = len(ctx.workspace.segments)
-    typer.echo(f"Success! {segments} segments and {count} destinations are valid.")
+    typer.echo(
+        f"Success! {_plural(segments, 'segment')} and {_plural(count, 'destination')} are valid."
+    )
 
 
 @app.command()
@@ -186,7 +213,10 @@ def plan(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
     segment: SegmentOption = None,
     exclude: ExcludeOption = None,
+    target: TargetOption = None,
     changed_since: ChangedSinceOption = None,
+    destroy: DestroyOption = False,
+    replace: ReplaceOption = None,
     artifact: ArtifactOption = None,
     show_identifiers: ShowIdentifiersOption = False,
     allow_new_state: AllowNewStateOption = False,
@@ -200,8 +230,8 @@ def plan(
         _check_markdown_options(fmt, artifact, show_identifiers)
         check_allow_new_state(ctx)
         key = plan_key(os.environ) if out is not None else None
-        chosen = _selection(ctx, segment, exclude, changed_since)
-        result = make_plan(ctx, engine, __version__, chosen)
+        chosen = _selection(ctx, segment, exclude, changed_since, target)
+        result = make_plan(ctx, engine, __version__, chosen, destroy, replace or ())
         if out is not None:
             save_plan(result, ctx.work / "deltas", out, key)
         samples = _samples(engine, result, ctx.work / "deltas") if show_identifiers else None
@@ -253,7 +283,10 @@ def apply(
     ] = None,
     segment: SegmentOption = None,
     exclude: ExcludeOption = None,
+    target: TargetOption = None,
     changed_since: ChangedSinceOption = None,
+    destroy: DestroyOption = False,
+    replace: ReplaceOption = None,
     allow_new_state: AllowNewStateOption = False,
     data_changed: Annotated[
         DataChanged | None,
@@ -272,8 +305,11 @@ def apply(
         check_allow_new_state(ctx)
         saved = None
         if file is not None:
-            if segment or exclude or changed_since:
-                raise UsageError("a saved plan is applied whole: select when planning")
+            if segment or exclude or changed_since or target or destroy or replace:
+                raise UsageError(
+                    "a saved plan is applied as it was made: give --segment, --exclude, "
+                    "--target, --changed-since, --destroy and --replace to `segops plan`"
+                )
             saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
         elif data_changed is not None:
             raise UsageError("--data-changed goes with a saved plan: segops apply FILE")
@@ -291,8 +327,8 @@ def apply(
                 reviewed = saved.plan if verified.moved else None
                 check_overrides(chosen, allow_removals or (), saved.sha256, reviewed)
             else:
-                selection = _selection(ctx, segment, exclude, changed_since)
-                chosen = make_plan(ctx, engine, __version__, selection)
+                selection = _selection(ctx, segment, exclude, changed_since, target)
+                chosen = make_plan(ctx, engine, __version__, selection, destroy, replace or ())
                 typer.echo(render_text(chosen), nl=False)
                 check_overrides(chosen, allow_removals or (), None)
                 if not chosen.has_changes:
@@ -352,6 +388,74 @@ def state_recover(
     )
 
 
+@state_app.command("list")
+def state_list() -> None:
+    """List the destination addresses the state holds, one a line."""
+    with _context() as ctx:
+        state = ctx.store.read()
+    typer.echo(render_list(state), nl=False)
+
+
+@state_app.command("show")
+def state_show(
+    address: Annotated[str, typer.Argument(help="A destination address, SEGMENT.NAME.")],
+) -> None:
+    """Show what the state records for one destination: settings, counts, digests, last write.
+
+    Never a member identifier.
+    """
+    with _context() as ctx:
+        state = ctx.store.read()
+        entry = edits.entry_of(state, address)
+    assert state is not None
+    typer.echo(render_entry(entry, state), nl=False)
+
+
+@state_app.command("rm")
+def state_rm(
+    addresses: Annotated[
+        list[str], typer.Argument(help="Destination addresses to forget, SEGMENT.NAME.")
+    ],
+) -> None:
+    """Forget destinations: the state drops them, their platforms keep their members.
+
+    While a forgotten destination is still in the manifests, the next plan creates it:
+    adopt what its platform segment holds with `segops import` first.
+    """
+    with _context() as ctx:
+        forgotten = lifecycle.state_rm(ctx, addresses)
+        wanted = {d.address for d in ctx.workspace.destinations}
+    for entry in forgotten:
+        typer.echo(
+            f"Removed {entry.address} from the state; its {_plural(entry.member_count, 'member')}"
+            " stay on the platform."
+        )
+        if entry.address in wanted:
+            typer.echo(
+                f"  {entry.address} is still in the manifests: the next plan creates it. To "
+                f"adopt what the platform holds: segops import {entry.address} --members FILE"
+            )
+
+
+@state_app.command("mv")
+def state_mv(
+    source: Annotated[str, typer.Argument(metavar="FROM", help="The address in the state.")],
+    target: Annotated[str, typer.Argument(metavar="TO", help="Its new address, SEGMENT.NAME.")],
+) -> None:
+    """Move a destination's state entry to another address; nothing is sent.
+
+    A rename that keeps the platform segment needs no `state mv`: the plan finds it.
+    """
+    with _context() as ctx:
+        moved = lifecycle.state_mv(ctx, source, target)
+    typer.echo(f"Moved {source} to {target} ({_plural(moved.entry.member_count, 'member')}).")
+    if not moved.in_manifests:
+        typer.echo(
+            f"  {target} is not a destination in the manifests: the next plan destroys it.",
+            err=True,
+        )
+
+
 class Backend(StrEnum):
     local = "local"
     s3 = "s3"
@@ -387,6 +491,59 @@ def state_migrate(
         f"like any other):\n\n{target.config()}"
     )
     typer.echo(_relative(moved))
+
+
+@app.command("import")
+def import_command(
+    address: Annotated[str, typer.Argument(help="The destination to adopt, SEGMENT.NAME.")],
+    members: Annotated[
+        Path | None,
+        typer.Option(
+            "--members",
+            help="A .csv, .ndjson or .parquet file of the members the platform segment "
+            "holds, in the destination's identifier column.",
+        ),
+    ] = None,
+    assume_empty: Annotated[
+        bool, typer.Option("--assume-empty", help="The platform segment holds no member.")
+    ] = False,
+) -> None:
+    """Adopt a platform segment that already exists: record its members as applied.
+
+    Nothing is sent: the next plan sends only the difference with the manifests.
+    """
+    if (members is None) == (not assume_empty):
+        with _errors():
+            raise UsageError("give exactly one of --members FILE and --assume-empty")
+    with _context() as ctx, engine_for(ctx) as engine:
+        entry = lifecycle.import_destination(ctx, engine, address, members, __version__)
+    typer.echo(
+        f"Imported {entry.address}: {_plural(entry.member_count, 'member')} recorded as "
+        "applied; nothing was sent.\nRun `segops plan` to see what the next apply sends."
+    )
+
+
+@app.command("explain")
+def explain_command(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A file holding the one identifier to explain; `-` (the default): "
+            "standard input. Never an argument: identifiers are personal data, and a "
+            "command line lands in shell histories and process lists."
+        ),
+    ] = Path("-"),
+) -> None:
+    """Say, for every destination, whether one member is desired and whether it was applied.
+
+    Where it is desired: the manifest, the source and its lines. Whether the state says it
+    was applied, and what wrote that entry last. No identifier is printed, not even this one.
+    """
+    with _errors():
+        value = _one_identifier(file)
+    with _context() as ctx, engine_for(ctx) as engine:
+        findings = lifecycle.explain(ctx, engine, value)
+    typer.echo(render_findings(findings), nl=False)
 
 
 @app.command("fmt")
@@ -458,6 +615,42 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(EXIT_ERROR) from None
 
 
+def _one_identifier(file: Path) -> str:
+    """Return the one identifier `file` (or standard input, for `-`) holds; refuse anything else.
+
+    The text is never echoed: an error says what is wrong with it, not what it is.
+    """
+    where = "standard input" if str(file) == "-" else str(file)
+    if str(file) != "-" and not file.is_file():
+        # Not echoed: it may be an identifier typed where the file name goes.
+        raise UsageError(
+            "explain reads the identifier from a file or from standard input, never from the "
+            "command line, and no file has the name given: `segops explain < id.txt`"
+        )
+    try:
+        raw = sys.stdin.buffer.read(1 << 16) if str(file) == "-" else file.read_bytes()[: 1 << 16]
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{where}: not UTF-8 text") from None
+    lines = text.removesuffix("\n").removesuffix("\r").split("\n")
+    if len(lines) != 1 or not lines[0].strip():
+        count = 0 if not text.strip() else len(lines)
+        raise UsageError(
+            f"{where}: holds {count} lines; give exactly one identifier, on one line "
+            "(e.g. `segops explain id.txt`, or `segops explain < id.txt`)"
+        )
+    if lines[0] != lines[0].strip():
+        raise UsageError(f"{where}: the identifier starts or ends with spaces: remove them")
+    return lines[0]
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _relative(message: str) -> str:
     """Return `message` with paths inside the workspace written relative to it."""
     root = str(_state["chdir"].resolve())
@@ -465,11 +658,23 @@ def _relative(message: str) -> str:
 
 
 def _selection(
-    ctx: Context, segment: list[str] | None, exclude: list[str] | None, changed_since: str | None
+    ctx: Context,
+    segment: list[str] | None,
+    exclude: list[str] | None,
+    changed_since: str | None,
+    target: list[str] | None = None,
 ) -> Selection:
     state = planning_state(ctx)
-    applied = [d.segment for d in state.destinations] if state else []
-    return make_selection(ctx.workspace, segment or (), exclude or (), changed_since, applied)
+    entries = state.destinations if state else ()
+    return make_selection(
+        ctx.workspace,
+        segment or (),
+        exclude or (),
+        changed_since,
+        [d.segment for d in entries],
+        target or (),
+        [d.address for d in entries],
+    )
 
 
 def _render(

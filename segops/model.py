@@ -87,6 +87,10 @@ class DiffMode(StrEnum):
         "refresh"  # as MERGE, and every kept member is sent again (a per-command setting changed)
     )
     REPLACE = "replace"  # nothing pairs: remove every applied member, add every desired one
+    # Desired against nothing: every desired member is an add and none is removed. For a
+    # platform that had none of the applied members (a files connection now sends to the
+    # API), and for a MoEngage resync, whose first file replaces the segment's users.
+    FULL = "full"
 
 
 class Action(StrEnum):
@@ -98,6 +102,7 @@ class Action(StrEnum):
     UPDATE = "update"
     RECREATE = "recreate"
     DESTROY = "destroy"
+    MOVE = "move"  # the applied entry moves to this address (a rename): the state is re-keyed
     NO_OP = "no-op"
 
 
@@ -310,6 +315,15 @@ class S3StateSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MovedBlock:
+    """segops.yaml `moved: [{from, to}]`: the state of address `old` belongs to `new` now."""
+
+    old: str
+    new: str
+    line: int = 0  # of the block in segops.yaml
+
+
+@dataclass(frozen=True, slots=True)
 class Workspace:
     """A loaded, validated workspace; `root` is the only path that is not workspace-relative."""
 
@@ -331,6 +345,8 @@ class Workspace:
 
     def source_connection(self, name: str) -> SourceConnection | None:
         return next((c for c in self.source_connections if c.name == name), None)
+
+    moved: tuple[MovedBlock, ...] = ()
 
     @property
     def destinations(self) -> tuple[Destination, ...]:
@@ -451,6 +467,13 @@ class DestinationChange:
     operations: int = 0  # API calls (executions, file operations) the change takes
     eta: str = ""  # MoEngage: when the quota lets the last operation go out, for people
     guards: tuple[GuardTrip, ...] = ()  # tripped safety guards; apply refuses the change
+    # The address whose applied entry this change takes over ("": none): a rename, found by
+    # the platform segment both name, or a `moved` block. Apply re-keys the state entry.
+    moved_from: str = ""
+    # The delta holds every desired member against nothing (DiffMode.FULL): the new snapshot
+    # is its confirmed rows alone, and MoEngage replaces the segment's users with them.
+    full: bool = False
+    notes: tuple[str, ...] = ()  # what the reviewer should know, in plain words (display only)
 
     @property
     def action(self) -> Action:
@@ -458,7 +481,9 @@ class DestinationChange:
         for action in (Action.DESTROY, Action.RECREATE, Action.CREATE):
             if action in self.actions:
                 return action
-        return Action.NO_OP if self.actions == (Action.NO_OP,) else Action.UPDATE
+        if self.actions in ((Action.NO_OP,), (Action.MOVE,)):
+            return self.actions[0]
+        return Action.UPDATE
 
     @property
     def is_change(self) -> bool:
@@ -466,7 +491,8 @@ class DestinationChange:
 
 
 # 2: inputs split into definitions (pinned strictly) and data pins per segment.
-PLAN_FORMAT_VERSION = 2
+# 3: moves (moved_from, action "move"), full resends, notes; destroy and replace requests.
+PLAN_FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,7 +508,10 @@ class Plan:
     data: tuple[DataPin, ...]
     changes: tuple[DestinationChange, ...]
     format_version: int = PLAN_FORMAT_VERSION
-    selection: str = ""  # the --segment/--exclude/--changed-since that narrowed it; "" = all
+    # the --segment/--exclude/--target/--changed-since that narrowed it; "" = all
+    selection: str = ""
+    destroy: bool = False  # made with --destroy: every selected destination is destroyed
+    replace: tuple[str, ...] = ()  # addresses whose whole membership is sent again (--replace)
 
     @property
     def has_changes(self) -> bool:

@@ -45,6 +45,7 @@ from segops.model import (
 from segops.planning import planner
 from segops.planning.guards import with_guards
 from segops.planning.inputs import InputDigests, definitions
+from segops.planning.moves import Move, find_moves, selected_moves
 from segops.planning.planfile import PLAN_KEY_ENV, SavedPlan, plan_key, read_plan
 from segops.planning.schedule import with_schedule
 from segops.planning.selection import Selection
@@ -62,7 +63,7 @@ from segops.planning.verify import (
 from segops.state import Records, StateBackend
 from segops.state.local import LocalStateStore
 from segops.state.migrate import Target, copy_state, moved_record
-from segops.state.model import LockInfo, State
+from segops.state.model import DestinationState, LockInfo, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,23 +231,56 @@ def validate_workspace(ctx: Context) -> int:
 
 
 def make_plan(
-    ctx: Context, engine: MemberEngine, version: str, selection: Selection | None = None
+    ctx: Context,
+    engine: MemberEngine,
+    version: str,
+    selection: Selection | None = None,
+    destroy: bool = False,
+    replace_addresses: Sequence[str] = (),
 ) -> Plan:
     """Read state and sources, diff members, and return the plan; deltas go to work/deltas.
 
-    With a selection, segments it leaves out are neither planned nor destroyed.
+    With a selection, destinations it leaves out are neither planned nor destroyed; a rename
+    (a move) is planned with its new address, wherever its old one is. With `destroy`,
+    every selected destination in the state is destroyed. `replace_addresses` are sent whole
+    again (--replace).
+
+    Raises:
+        UsageError: a --replace address that is not both in the manifests and in the state,
+            or a selection that picks only the old address of a move.
     """
     selection = selection or Selection()
     state = planning_state(ctx)
     ws = ctx.workspace
-    desired = [d for d in ws.destinations if selection.includes(d.segment)]
+    applied = state.destinations if state else ()
+    everything = ws.destinations
+    moves = find_moves(everything, applied, ws.moved) if not destroy else ()
+    picked = [d for d in everything if selection.picks(d.address, d.segment)]
+    desired = [] if destroy else picked
+    old_selected = {e.address for e in applied if selection.picks(e.address, e.segment)}
+    planned, held = selected_moves(moves, {d.address for d in desired}, old_selected)
+    if held:
+        lines = ", ".join(f"{m.old} moved to {m.new}" for m in moves if m.old in held)
+        raise UsageError(
+            f"the selection picks only the old address of a move ({lines}): select the new "
+            "one too (the old address is not destroyed: its platform segment is still wanted)"
+        )
+    _check_replace(replace_addresses, desired, applied, planned)
     # runs beside the diff, which reads the same files
-    digests = InputDigests(ws, {d.segment for d in desired})
+    digests = InputDigests(ws, {d.segment for d in picked})
     considered = state
     if state is not None:
-        kept = tuple(d for d in state.destinations if selection.includes(d.segment))
+        coming = {m.old for m in planned}
+        kept = tuple(d for d in applied if d.address in old_selected or d.address in coming)
         considered = replace(state, destinations=kept)
-    decisions = planner.decide(desired, considered, {c.name for c in ws.connections})
+    decisions = planner.decide(
+        desired,
+        considered,
+        {c.name for c in ws.connections},
+        planned,
+        frozenset(replace_addresses),
+        destroy,
+    )
     results: dict[str, DiffResult] = {}
     for decision in decisions:
         request = decision.request
@@ -254,7 +288,12 @@ def make_plan(
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
     external = _external_pins(engine, desired)
     plan = planner.build_plan(decisions, results, state, digests.result(external), version)
-    plan = replace(plan, selection=selection.text)
+    plan = replace(
+        plan,
+        selection=selection.text,
+        destroy=destroy,
+        replace=tuple(sorted(set(replace_addresses))),
+    )
     counters = estimators(ws, ctx.store.records, time.time())
     plan = with_schedule(plan, counters, _rows_of(ctx, engine))
     return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
@@ -268,6 +307,27 @@ def _external_pins(engine: MemberEngine, desired: Sequence[Destination]) -> list
         for segment, destination in sorted(first.items())
         for what, pin in engine.data_pins(destination)
     ]
+
+
+def _check_replace(
+    addresses: Sequence[str],
+    desired: Sequence[Destination],
+    applied: Sequence[DestinationState],
+    moves: Sequence[Move],
+) -> None:
+    wanted = {d.address for d in desired}
+    have = {e.address for e in applied} | {m.new for m in moves}
+    for address in addresses:
+        if address not in wanted:
+            raise UsageError(
+                f"--replace {address}: not a destination the plan keeps (it is not in the "
+                "manifests, or the selection or --destroy leaves it out)"
+            )
+        if address not in have:
+            raise UsageError(
+                f"--replace {address}: the state has nothing applied there yet: a plan creates "
+                "it with every desired member anyway"
+            )
 
 
 def _rows_of(
@@ -330,7 +390,13 @@ def verify_saved_plan(
     state = planning_state(ctx)
     _check_not_stale(planner.stale_reasons(saved, state))  # before any work
     applied = state.destinations if state else ()
-    known = {s.name for s in ctx.workspace.segments} | {d.segment for d in applied}
+    if saved.destroy:
+        known = {d.segment for d in applied}
+    else:  # a moved entry is planned under its new address
+        ws = ctx.workspace
+        gone = {m.old for m in find_moves(ws.destinations, applied, ws.moved)}
+        kept = {d.segment for d in applied if d.address not in gone}
+        known = {s.name for s in ws.segments} | kept
     picked = expected_segments(parse_selection(saved.selection, origin), known)
     segments = frozenset(c.segment for c in saved.changes)
     # With the segments the selection picks now: a manifest added since is a definition too.
@@ -338,7 +404,9 @@ def verify_saved_plan(
     _check_not_stale(definition_changes(saved.definitions, now), "a definition changed")
     if problems := segment_differences(saved, picked):
         raise mismatch(origin, problems)
-    fresh = make_plan(ctx, engine, version, Selection(changed=segments, text=saved.selection))
+    targets = parse_selection(saved.selection, origin).targets
+    again = Selection(changed=segments, text=saved.selection, targets=targets)
+    fresh = make_plan(ctx, engine, version, again, saved.destroy, saved.replace)
     moved = data_changes(saved, fresh)
     if refuse_data_changes:
         reasons = [
@@ -377,14 +445,16 @@ def run_apply(
     connections = [c for c in ctx.workspace.connections if c.name in used]
     credentials = resolve_credentials(connections, os.environ if env is None else env)
     journal = ApplyJournal(ctx.store.records)
+    run = f"run-{plan.serial + 1:06d}"
     factory = DestinationFactory(
         ctx.root,
         ctx.store.records,
         ctx.workspace,
         credentials,
         JournalResources(journal),
-        f"run-{plan.serial + 1:06d}",
+        run,
     )
+    vias = {c.name: str(c.platform) for c in ctx.workspace.connections}
     try:
         return apply_plan(
             plan,
@@ -395,6 +465,8 @@ def run_apply(
             factory.destination_for,
             version,
             on_result,
+            run=run,
+            vias=vias,
         )
     finally:
         factory.close()

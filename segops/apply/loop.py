@@ -21,6 +21,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +30,8 @@ from segops.destinations import ApplyResult, Destination, Sent, killpoints
 from segops.errors import DestinationError
 from segops.model import DestinationChange, KeyEncoding, MemberRow, Plan, SnapshotRef
 from segops.state import StateStore
-from segops.state.model import DestinationState, State
+from segops.state.edits import forgotten_key
+from segops.state.model import DestinationState, LastWrite, State
 
 OpenDestination = Callable[[DestinationChange, "ScopedJournal"], Destination]
 
@@ -101,10 +103,15 @@ def apply_plan(
     destination_for: OpenDestination,
     segops_version: str,
     on_result: Callable[[ApplyResult], None] = lambda _: None,
+    *,
+    run: str = "",
+    vias: Mapping[str, str] | None = None,
 ) -> ApplyReport:
     """Apply every change of `plan`; return each destination's result and the final state.
 
-    The caller holds the state lock and has checked that the plan is not stale.
+    The caller holds the state lock and has checked that the plan is not stale. `run` names
+    this apply in the entries it writes; `vias` gives each connection's own platform
+    ("files" for a files connection), recorded so that a later switch shows in the plan.
     """
     state = store.read()
     killpoints.reached("apply:start")
@@ -118,16 +125,37 @@ def apply_plan(
         if result.ok or result.confirmed:
             killpoints.reached("apply:confirmed")
             entry = _recorded(change, result, state, store, engine, deltas)
-            state = (
-                state.without(change.address) if entry is None else state.with_destination(entry)
-            )
-            resources = tuple(sorted({**dict(state.resources), **journal.resources}.items()))
+            if entry is not None:
+                via = (vias or {}).get(change.connection, "")
+                last = LastWrite(run or "apply", "apply", _now())
+                entry = replace(entry, via=via or entry.via, last=last)
+            state = _rekeyed(state, change, entry)
+            merged = {**dict(state.resources), **journal.resources}
+            merged.pop(forgotten_key(change.address), None)  # managed again: no import hint
+            resources = tuple(sorted(merged.items()))
             state = store.write(replace(state, segops_version=segops_version, resources=resources))
             killpoints.reached("apply:state-written")
             journal.forget(change.address)
         results.append(result)
         on_result(result)
     return ApplyReport(tuple(results), store.read())
+
+
+def _rekeyed(state: State, change: DestinationChange, entry: DestinationState | None) -> State:
+    """Return `state` with `entry` recorded for `change` (None: the destination is gone).
+
+    A moved entry leaves its old address once the new one is written; an entry kept as it
+    was (a partly confirmed change whose settings changed) stays where it is.
+    """
+    if entry is None:
+        return state.without(change.address)
+    if change.moved_from and entry.address == change.address:
+        state = state.without(change.moved_from)
+    return state.with_destination(entry)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _send(
@@ -165,7 +193,7 @@ def _recorded(
     except when settings changed too: then the members sit under two sets of settings, and
     the old entry is kept whole so the next plan sends the whole change again.
     """
-    before = state.get(change.address)
+    before = state.get(change.moved_from or change.address)
     partial = result.confirmed is not None
     if not partial and change.settings_after is None:
         return None
@@ -173,7 +201,8 @@ def _recorded(
         return before
     settings = change.settings_after or change.settings_before
     assert settings is not None
-    old = store.snapshot_path(before.snapshot.sha256) if before else None
+    # A full change was compared with nothing: what landed is the whole new membership.
+    old = store.snapshot_path(before.snapshot.sha256) if before and not change.full else None
     delta = deltas / change.delta.name if change.delta else None
     path, digest, count = engine.merge_snapshot(
         old,
@@ -193,4 +222,6 @@ def _recorded(
         snapshot=SnapshotRef(digest, count, change.encoding, change.attributes),
         pending=result.pending,
         pending_eta=result.eta,
+        unconfirmed=result.unconfirmed
+        or (before is not None and before.unconfirmed and not change.full),
     )

@@ -78,7 +78,9 @@ def connection_problems(config: Document, name: str, raw: Mapping[str, Any]) -> 
         known = ", ".join(platform_names())
         message = f"unknown platform {raw['platform']!r}; installed platforms: {known}"
         return [config.problem((*path, "platform"), message)]
-    problems = []
+    problems = [
+        config.problem((*path, *where), message) for where, message in spec.connection_problems(raw)
+    ]
     for other in plugin_platforms().values():
         for key in other.connection_schema:
             if key in raw and key not in spec.connection_schema and other.name != spec.name:

@@ -66,6 +66,7 @@ _ORDER: dict[tuple[str, ...], tuple[str, ...]] = {
         "segment",
         "attribute",
         "expiry_days",
+        "on_existing",
     ),
     ("spec", "destinations", "*", "identifier"): ("kind", "column", "format", "integers"),
     ("spec", "destinations", "*", "segment"): ("name", "cs_id"),

@@ -26,6 +26,7 @@ from segops.model import (
     Connection,
     EngineConfig,
     InputFile,
+    MovedBlock,
     Platform,
     S3StateSettings,
     Safety,
@@ -73,13 +74,39 @@ def load_workspace(root: Path) -> Workspace:
     if documents == 0 and not files.problems:
         files.problems.append(config.problem(("manifests",), "no Segment document found"))
     files.problems.extend(cross_check(segments, placed))
+    moved = _moved(config, {p.destination.address for p in placed}, files)
     if files.problems:
         order = sorted(set(files.problems), key=lambda p: (p.file, p.line or 0, p.path, p.message))
         raise ManifestError(order)
     return replace(
         _workspace(files, config, connections, segments, state_path),
         source_connections=tuple(sources[name] for name in sorted(sources)),
+        moved=moved,
     )
+
+
+def _moved(config: Document, addresses: set[str], files: _Files) -> tuple[MovedBlock, ...]:
+    """Return segops.yaml's `moved` blocks; record the problems of those that cannot hold."""
+    blocks = []
+    seen: dict[tuple[str, str], int] = {}
+    for index, raw in enumerate(config.data.get("moved", [])):
+        old, new = raw["from"], raw["to"]
+        path = ("moved", index)
+        problems = []
+        if old in addresses:
+            problems.append(config.problem((*path, "from"), f"{old} is still a destination in "
+                "the manifests: a move's old address must be gone from them"))  # fmt: skip
+        if new not in addresses:
+            problems.append(config.problem((*path, "to"), f"{new} is not a destination in the "
+                "manifests: a move's new address must be one"))  # fmt: skip
+        for key, value in (("from", old), ("to", new)):
+            first = seen.setdefault((key, value), index)
+            if first != index:
+                message = f"{value} is already the `{key}` of moved[{first}]"
+                problems.append(config.problem((*path, key), message))
+        files.problems.extend(problems)
+        blocks.append(MovedBlock(old, new, config.line_of(path)))
+    return tuple(blocks)
 
 
 def _state_path(config: Document, files: _Files) -> str:

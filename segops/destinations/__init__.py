@@ -45,6 +45,9 @@ class ApplyResult:
     confirmed: tuple[tuple[int, int], ...] | None = None
     pending: int = 0  # operations left for a later apply (MoEngage quota)
     eta: str = ""  # when the pending operations can be sent, for people
+    # The platform accepted what was sent, and nothing confirmed it landed (MoEngage without
+    # a callback): the state records the members as accepted, unconfirmed.
+    unconfirmed: bool = False
 
 
 class Journal(Protocol):

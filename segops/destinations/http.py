@@ -111,6 +111,7 @@ def send(
     jitter: Callable[[], float] = random.random,
     until: float | None = None,
     quota_429: bool = False,
+    on_attempt: Callable[[int], None] | None = None,
     **kwargs: Any,
 ) -> httpx.Response:
     """Send a request, retrying transient failures; return the first non-transient answer.
@@ -118,7 +119,8 @@ def send(
     The answer comes back whole (read within the attempt's time, capped in size). `until`
     (on `clock`) cuts the call's deadline short, e.g. to a poll timeout. With `quota_429`
     a 429 means a spent quota: it is retried only when its Retry-After asks for at most
-    `max_delay`, and returned otherwise.
+    `max_delay`, and returned otherwise. `on_attempt(n)` is called before the n-th attempt
+    (a request resent may have landed the first time).
 
     Raises:
         OutOfTime: `until` came before an answer.
@@ -133,6 +135,8 @@ def send(
     attempt = 0
     while True:
         attempt += 1
+        if on_attempt is not None:
+            on_attempt(attempt)
         response: httpx.Response | None = None
         budget = min(policy.timeout, end - clock())
         try:

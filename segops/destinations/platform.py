@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from segops.model import Connection, DestinationChange, Identifier, MemberRow, Scalar, Settings
+from segops.model import (
+    Connection,
+    DestinationChange,
+    DiffMode,
+    Identifier,
+    MemberRow,
+    Scalar,
+    Settings,
+)
 
 if TYPE_CHECKING:  # the apply-time types, only for annotations
     from segops.destinations import ApplyContext, Destination, Records, Sent
@@ -97,6 +105,10 @@ class PlatformSpec:
     key_hints: ClassVar[Mapping[str, str]] = {}
     identity_settings: ClassVar[frozenset[str]] = frozenset({"connection"})
     refresh_settings: ClassVar[frozenset[str]] = frozenset()
+    # How `--replace ADDRESS` resends a destination: REFRESH (every desired member sent again,
+    # and the removes the state knows of) or FULL (every desired member against nothing, for
+    # a platform that replaces a segment's members in one call).
+    resync_mode: ClassVar[DiffMode] = DiffMode.REFRESH
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -104,6 +116,10 @@ class PlatformSpec:
         return tuple(dict.fromkeys((*self.destination_keys, *self.destination_schema)))
 
     # -- config ----------------------------------------------------------------------
+
+    def connection_problems(self, raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
+        """Return problems of a schema-checked connection of this platform (key path, what)."""
+        return []
 
     def destination_problems(self, raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
         """Return problems of a schema-checked destination beyond its required keys."""
@@ -124,6 +140,14 @@ class PlatformSpec:
         return [(self.name, *(f"{k}={settings[k]}" for k in identity))]
 
     # -- planning --------------------------------------------------------------------
+
+    def known_segment(self, settings: Settings, resources: Mapping[str, str]) -> str:
+        """Return why the platform segment of `settings` is known to exist, "" if it is not.
+
+        Planning calls no API: a segment is known when the manifest names it by an id the
+        platform made, or when `resources` (platform objects the state remembers) hold it.
+        """
+        return ""
 
     def estimator(self, connection: Connection, records: Records, now: float) -> Estimator:
         """Return what counts the API operations of this connection's changes in one plan.

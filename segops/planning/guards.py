@@ -38,7 +38,7 @@ def trips(change: DestinationChange, safety: Safety, has_state: bool) -> tuple[G
     if not has_state and counts.remove:
         found.append(GuardTrip(
             "no-state-only-adds",
-            f"there is no state, yet {counts.remove:,} members would be removed: with no state "
+            f"there is no state, yet {_members(counts.remove)} would be removed: with no state "
             "segops only adds (was the state lost?)",
         ))  # fmt: skip
     if (
@@ -49,7 +49,7 @@ def trips(change: DestinationChange, safety: Safety, has_state: bool) -> tuple[G
     ):
         found.append(GuardTrip(
             "empty-source",
-            f"the source is empty: all {lost:,} members would be removed "
+            f"the source is empty: all {_members(lost)} would be removed "
             "(set safety.allow_empty_source to allow it)",
         ))  # fmt: skip
     if Action.CREATE in change.actions and counts.after == 0 and not safety.allow_empty_source:
@@ -68,9 +68,13 @@ def trips(change: DestinationChange, safety: Safety, has_state: bool) -> tuple[G
     if safety.max_removals is not None and lost > safety.max_removals:
         found.append(GuardTrip(
             "max-removals",
-            f"{lost:,} members would be removed, more than the {safety.max_removals:,} allowed",
+            f"{_members(lost)} would be removed, more than the {safety.max_removals:,} allowed",
         ))  # fmt: skip
     return tuple(found)
+
+
+def _members(count: int) -> str:
+    return f"{count:,} member{'' if count == 1 else 's'}"
 
 
 def _lost(change: DestinationChange) -> int:
@@ -137,7 +141,7 @@ def _check_reviewed_removals(plan: Plan, reviewed: Plan) -> None:
     beyond = [c for c in plan.tripped if _lost(c) > before.get(c.address, 0)]
     if beyond:
         lines = "\n".join(
-            f"  - {c.address}: the current data removes {_lost(c):,} members, the reviewed plan "
+            f"  - {c.address}: the current data removes {_members(_lost(c))}, the reviewed plan "
             f"{before.get(c.address, 0):,}; {'; '.join(g.message for g in c.guards)}"
             for c in beyond
         )

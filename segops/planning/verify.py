@@ -36,8 +36,10 @@ _FROM_DATA = frozenset(
     }
 )
 # Actions that settings, manifests or the state decide, whatever the data says.
-_DEFINED = frozenset({Action.CREATE.value, Action.RECREATE.value, Action.DESTROY.value})
-_OPTION = re.compile(r"(?:^| )--(segment|exclude|changed-since) ")
+_DEFINED = frozenset(
+    {Action.CREATE.value, Action.RECREATE.value, Action.DESTROY.value, Action.MOVE.value}
+)
+_OPTION = re.compile(r"(?:^| )--(segment|exclude|target|changed-since) ")
 _SHOWN = 120
 _MISSING = object()
 
@@ -58,6 +60,7 @@ class SavedSelection:
     segments: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     changed_since: str | None = None
+    targets: tuple[str, ...] = ()
 
 
 def parse_selection(text: str, origin: str) -> SavedSelection:
@@ -67,19 +70,23 @@ def parse_selection(text: str, origin: str) -> SavedSelection:
     parts = _OPTION.split(text)
     if parts[0]:
         raise PlanError(f"{origin}: selection {text[:_SHOWN]!r} is not one segops writes")
-    found: dict[str, list[str]] = {"segment": [], "exclude": [], "changed-since": []}
+    found: dict[str, list[str]] = {"segment": [], "exclude": [], "target": [], "changed-since": []}
     for option, value in zip(parts[1::2], parts[2::2], strict=True):
         found[option].append(value)
     if len(found["changed-since"]) > 1:
         raise PlanError(f"{origin}: selection {text[:_SHOWN]!r} names two --changed-since refs")
     since = found["changed-since"][0] if found["changed-since"] else None
-    return SavedSelection(tuple(found["segment"]), tuple(found["exclude"]), since)
+    return SavedSelection(
+        tuple(found["segment"]), tuple(found["exclude"]), since, tuple(found["target"])
+    )
 
 
 def expected_segments(saved: SavedSelection, known: Collection[str]) -> frozenset[str] | None:
     """Return the segments of `known` the selection picks; None when git decides it."""
-    if saved.changed_since is not None:
-        return None  # the ref may have moved since: the plan's own list is kept, checked below
+    if saved.changed_since is not None or saved.targets:
+        # The ref may have moved since, targets pick addresses: the plan's own list is kept,
+        # and every address in it is checked against the recomputed plan.
+        return None
     selection = Selection(saved.segments, saved.exclude)
     return frozenset(name for name in known if selection.includes(name))
 

@@ -12,7 +12,14 @@ from typing import Any
 from segops.model import Plan
 from segops.render.json import plan_to_dict
 
-_SYMBOL = {"create": "  +", "update": "  ~", "recreate": "-/+", "destroy": "  -", "no-op": "   "}
+_SYMBOL = {
+    "create": "  +",
+    "update": "  ~",
+    "recreate": "-/+",
+    "destroy": "  -",
+    "move": "   ",
+    "no-op": "   ",
+}
 _VERB = {
     "create": "will be created",
     "update": "will be updated in place",
@@ -30,7 +37,12 @@ def render_text(plan: Plan) -> str:
         return _no_changes(data)
     blocks = ["segops will perform the following actions:\n"]
     if data["selection"]:
-        blocks[0] += f"(only the segments selected by {data['selection']})\n"
+        what = "destinations" if "--target" in data["selection"] else "segments"
+        blocks[0] += f"(only the {what} selected by {data['selection']})\n"
+    if data["destroy"]:
+        blocks[0] += "(destroy requested: every selected destination in the state is destroyed)\n"
+    if data["replace"]:
+        blocks[0] += f"(sent whole again, as requested: {', '.join(data['replace'])})\n"
     blocks += [_block(c) for c in changes]
     blocks.append(_totals(data["summary"]))
     stopped = sorted({c["segment"] for c in changes if c["guards"]})
@@ -46,13 +58,17 @@ def render_text(plan: Plan) -> str:
 
 def _block(change: Mapping[str, Any]) -> str:
     action = change["action"]
-    head = f"  # {change['address']} {_VERB[action]}"
-    if change["reason"]:
-        head += f": {change['reason']}"
-    lines = [
-        head,
-        f"{_SYMBOL[action]} {change['address']}  ({change['platform']} via {change['connection']})",
-    ]
+    lines = []
+    if change["moved_from"]:
+        lines.append(f"  # {change['moved_from']} has moved to {change['address']}")
+    if action in _VERB:
+        head = f"  # {change['address']} {_VERB[action]}"
+        if change["reason"]:
+            head += f": {change['reason']}"
+        lines.append(head)
+    lines.append(
+        f"{_SYMBOL[action]} {change['address']}  ({change['platform']} via {change['connection']})"
+    )
     lines += [_setting_line(s) for s in change["setting_changes"]]
     lines.append(f"      members: {_counts(change['members'])}")
     if change["operations"]:
@@ -63,6 +79,7 @@ def _block(change: Mapping[str, Any]) -> str:
     skipped = change["members"]["skipped"]
     if skipped:
         lines.append(f"      ! {skipped:,} bad source row(s) skipped (on_bad_rows: skip)")
+    lines += [f"      ! {note}" for note in change["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -88,20 +105,26 @@ def _counts(members: Mapping[str, int]) -> str:
 
 def _totals(summary: Mapping[str, Any]) -> str:
     d, m = summary["destinations"], summary["members"]
+    moved = f", {summary['moved']} to move" if summary["moved"] else ""
     return (
         f"Plan: {d['create']} to create, {d['update']} to update, {d['recreate']} to recreate, "
-        f"{d['destroy']} to destroy.\n"
+        f"{d['destroy']} to destroy{moved}.\n"
         f"Members: +{m['add']:,} to add, ~{m['update']:,} to update, -{m['remove']:,} to remove.\n"
     )
 
 
 def _no_changes(data: Mapping[str, Any]) -> str:
+    """Say the state matches: segops reads no platform, so it cannot say the platforms do."""
     total = sum(c["members"]["after"] for c in data["changes"])
     count = len(data["changes"])
-    return (
-        "No changes. The platforms match the manifests "
-        f"({count} destination{'s' if count != 1 else ''}, {total:,} members).\n"
+    text = (
+        "No changes. The state matches the manifests "
+        f"({count} destination{'s' if count != 1 else ''}, {total:,} member"
+        f"{'s' if total != 1 else ''}).\n"
     )
+    for change in data["changes"]:
+        text += "".join(f"  ! {change['address']}: {note}\n" for note in change["notes"])
+    return text
 
 
 def _value(value: Any) -> str:

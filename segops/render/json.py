@@ -36,6 +36,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "segops_version": plan.segops_version,
         "state": {"lineage": plan.lineage, "serial": plan.serial},
         "selection": plan.selection or None,
+        "destroy": plan.destroy,
+        "replace": list(plan.replace),
         "inputs": {
             "definitions": [{"path": f.path, "sha256": f.sha256} for f in plan.definitions],
             "data": [{"segment": p.segment, "source": p.source, "pin": p.pin} for p in plan.data],
@@ -52,14 +54,19 @@ def render_json(plan: Plan) -> str:
 
 def summary(plan: Plan) -> dict[str, Any]:
     """Return the totals shown under a plan: destinations per action, members per operation."""
-    actions = {a: 0 for a in ("create", "update", "recreate", "destroy", "no-op")}
+    actions = {a: 0 for a in ("create", "update", "recreate", "destroy", "move", "no-op")}
     for change in plan.changes:
         actions[change.action.value] += 1
     members = {
         op: sum(getattr(c.members, op) for c in plan.changes)
         for op in ("add", "remove", "update", "skipped")
     }
-    return {"destinations": actions, "members": members, "guards_tripped": len(plan.tripped)}
+    return {
+        "destinations": actions,
+        "members": members,
+        "moved": sum(1 for c in plan.changes if c.moved_from),
+        "guards_tripped": len(plan.tripped),
+    }
 
 
 def _change_to_dict(change: DestinationChange) -> dict[str, Any]:
@@ -72,6 +79,9 @@ def _change_to_dict(change: DestinationChange) -> dict[str, Any]:
         "action": change.action.value,
         "actions": [a.value for a in change.actions],
         "reason": change.reason,
+        "moved_from": change.moved_from or None,
+        "full": change.full,
+        "notes": list(change.notes),
         "settings": {
             "before": _settings(change.settings_before),
             "after": _settings(change.settings_after),
@@ -130,6 +140,8 @@ def plan_from_dict(data: Mapping[str, Any], origin: str) -> Plan:
             ),
             changes=tuple(_change_from_dict(c) for c in data["changes"]),
             selection=str(data.get("selection") or ""),
+            destroy=data["destroy"] is True,
+            replace=tuple(str(a) for a in data["replace"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{origin}: malformed plan ({type(exc).__name__}: {exc})") from None
@@ -158,6 +170,9 @@ def _change_from_dict(raw: Mapping[str, Any]) -> DestinationChange:
         operations=int(raw["operations"]),
         guards=tuple(GuardTrip(str(g["guard"]), str(g["message"])) for g in raw["guards"]),
         eta=str(raw["eta"] or ""),
+        moved_from=str(raw["moved_from"] or ""),
+        full=raw["full"] is True,
+        notes=tuple(str(n) for n in raw["notes"]),
     )
 
 

@@ -29,12 +29,14 @@ _ACTION = {
     "update": "update",
     "recreate": "⚠️ **recreate**",
     "destroy": "🗑️ **destroy**",
+    "move": "move",
 }
 _VERB = {
     "create": "will be created",
     "update": "will be updated in place",
     "recreate": "must be recreated",
     "destroy": "will be destroyed",
+    "move": "moves here",
 }
 _EFFECT = {"recreate": "**forces recreate**", "refresh": "every member is sent again"}
 _MD_ESCAPE = re.compile(r"[\\`*\[\]|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
@@ -162,17 +164,19 @@ def _note(rows: int, details: int, total: int, max_chars: int) -> str:
 def _head(data: Mapping[str, Any], caution_budget: int) -> str:
     summary = data["summary"]
     d, m = summary["destinations"], summary["members"]
-    if sum(d[a] for a in ("create", "update", "recreate", "destroy")):
+    if sum(d[a] for a in ("create", "update", "recreate", "destroy", "move")):
         headline = (
             f"### segops plan: {d['create']} to create, {d['update']} to update, "
             f"{d['recreate']} to recreate, {d['destroy']} to destroy"
         )
+        if summary["moved"]:
+            headline += f", {summary['moved']} to move"
         totals = f"**Members:** +{m['add']:,} to add, ~{m['update']:,} to update, "
         totals += f"-{m['remove']:,} to remove"
     else:
         headline = "### segops plan: no changes"
         totals = (
-            f"The platforms match the manifests ({_plural(len(data['changes']), 'destination')})."
+            f"The state matches the manifests ({_plural(len(data['changes']), 'destination')})."
         )
     if summary["guards_tripped"]:
         headline += f" · ⛔ {summary['guards_tripped']} stopped by safety guards"
@@ -181,6 +185,11 @@ def _head(data: Mapping[str, Any], caution_budget: int) -> str:
     blocks = [f"{MARKER}\n{headline}", totals]
     if data.get("selection"):
         blocks.append(f"Selection: {_code(data['selection'])} (other segments were not planned)")
+    if data.get("destroy"):
+        blocks.append("**Destroy requested** (`--destroy`): every selected destination goes")
+    if data.get("replace"):
+        shown = ", ".join(_code(a) for a in data["replace"])
+        blocks.append(f"Sent whole again, as requested (`--replace`): {shown}")
     tripped = [c for c in data["changes"] if c["guards"]]
     if tripped:
         blocks.append(_caution(tripped, caution_budget))
@@ -242,7 +251,9 @@ def _details(change: Mapping[str, Any], sample: Sequence[str]) -> str:
     m = change["members"]
     counts = f"+{m['add']:,} -{m['remove']:,} ~{m['update']:,}"
     summary = f"<code>{_html(change['address'])}</code> {_VERB[change['action']]} ({counts})"
-    lines = [f"- Why: {_md(change['reason'])}"] if change["reason"] else []
+    lines = [f"- Moved from {_code(change['moved_from'])}"] if change["moved_from"] else []
+    lines += [f"- Why: {_md(change['reason'])}"] if change["reason"] else []
+    lines += [f"- ⚠️ {_md(note)}" for note in change["notes"]]
     lines += [f"- ⛔ {_code(g['guard'])}: {_md(g['message'])}" for g in change["guards"]]
     lines += [_setting(s) for s in change["setting_changes"]]
     if change["action"] == "create" and change["settings"]["after"]:

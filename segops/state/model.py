@@ -44,6 +44,14 @@ class DestinationState:
     # plan sends them; these fields only tell people how far along the destination is.
     pending: int = 0
     pending_eta: str = ""
+    # The connection's own platform when the entry was written ("files" for a files
+    # connection, else the platform itself; "" in entries of an older segops): a connection
+    # that starts sending to the API instead of writing files changes where members live.
+    via: str = ""
+    # MoEngage accepted the last operations but nothing confirmed them (no callback
+    # configured): the platform may hold fewer members than the snapshot.
+    unconfirmed: bool = False
+    last: LastWrite | None = None  # what wrote the entry last; None in older entries
 
     @property
     def settings_digest(self) -> str:
@@ -52,6 +60,15 @@ class DestinationState:
     @property
     def member_count(self) -> int:
         return self.snapshot.count
+
+
+@dataclass(frozen=True, slots=True)
+class LastWrite:
+    """What wrote a state entry last: an apply run, an import, a state command. For people."""
+
+    run: str  # "run-000012" for an apply (as its files folder), else the command
+    by: str  # apply | import | state mv
+    at: str  # ISO 8601, UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +179,14 @@ def _destination_body(entry: DestinationState) -> dict[str, Any]:
             if entry.pending
             else {}
         ),
+        # Written only when set, so that entries of an older segops keep their digest.
+        **({"via": entry.via} if entry.via else {}),
+        **({"unconfirmed": True} if entry.unconfirmed else {}),
+        **(
+            {"last": {"run": entry.last.run, "by": entry.last.by, "at": entry.last.at}}
+            if entry.last
+            else {}
+        ),
     }
 
 
@@ -226,6 +251,12 @@ def _check_digests(data: Mapping[str, Any], origin: str) -> None:
         )
 
 
+def _last(raw: Any) -> LastWrite | None:
+    if raw is None:
+        return None
+    return LastWrite(str(raw["run"]), str(raw["by"]), str(raw["at"]))
+
+
 def _destination_from_dict(address: str, raw: Mapping[str, Any]) -> DestinationState:
     snap = raw["snapshot"]
     if not isinstance(snap["sha256"], str) or not _SHA256.fullmatch(snap["sha256"]):
@@ -245,6 +276,9 @@ def _destination_from_dict(address: str, raw: Mapping[str, Any]) -> DestinationS
         ),
         pending=int(raw.get("pending", {}).get("operations", 0)),
         pending_eta=str(raw.get("pending", {}).get("eta", "")),
+        via=str(raw.get("via", "")),
+        unconfirmed=raw.get("unconfirmed", False) is True,
+        last=_last(raw.get("last")),
     )
     if raw.get("settings_digest") not in (None, entry.settings_digest):
         raise ValueError(f"settings_digest of {address} does not match its settings")

@@ -5,7 +5,7 @@
 A module may import the shared base (errors, model, _fs, version), its own stage, and the stages
 after it; importing an earlier stage, or a sibling on the same step (render and apply,
 destinations and state), is an upward import and fails here. Only the shell on top
-(segops/__init__, cli, operations) may import everything. Every import counts: module
+(segops/__init__, cli, operations, lifecycle) may import everything. Every import counts: module
 level, inside functions, and under `if TYPE_CHECKING:`.
 """
 
@@ -19,7 +19,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "segops"
 BASE = ("segops.errors", "segops.model", "segops._fs", "segops.version")
-SHELL = ("segops", "segops.__main__", "segops.cli", "segops.crash", "segops.operations")
+SHELL = (
+    "segops",
+    "segops.__main__",
+    "segops.cli",
+    "segops.crash",
+    "segops.operations",
+    "segops.lifecycle",
+)
 # Each step of the flow; stages on one step are siblings and do not import each other.
 FLOW: tuple[tuple[str, ...], ...] = (
     ("config",),

@@ -372,7 +372,9 @@ def test_an_edited_plan_is_refused_naming_the_difference(
     assert "nothing was applied" in err or "stale" in err or "no safety guard" in err
 
 
-@pytest.mark.parametrize("selection", [[], ["--segment", "*"], ["--exclude", "nothing"]])
+@pytest.mark.parametrize(
+    "selection", [[], ["--segment", "*"], ["--segment", "*", "--exclude", "vip"]]
+)
 def test_a_plan_missing_a_segment_it_was_made_for_is_refused(
     applied: Path, tmp_path: Path, selection: list[str]
 ) -> None:

@@ -26,7 +26,7 @@ from segops.destinations import ApplyContext, ApplyResult, MemberRow
 from segops.destinations.http import RetryPolicy
 from segops.destinations.moengage.callbacks import CallbackReceiver
 from segops.destinations.moengage.destination import MoEngageDestination, make_moengage_client
-from segops.destinations.moengage.operations import strategy_for
+from segops.destinations.moengage.operations import op_id, strategy_for
 from segops.destinations.moengage.platform import PLATFORM, ledger_name
 from segops.destinations.moengage.publish import HttpPublisher, Published, Publisher, S3Publisher
 from segops.destinations.moengage.quota import QuotaLedger, QuotaLimits, eta_text
@@ -298,18 +298,56 @@ def test_create_then_update_lands_exactly_the_desired_members(harness: Harness) 
     check_no_secrets(harness, result)
 
 
-def test_create_of_an_existing_name_adds_users_instead(harness: Harness) -> None:
+def _someone_elses_segment(harness: Harness) -> None:
+    """Create MoEngage segment cart_7d with 2 members, then forget segops ever did."""
     first, first_rows = change_of(None, settings(), adds=emails(2), address="other.moe")
-    harness.apply(first, first_rows)
+    assert harness.apply(first, first_rows).ok
     (harness.tmp / "journal.jsonl").unlink()  # forget the cs_id: only MoEngage knows the name
 
+
+def test_create_of_an_existing_name_fails_naming_import(harness: Harness) -> None:
+    _someone_elses_segment(harness)
     change, rows = change_of(None, settings(), adds=emails(3, 10))
+    result = harness.apply(change, rows)
+    assert not result.ok and result.confirmed == (), result.message
+    assert "already exists" in result.message
+    assert "segops import cart_7d.moe --members FILE" in result.message
+    assert "on_existing: replace" in result.message
+    statuses = [r.path.rsplit("/", 1)[1] for r in api_requests(harness.emulator)]
+    assert statuses[1:] == ["file-segment"]  # no add-users: strangers are never kept silently
+    harness.emulator.wait_idle()
+    assert harness.emulator.segments() == {"cart_7d": set(emails(2))}
+    check_no_secrets(harness, result)
+
+
+def test_on_existing_replace_replaces_the_users_of_an_existing_segment(harness: Harness) -> None:
+    _someone_elses_segment(harness)
+    change, rows = change_of(None, settings(on_existing="replace"), adds=emails(3, 10))
     result = harness.apply(change, rows)
     assert result.ok and result.confirmed is None, result.message
     statuses = [r.path.rsplit("/", 1)[1] for r in api_requests(harness.emulator)]
-    assert statuses[1:] == ["file-segment", "add-users"]  # create -> 409 -> add-users
-    assert harness.emulator.segments() == {"cart_7d": set(emails(2)) | set(emails(3, 10))}
+    assert statuses[1:] == ["file-segment", "replace"]
+    harness.emulator.wait_idle()
+    assert harness.emulator.segments() == {"cart_7d": set(emails(3, 10))}
     check_requests(harness.emulator)
+
+
+def test_a_create_sent_before_is_filled_on_409(harness: Harness) -> None:
+    """An earlier apply sent this very create (killed before its answer): the 409 is ours."""
+    change, rows = change_of(None, settings(), adds=emails(3))
+    assert harness.apply(change, rows).ok
+    harness.emulator.wait_idle()
+    (harness.tmp / "journal.jsonl").unlink()  # no cs_id known: the next step is a create
+    # As a kill between sending the create and recording its answer leaves the journal.
+    assert change.delta is not None
+    sent = op_id(change.address, change.delta.sha256, "add", 0)
+    harness.journal.record(sent, change.address, "sent", request="create")
+    result = harness.apply(change, rows)
+    assert result.ok and result.confirmed is None, result.message
+    statuses = [r.path.rsplit("/", 1)[1] for r in api_requests(harness.emulator)]
+    assert statuses[-2:] == ["file-segment", "add-users"]
+    harness.emulator.wait_idle()
+    assert harness.emulator.segments() == {"cart_7d": set(emails(3))}
 
 
 def test_recreate_onto_a_new_segment_removes_from_the_old_one(harness: Harness) -> None:

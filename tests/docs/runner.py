@@ -233,11 +233,15 @@ class PageRun:
     def run_segops(
         self, args: list[str], command: Command, expected: int, output: list[str] | None
     ) -> None:
-        redirect = None
+        redirect = stdin = None
         if ">" in args:
             at = args.index(">")
             redirect, args = args[at + 1], args[:at] + args[at + 2 :]
-        code, out, err = self.segops(*args)
+        if "<" in args:  # standard input from a file of the workspace
+            at = args.index("<")
+            stdin = (self.cwd / args[at + 1]).read_text(encoding="utf-8")
+            args = args[:at] + args[at + 2 :]
+        code, out, err = self.segops(*args, input=stdin)
         if code != expected:
             fail(
                 f"{command.where}: `{command.line}` exited {code}, the page says {expected}\n"
@@ -249,10 +253,10 @@ class PageRun:
             check_output(output, out + err, command)
         self.tally.commands.append(f"{command.where}: {command.line}")
 
-    def segops(self, *args: str) -> tuple[int, str, str]:
+    def segops(self, *args: str, input: str | None = None) -> tuple[int, str, str]:
         """Run the segops CLI in-process in the page's folder and environment."""
         with self.environment():
-            result = CliRunner().invoke(app, list(args))
+            result = CliRunner().invoke(app, list(args), input=input)
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
         return result.exit_code, result.stdout, result.stderr

@@ -23,6 +23,7 @@ starts as a copy of the bundled example workspace (`manifests/`).
     name a target of the Makefile (it is not run). `export`, `cd`, `mkdir` and
     `[.venv/bin/]python -m emulators.NAME ...` (started on a free port, stopped at the end of
     the page) are understood; any other command needs the block marked not-checked.
+    `segops ... < FILE` reads standard input from FILE and `> FILE` writes standard output.
     In a console block, the lines after a `$ segops ...` line are its output and must be the
     real output, line for line; a line `...` stands for any number of lines.
 Data blocks

@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,8 +22,8 @@ import pytest
 
 from segops.errors import LostStateError, StateError, StateLockedError
 from segops.model import KeyEncoding, Platform, SnapshotRef
-from segops.state import Locker, StateBackend
-from segops.state.model import DestinationState, State
+from segops.state import Locker, StateBackend, edits
+from segops.state.model import DestinationState, LastWrite, State
 
 Store = StateBackend
 
@@ -131,6 +132,31 @@ def check_snapshots_roundtrip_and_collect(make: Factory, tmp: Path) -> None:
     # a is still referenced by the backup (the previous state), c by the current one.
     assert store.snapshot_path(a).read_bytes() == b"one"
     assert store.snapshot_path(c).read_bytes() == b"three"
+
+
+def check_state_edits_keep_a_backup_and_their_fields(make: Factory, tmp: Path) -> None:
+    """`state rm`, `state mv` and `import` are ordinary writes: the store keeps a backup of
+    the state they replace, and what they record (via, last write, unconfirmed) reads back."""
+    store = begun(make)
+    a, b = stored(store, tmp, b"a"), stored(store, tmp, b"b")
+    last = LastWrite("run-000001", "apply", "2026-01-01T00:00:00+00:00")
+    rich = replace(entry("a.x", a), via="files", unconfirmed=True, last=last)
+    first = store.write(State("lin", 0, "0.1", (rich, entry("b.x", b))))
+    lock = store.lock("state mv")
+    moved = store.write(edits.move(store.read(), "a.x", "c.y", "2026-01-02T00:00:00+00:00"))
+    forgotten = store.write(edits.forget(moved, ["b.x"]))
+    store.unlock(lock.id)
+    again = make().read()
+    assert again is not None and again.serial == first.serial + 2 == forgotten.serial
+    (kept,) = again.destinations
+    assert (kept.address, kept.segment, kept.via, kept.unconfirmed) == ("c.y", "c", "files", True)
+    assert kept.last == LastWrite("moved from a.x", "state mv", "2026-01-02T00:00:00+00:00")
+    assert dict(again.resources) == {"forgotten:b.x": "3"}
+    assert store.snapshot_path(a).read_bytes() == b"a"
+    # The backup is the state before the last edit: recover brings b.x back.
+    recovered = make().recover(force=True)
+    assert [d.address for d in recovered.destinations] == ["b.x", "c.y"]
+    assert store.snapshot_path(b).read_bytes() == b"b"
 
 
 def check_unknown_format_version_fails_clearly(make: Factory, raw: Raw) -> None:

@@ -105,6 +105,10 @@ def test_snapshots(make: c.Factory, files: Path) -> None:
     c.check_snapshots_roundtrip_and_collect(make, files)
 
 
+def test_state_edits(make: c.Factory, files: Path) -> None:
+    c.check_state_edits_keep_a_backup_and_their_fields(make, files)
+
+
 def test_unknown_format_version(make: c.Factory, raw: S3Raw) -> None:
     c.check_unknown_format_version_fails_clearly(make, raw)
 

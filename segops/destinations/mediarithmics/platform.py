@@ -23,6 +23,7 @@ from segops.model import (
     IdentifierKind,
     MemberRow,
     Scalar,
+    Settings,
 )
 
 if TYPE_CHECKING:
@@ -103,6 +104,10 @@ class MediarithmicsPlatform(PlatformSpec):
         ref = "segment_id" if "segment_id" in settings else "segment_technical_name"
         names = ("connection", "datamart_id", ref)
         return [(self.name, *(f"{name}={settings[name]}" for name in names))]
+
+    def known_segment(self, settings: Settings, resources: Mapping[str, str]) -> str:
+        segment_id = dict(settings).get("segment_id")
+        return f"segment_id {segment_id} is an id mediarithmics gave it" if segment_id else ""
 
     def estimator(self, connection: Connection, records: Records, now: float) -> _Executions:
         return _Executions(connection)

@@ -11,7 +11,10 @@ For each step, in order:
    come from MoEngage's answer (Retry-After, or the hourly window), not from the ledger.
 3. Journal `intent`, publish the file, call (retries and Retry-After: `_http.send`), then:
    2xx -> `accepted` (ledger entry, `cs_id` kept as resource `moengage/{connection}/{name}`
-   and sent on later calls); create 409 -> add-users; add-users or replace 404 -> create;
+   and sent on later calls); create 409 -> add-users only when this create was sent before
+   (by this apply's retries or an earlier apply: the segment is segops' own), else replace
+   with `on_existing: replace`, else the change fails naming `segops import` (adding would
+   leave strangers in the segment); add-users or replace 404 -> create;
    remove-users 404 -> nothing to remove, confirmed; any other 4xx -> the change fails with
    MoEngage's title and description. Journal entries hold the publisher key, never the URL.
 
@@ -28,7 +31,8 @@ Confirmation rule:
   results if its receiver has the same URL (their callbacks can still reach it), then skips
   what is confirmed and sends the rest again: add-users and remove-users are idempotent, so a
   resend costs quota, never correctness. They count in `pending` until then.
-- Without `callback`, a 2xx counts as confirmed: MoEngage offers no endpoint to poll a request.
+- Without `callback`, a 2xx counts as done, *unconfirmed* (ApplyResult.unconfirmed; the state
+  says so, and so do plan and `state show`): MoEngage offers no endpoint to poll a request.
   Files are then not deleted by apply (MoEngage may not have downloaded them yet): an S3 URL
   expires after `url_ttl` and the bucket's lifecycle rule removes the object; the HTTP
   publisher deletes everything when it is closed.
@@ -62,9 +66,9 @@ from segops.destinations.moengage.quota import QuotaLedger, eta_text
 from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange
 
-# (request, status) -> the request to try instead
+# (request, status) -> the request to try instead. A create answered 409 (the name exists)
+# is `_existing`'s to decide: it is never turned silently into add-users.
 _FALLBACKS = {
-    (moe.CREATE, 409): moe.ADD_USERS,  # the segment exists: fill it
     (moe.ADD_USERS, 404): moe.CREATE,  # it does not (never created, or gone): create it
     (moe.REPLACE, 404): moe.CREATE,
 }
@@ -129,6 +133,7 @@ class MoEngageDestination:
         entry = journal.get(step.op_id) or {}
         status = entry.get("status")
         if status == "confirmed" or (status == "accepted" and self._callbacks is None):
+            run.unconfirmed = run.unconfirmed or entry.get("unconfirmed") is True
             run.confirm(step.ranges)
             return True
         if entry.get("object"):
@@ -137,6 +142,8 @@ class MoEngageDestination:
             run.pending.append(step.users)
             return False
         rows = [list(r) for r in step.ranges]
+        # An earlier apply sent this very create: a 409 now may be its own segment.
+        resent = entry.get("request") == moe.CREATE and status in ("sent", "accepted")
         journal.record(step.op_id, address, "intent", users=step.users, rows=rows)
         killpoints.reached("moe:intent")
         key = ""
@@ -144,7 +151,7 @@ class MoEngageDestination:
             published = self._publisher.publish(step.file_name, step.data)
             key = published.key
             killpoints.reached("moe:published")
-            request, body, callback = self._call(address, step, published.url)
+            request, body, callback = self._call(address, step, published.url, resent)
         except DestinationError as exc:
             if key:
                 self._delete(key, run)
@@ -161,10 +168,13 @@ class MoEngageDestination:
             run.awaiting[callback] = (replace(step, data=b""), key)
         return True
 
-    def _call(self, address: str, step: Step, url: str) -> tuple[str, Mapping[str, Any], str]:
-        """Send the step's request, falling back as _FALLBACKS says.
+    def _call(
+        self, address: str, step: Step, url: str, resent: bool = False
+    ) -> tuple[str, Mapping[str, Any], str]:
+        """Send the step's request, falling back as _FALLBACKS (and `_existing`) say.
 
-        Returns the request that succeeded, its answer and the key its result is posted with.
+        `resent`: an earlier apply sent this create already. Returns the request that
+        succeeded, its answer and the key its result is posted with.
         """
         cs_id = self._context.resources.get(self._resource(step.segment.name))
         segment = (
@@ -175,6 +185,11 @@ class MoEngageDestination:
         key = f"{step.op_id}/{secrets.token_hex(4)}"
         callback = self._callbacks.url_for(key) if self._callbacks else None
         tried: set[str] = set()
+        attempts = [0]  # of the request being sent: a create resent may have landed before
+
+        def count(n: int) -> None:
+            attempts[0] = n
+
         while True:
             tried.add(request)
             method, path = moe.ENDPOINTS[request]
@@ -189,6 +204,7 @@ class MoEngageDestination:
                 clock=self._context.clock,
                 json=body,
                 quota_429=True,
+                on_attempt=count,
             )
             what = f"{address}: {request}"
             if response.is_success:
@@ -198,11 +214,36 @@ class MoEngageDestination:
                 raise ThrottledError(f"{what}: HTTP 429", retry_after(response))
             if response.status_code == 404 and request == moe.REMOVE_USERS:
                 return _GONE, {}, key
+            if response.status_code == 409 and request == moe.CREATE:
+                ours = resent or attempts[0] > 1
+                request = self._existing(address, step.segment, ours, tried)
+                continue
             fallback = _FALLBACKS.get((request, response.status_code))
             if fallback is None or fallback in tried:
                 error = api_error(response, what)
                 raise DestinationError(_URL.sub("<url>", str(error)))
             request = fallback
+
+    def _existing(self, address: str, segment: moe.FileSegment, ours: bool, tried: set[str]) -> str:
+        """Return what to send when creating `segment` found its name taken (HTTP 409).
+
+        `ours`: this apply or an earlier one sent the same create, which may have landed:
+        the segment is segops' own, and add-users fills it. Otherwise it belongs to
+        someone else and segops does not know who is in it: `on_existing: replace` replaces
+        its users with the desired ones; by default the change fails, naming `segops import`.
+        """
+        if ours and moe.ADD_USERS not in tried:
+            return moe.ADD_USERS
+        if segment.on_existing == "replace" and moe.REPLACE not in tried:
+            return moe.REPLACE
+        raise DestinationError(
+            f"{address}: MoEngage segment {segment.name!r} already exists (create answered "
+            "HTTP 409), and the state does not know who is in it; adding the desired members "
+            "would leave everyone else in it. Adopt it: `segops import "
+            f"{address} --members FILE` (its current members) or `segops import {address} "
+            "--assume-empty`, then apply again; or set `on_existing: replace` on the "
+            "destination to replace its users with the desired members"
+        )
 
     def _accepted(
         self,
@@ -229,8 +270,9 @@ class MoEngageDestination:
         )
         killpoints.reached("moe:accepted")
         run.count_sent(step)
-        if self._callbacks is None:
-            journal.record(step.op_id, address, "confirmed")
+        if self._callbacks is None:  # MoEngage offers nothing to ask: accepted, unconfirmed
+            journal.record(step.op_id, address, "confirmed", unconfirmed=True)
+            run.unconfirmed = True
             run.confirm(step.ranges)
 
     def _await_earlier(self, change: DestinationChange, run: Progress) -> None:

@@ -49,10 +49,12 @@ def write_requests(change: DestinationChange, rows: Iterable[MemberRow], out: Fi
         keys = (row.key for row in group)
         if op == REMOVE:
             steps.write(moe.REMOVE_USERS, segment, keys)
+        elif change.full:  # every desired member: the first file replaces the segment's users
+            steps.write(moe.REPLACE if not steps.replaced else moe.ADD_USERS, segment, keys)
         else:
             operation = moe.CREATE if create and not steps.created else moe.ADD_USERS
             steps.write(operation, segment, keys)
-    if create and after is not None and not steps.created:
+    if create and after is not None and not steps.created and not change.full:
         steps.write(moe.CREATE, after, ())  # the segment must exist for later add-users
     return Sent(add=tally[ADD], remove=tally[REMOVE])
 
@@ -73,6 +75,7 @@ class _Steps:
         self.callback_url = callback_url
         self.count = 0
         self.created = False
+        self.replaced = False
 
     def write(self, operation: str, segment: moe.FileSegment, keys: Iterable[str]) -> None:
         """Write one step per member file of `keys`; a create that splits goes on as add-users."""
@@ -83,9 +86,8 @@ class _Steps:
                 if handle is not None:
                     handle.close()  # fsynced by the commit; frees the descriptor now
                 part = chunk.part
-                handle = self._open(
-                    operation if part == 0 or operation != moe.CREATE else moe.ADD_USERS, segment
-                )
+                first = part == 0 or operation not in (moe.CREATE, moe.REPLACE)
+                handle = self._open(operation if first else moe.ADD_USERS, segment)
             assert handle is not None
             handle.write(chunk.data)
         if handle is None and operation == moe.CREATE:
@@ -96,6 +98,7 @@ class _Steps:
     def _open(self, operation: str, segment: moe.FileSegment) -> IO[bytes]:
         self.count += 1
         self.created = self.created or operation == moe.CREATE
+        self.replaced = self.replaced or operation == moe.REPLACE
         stem = f"{self.count:02d}-{operation}"
         member_file = self.folder / f"{stem}.csv"
         handle = self.files.open(member_file)

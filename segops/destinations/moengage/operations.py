@@ -15,6 +15,9 @@ into steps, one member file (and one API operation) each.
   With nothing to add, the removes go out as remove-users instead (an empty file is not
   allowed).
 - Destroy: remove-users of every member. The segment itself is left (empty) in MoEngage.
+- Full (`--replace`, or a files connection that now sends to the API): the delta holds
+  every desired member and no remove; the first file goes out as `replace`, which drops
+  every other user of the segment (and creates it when MoEngage answers 404).
 - Updates are skipped: MoEngage file segments carry no per-member attributes.
 
 Each file holds at most `max_rows` lines (the daily user quota: a larger file never fits) and
@@ -87,6 +90,8 @@ def strategy_for(change: DestinationChange, connection: str) -> Strategy:
         )
     if after is None:
         return Strategy(before, None)
+    if change.full:  # every desired member, against nothing: one replace sets the segment
+        return Strategy(None, after, replace=change.members.add > 0)
     if before is None or not _same_segment(old, new):
         return Strategy(before, after, create=after.cs_id is None)
     attribute = any(old.get(k) != new.get(k) for k in ("attribute.name", "attribute.type"))

@@ -6,8 +6,10 @@ and callback listener are imported only by `open`, the files form only by `write
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from segops.destinations.moengage.quota import (
     LedgerEntry,
@@ -17,17 +19,25 @@ from segops.destinations.moengage.quota import (
     operation_sizes,
     schedule,
 )
-from segops.destinations.platform import DestinationParts, FilesOut, PlatformSpec, settings_of
+from segops.destinations.platform import (
+    DestinationParts,
+    FilesOut,
+    KeyPath,
+    PlatformSpec,
+    settings_of,
+)
 from segops.errors import DestinationError
 from segops.model import (
     Connection,
     DestinationChange,
+    DiffMode,
     Identifier,
     IdentifierKind,
     KeyEncoding,
     MemberRow,
     Platform,
     Scalar,
+    Settings,
 )
 
 if TYPE_CHECKING:
@@ -41,12 +51,13 @@ class MoEngagePlatform(PlatformSpec):
     title = "MoEngage"
     connection_defaults = {"data_center": "01"}
     secrets = (("workspace_id_env", "workspace id"), ("api_key_env", "Data API key"))
-    destination_keys = ("segment", "attribute", "expiry_days")
+    destination_keys = ("segment", "attribute", "expiry_days", "on_existing")
     destination_required = ("segment", "attribute")
     key_hints = {
         "identifier": "; MoEngage identifies members by a user attribute: use attribute: "
         "{name, type, column}"
     }
+    resync_mode = DiffMode.FULL  # one replace call drops every user and loads the file
     identity_settings = frozenset(
         {
             "connection",
@@ -57,6 +68,36 @@ class MoEngagePlatform(PlatformSpec):
             "identifier.format",
         }
     )
+
+    def connection_problems(self, raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
+        """A member file needs a URL MoEngage can download: refuse one it could never reach.
+
+        Files served from the applying machine (`publish.http`) reach only a MoEngage on
+        the same machine, an emulator: with any other base URL (MoEngage's own by default),
+        a delivery would be accepted and then fail where nobody looks.
+        """
+        publish = raw.get("publish")
+        base_url = raw.get("base_url")
+        here = isinstance(base_url, str) and is_loopback_url(base_url)
+        if publish is None:
+            return [
+                (
+                    (),
+                    "missing `publish`: MoEngage downloads member files from a URL; configure "
+                    "publish: {s3: {bucket: ...}}"
+                    + (" (or publish: {http: {}} for this emulator)" if here else ""),
+                )
+            ]
+        if "http" in publish and not here:
+            return [
+                (
+                    ("publish", "http"),
+                    "serves member files from this machine, which MoEngage's servers cannot "
+                    "reach: use publish.s3 (publish.http is only for a base_url on this machine,"
+                    " an emulator)",
+                )
+            ]
+        return []
 
     def destination(self, raw: Mapping[str, Any]) -> DestinationParts:
         attribute = raw["attribute"]
@@ -77,6 +118,9 @@ class MoEngagePlatform(PlatformSpec):
                 "attribute.type": identifier.attribute_type,
                 "identifier.format": identifier.format,
                 "expiry_days": int(raw.get("expiry_days", DEFAULT_EXPIRY_DAYS)),
+                # Only when set: "fail" is the default, and a setting absent from older
+                # states would otherwise show as a change.
+                "on_existing": "replace" if raw.get("on_existing") == "replace" else None,
             }
         )
         return DestinationParts(identifier, settings)
@@ -88,6 +132,16 @@ class MoEngagePlatform(PlatformSpec):
         if "segment.cs_id" in settings:  # MoEngage ids are unique: the same id, the same segment
             keys.append((self.name, f"cs_id={settings['segment.cs_id']}"))
         return keys
+
+    def known_segment(self, settings: Settings, resources: Mapping[str, str]) -> str:
+        values = dict(settings)
+        if values.get("segment.cs_id"):
+            return f"segment.cs_id {values['segment.cs_id']} is an id MoEngage gave it"
+        if segment_resource(str(values.get("connection")), str(values.get("segment.name"))) in (
+            resources
+        ):
+            return "segops created it before: the state keeps its cs_id"
+        return ""
 
     def estimator(self, connection: Connection, records: Records, now: float) -> _QuotaSchedule:
         limits = QuotaLimits.from_connection(connection)
@@ -159,6 +213,22 @@ class _QuotaSchedule:
             if t != float("inf")
         )
         return len(sizes), eta_text(times, self.now)
+
+
+def is_loopback_url(url: str) -> bool:
+    """Return whether `url` names this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def segment_resource(connection: str, segment_name: str) -> str:
+    """Return the resource key under which the state keeps a MoEngage segment's cs_id."""
+    return f"moengage/{connection}/{segment_name}"
 
 
 def ledger_name(connection: Connection) -> str:

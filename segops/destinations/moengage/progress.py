@@ -21,6 +21,8 @@ class Progress:
     failures: list[str] = field(default_factory=list)  # processing errors (callbacks)
     notes: list[str] = field(default_factory=list)
     error: str = ""  # why sending stopped early (a refusal, retries run out)
+    # Operations taken as done on MoEngage's 202 alone (no callback configured).
+    unconfirmed: bool = False
 
     def confirm(self, ranges: Ranges) -> None:
         self.confirmed += ranges
@@ -60,6 +62,7 @@ class Progress:
             confirmed=None if done else (() if outstanding else tuple(ranges)),
             pending=len(self.pending) + outstanding,
             eta=eta if self.pending else "",
+            unconfirmed=self.unconfirmed,
         )
 
 

@@ -238,7 +238,8 @@ def publisher_for(connection: Connection) -> Publisher:
     """Return the publisher a connection configures: `publish.s3`, else `publish.http`.
 
     Without `publish.s3.bucket`, files are served from this machine (`publish.http`, whose
-    keys all have defaults, so `publish: {http: {}}` and no `publish` at all look the same).
+    keys all have defaults). Validation has made sure the connection names a publisher, and
+    names `publish.http` only with a base_url on this machine (an emulator).
 
     Raises:
         DestinationError: `publish.s3.endpoint_url` is malformed, holds credentials, or is

@@ -57,6 +57,9 @@ class FileSegment:
     attribute_type: str  # one of ATTRIBUTE_TYPES
     cs_id: str | None = None
     expiry_days: int = DEFAULT_EXPIRY_DAYS
+    # What a create answered 409 (the name exists) does: "fail" naming `segops import`, or
+    # "replace" the segment's users with the desired members.
+    on_existing: str = "fail"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileSegment:
@@ -73,7 +76,9 @@ class FileSegment:
             raise DestinationError(f"attribute.type {kind!r} is not one of {ATTRIBUTE_TYPES}")
         if isinstance(expiry, bool) or not isinstance(expiry, int) or not 0 < expiry < 2**31:
             raise DestinationError(f"expiry_days {expiry!r} is not a positive int32")
-        return cls(name, attribute, str(kind), None if cs_id in (None, "") else str(cs_id), expiry)
+        on_existing = "replace" if values.get("on_existing") == "replace" else "fail"
+        cs_id = None if cs_id in (None, "") else str(cs_id)
+        return cls(name, attribute, str(kind), cs_id, expiry, on_existing)
 
 
 def _base_body(segment: FileSegment, file_url: str, callback_url: str | None) -> dict[str, object]:
