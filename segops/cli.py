@@ -6,6 +6,7 @@ Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detail
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -15,58 +16,47 @@ from contextlib import contextmanager
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from segops import __version__
 from segops._fs import remove_stale_scratch, scratch_prefix
-from segops.config.workspace import load_workspace
 from segops.crash import report_crash
-from segops.destinations import ApplyResult
-from segops.engine.duck import MemberEngine
 from segops.errors import GuardError, SegopsError, UsageError
-from segops.model import EngineConfig, Plan
-from segops.operations import (
-    Context,
-    check_allow_new_state,
-    claim_state,
-    engine_for,
-    make_plan,
-    migrate_state,
-    planning_state,
-    read_saved_plan,
-    release_lock,
-    run_apply,
-    store_for,
-    take_lock,
-    validate_workspace,
-    verify_saved_plan,
-)
-from segops.planning.guards import check_overrides
-from segops.planning.planfile import open_plan, plan_key, read_plan, save_plan
-from segops.planning.selection import Selection, make_selection
-from segops.render.human import render_text
-from segops.render.json import render_json
-from segops.render.markdown import SAMPLE_SIZE, render_markdown
-from segops.state.migrate import Target
+from segops.version import version as segops_version
+
+# Start-up stays light: `segops --version` and `--help` must answer in well under 0.15 s, so
+# the stages (DuckDB, httpx, jsonschema, boto3, rich...) are imported inside the commands
+# that use them. tests/cli/test_startup.py keeps it so.
+if TYPE_CHECKING:
+    from segops.destinations import ApplyResult
+    from segops.engine.duck import MemberEngine
+    from segops.model import Plan
+    from segops.operations import Context
+    from segops.planning.selection import Selection
+    from segops.ui.session import Session
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARD = 0, 1, 2, 3
 
 SegmentOption = Annotated[
     list[str] | None,
-    typer.Option("--segment", help="Only segments matching this glob (repeatable)."),
+    typer.Option(
+        "--segment", metavar="GLOB", help="Only segments matching this glob (repeatable)."
+    ),
 ]
 ExcludeOption = Annotated[
     list[str] | None,
-    typer.Option("--exclude", help="Leave out segments matching this glob (repeatable)."),
+    typer.Option(
+        "--exclude", metavar="GLOB", help="Leave out segments matching this glob (repeatable)."
+    ),
 ]
 ChangedSinceOption = Annotated[
     str | None,
     typer.Option(
         "--changed-since",
+        metavar="GIT_REF",
         help="Only segments whose manifest or source data changed since this git ref.",
     ),
 ]
@@ -74,6 +64,7 @@ ArtifactOption = Annotated[
     str | None,
     typer.Option(
         "--artifact",
+        metavar="TEXT",
         help="With --format markdown: where the full plan is (Markdown text: a URL, an "
         "artifact name).",
     ),
@@ -90,7 +81,7 @@ ShowIdentifiersOption = Annotated[
     bool,
     typer.Option(
         "--show-identifiers",
-        help=f"With --format markdown: a masked sample of {SAMPLE_SIZE} member identifiers "
+        help="With --format markdown: a masked sample of 5 member identifiers "
         "per destination (personal data: only where the comment's readers may see it).",
     ),
 ]
@@ -102,6 +93,9 @@ class _Group(TyperGroup):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
+        given = kwargs.get("args", args[0] if args else None)
+        argv = list(sys.argv[1:] if given is None else given)
+        kwargs["args"], args = self.hoisted(argv), ()
         try:
             code = super().main(*args, **kwargs)
         except TyperException as exc:  # usage errors: bad option, missing argument...
@@ -119,18 +113,77 @@ class _Group(TyperGroup):
             typer.echo(f"{'Refused' if guard else 'Error'}: {exc}", err=True)
             sys.exit(EXIT_GUARD if guard else EXIT_ERROR)
         except Exception as exc:  # the last resort: a bug, or a library failing unforeseen
-            argv = kwargs.get("args", args[0] if args else None)
-            typer.echo(report_crash(exc, sys.argv[1:] if argv is None else argv), err=True)
+            typer.echo(report_crash(exc, argv), err=True)
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+    def hoisted(self, argv: list[str]) -> list[str]:
+        """Return `argv` with the global options given after the command moved before it.
+
+        `segops plan --no-color -v` then means `segops --no-color -v plan`, as in uv or
+        dbt. A token is moved only when the command has no option of that name and it is
+        not the value of one of the command's options; nothing after `--` moves.
+        """
+        start = _command_index(argv, self.commands)
+        if start is None:
+            return argv
+        command: Any = self.commands[argv[start]]
+        end = start + 1
+        while hasattr(command, "commands") and end < len(argv) and argv[end] in command.commands:
+            command, end = command.commands[argv[end]], end + 1
+        own = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        valued = {
+            o
+            for p in command.params
+            if not getattr(p, "is_flag", True) and not getattr(p, "count", False)
+            for o in p.opts
+        }
+        moved: list[str] = []
+        kept: list[str] = []
+        rest = iter(argv[end:])
+        for token in rest:
+            name = token.split("=", 1)[0]
+            if token == "--":
+                kept += [token, *rest]
+            elif token in valued:
+                kept += [token, *islice(rest, 1)]
+            elif name not in own and _is_global(name):
+                moved.append(token)
+                if name in _GLOBAL_VALUED and "=" not in token:
+                    moved += islice(rest, 1)
+            else:
+                kept.append(token)
+        return [*argv[:start], *moved, *argv[start:end], *kept]
+
+
+# Options of the callback that commands accept after their name too (see `hoisted`).
+_GLOBAL_FLAGS = frozenset({"--verbose", "--no-color", "--no-progress"})
+_GLOBAL_VALUED = frozenset({"--chdir", "-C"})
+
+
+def _is_global(name: str) -> bool:
+    return name in _GLOBAL_FLAGS or name in _GLOBAL_VALUED or re.fullmatch(r"-v+", name) is not None
+
+
+def _command_index(argv: list[str], commands: Mapping[str, Any]) -> int | None:
+    """Return the index of the command's name in `argv`, skipping the global options."""
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in commands:
+            return index
+        if token == "--" or not token.startswith("-"):
+            return None
+        index += 2 if token in _GLOBAL_VALUED else 1
+    return None
 
 
 app = typer.Typer(
     cls=_Group,
-    help="Terraform for audience segments: plan and apply segment membership from manifests.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich's help panels cost ~70 ms of start-up for every `--help`.
+    rich_markup_mode=None,
 )
 
 
@@ -146,26 +199,69 @@ class DataChanged(StrEnum):
 
 
 _state: dict[str, Path] = {"chdir": Path(".")}
+_session: dict[str, Session] = {}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"segops {segops_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     chdir: Annotated[
         Path, typer.Option("--chdir", "-C", help="Workspace folder (holds segops.yaml).")
     ] = Path("."),
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Log to stderr: -v what segops does (info), -vv every HTTP call and query "
+            "(debug). Also SEGOPS_LOG=debug|info|warn; SEGOPS_LOG_FILE=PATH adds JSON lines.",
+        ),
+    ] = 0,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colour in the output (also NO_COLOR=1).")
+    ] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bars or progress lines.")
+    ] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
+    """Terraform for audience segments: plan and apply segment membership from manifests.
+
+    Global options go before or after the command: `segops plan -v` and `segops -v plan`
+    are the same.
+    """
+    from segops.ui.session import Session
+
     _state["chdir"] = chdir
+    session = Session.start(verbose, no_color, no_progress, os.environ)
+    _session["current"] = session
+    ctx.call_on_close(session.close)
 
 
 @app.command()
 def version() -> None:
     """Print the segops version."""
-    typer.echo(f"segops {__version__}")
+    typer.echo(f"segops {segops_version()}")
 
 
 @app.command()
 def validate() -> None:
     """Check segops.yaml, every manifest and every source's columns."""
+    from segops.operations import validate_workspace
+
     with _context() as ctx:
         count = validate_workspace(ctx)
     segments = len(ctx.workspace.segments)
@@ -177,7 +273,11 @@ def plan(
     out: Annotated[
         Path | None,
         typer.Option(
-            "-out", "--out", "-o", help="Save the plan to this file for `segops apply FILE`."
+            "-out",
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="Save the plan to this file for `segops apply FILE`.",
         ),
     ] = None,
     detailed_exitcode: Annotated[
@@ -196,12 +296,15 @@ def plan(
     Exit codes: 0 no changes (or changes without --detailed-exitcode), 1 error,
     2 changes (with --detailed-exitcode), 3 a safety guard stops the plan.
     """
+    from segops.operations import check_allow_new_state, engine_for, make_plan
+    from segops.planning.planfile import plan_key, save_plan
+
     with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
         _check_markdown_options(fmt, artifact, show_identifiers)
         check_allow_new_state(ctx)
         key = plan_key(os.environ) if out is not None else None
         chosen = _selection(ctx, segment, exclude, changed_since)
-        result = make_plan(ctx, engine, __version__, chosen)
+        result = make_plan(ctx, engine, segops_version(), chosen)
         if out is not None:
             save_plan(result, ctx.work / "deltas", out, key)
         samples = _samples(engine, result, ctx.work / "deltas") if show_identifiers else None
@@ -224,6 +327,8 @@ def show(
     show_identifiers: ShowIdentifiersOption = False,
 ) -> None:
     """Show a saved plan."""
+    from segops.planning.planfile import plan_key, read_plan
+
     with _errors():
         _check_markdown_options(fmt, artifact, show_identifiers)
         key = plan_key(os.environ)
@@ -268,6 +373,21 @@ def apply(
 
     Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan.
     """
+    from segops.operations import (
+        check_allow_new_state,
+        claim_state,
+        engine_for,
+        make_plan,
+        read_saved_plan,
+        release_lock,
+        run_apply,
+        take_lock,
+        verify_saved_plan,
+    )
+    from segops.planning.guards import check_overrides
+    from segops.render.human import render_text
+
+    version = segops_version()
     with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
         check_allow_new_state(ctx)
         saved = None
@@ -279,12 +399,10 @@ def apply(
             raise UsageError("--data-changed goes with a saved plan: segops apply FILE")
         lock, created = take_lock(ctx.store, "apply")
         try:
-            claim_state(ctx, __version__)
+            claim_state(ctx, version)
             if saved is not None:
                 refuse = data_changed is DataChanged.refuse
-                verified = verify_saved_plan(
-                    ctx, engine, saved.plan, __version__, str(file), refuse
-                )
+                verified = verify_saved_plan(ctx, engine, saved.plan, version, str(file), refuse)
                 for line in verified.refreshes:
                     typer.echo(line)
                 chosen = verified.plan
@@ -292,13 +410,13 @@ def apply(
                 check_overrides(chosen, allow_removals or (), saved.sha256, reviewed)
             else:
                 selection = _selection(ctx, segment, exclude, changed_since)
-                chosen = make_plan(ctx, engine, __version__, selection)
+                chosen = make_plan(ctx, engine, version, selection)
                 typer.echo(render_text(chosen), nl=False)
                 check_overrides(chosen, allow_removals or (), None)
                 if not chosen.has_changes:
                     return
                 _confirm(auto_approve)
-            report = run_apply(ctx, engine, chosen, __version__, _print_result)
+            report = run_apply(ctx, engine, chosen, version, _print_result)
         finally:
             release_lock(ctx.store, lock, created)
     _print_summary(report.results)
@@ -375,6 +493,9 @@ def state_migrate(
     The target must be empty. The old store is kept, marked as moved: segops refuses to use
     it and says where the state went. Change segops.yaml's `state:` as printed.
     """
+    from segops.operations import migrate_state
+    from segops.state.migrate import Target
+
     target = Target(to.value, path, bucket, prefix, region, endpoint_url)
     with _context() as ctx:
         state, count, store = migrate_state(ctx, target)
@@ -427,6 +548,9 @@ def fmt_command(
 @contextmanager
 def _context(allow_new_state: bool = False) -> Iterator[Context]:
     """Load the workspace and give a scratch folder that is removed afterwards."""
+    from segops.config.workspace import load_workspace
+    from segops.operations import Context, store_for
+
     with _errors(), _scratch() as work:
         workspace = load_workspace(_state["chdir"])
         yield Context(workspace, store_for(workspace, work), work, allow_new_state)
@@ -467,6 +591,9 @@ def _relative(message: str) -> str:
 def _selection(
     ctx: Context, segment: list[str] | None, exclude: list[str] | None, changed_since: str | None
 ) -> Selection:
+    from segops.operations import planning_state
+    from segops.planning.selection import make_selection
+
     state = planning_state(ctx)
     applied = [d.segment for d in state.destinations] if state else []
     return make_selection(ctx.workspace, segment or (), exclude or (), changed_since, applied)
@@ -478,6 +605,10 @@ def _render(
     artifact: str | None = None,
     samples: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
+    from segops.render.human import render_text
+    from segops.render.json import render_json
+    from segops.render.markdown import render_markdown
+
     if fmt is Format.markdown:
         shown = samples is not None
         return render_markdown(result, artifact=artifact, show_identifiers=shown, samples=samples)
@@ -491,6 +622,8 @@ def _check_markdown_options(fmt: Format, artifact: str | None, show_identifiers:
 
 def _samples(engine: MemberEngine, plan: Plan, deltas: Path) -> dict[str, list[str]]:
     """Return the first SAMPLE_SIZE keys of each change's delta file in `deltas`."""
+    from segops.render.markdown import SAMPLE_SIZE
+
     found: dict[str, list[str]] = {}
     for change in plan.changes:
         if change.delta is None:
@@ -506,6 +639,10 @@ def _samples(engine: MemberEngine, plan: Plan, deltas: Path) -> dict[str, list[s
 
 def _saved_samples(file: Path, saved: Plan, key: bytes | None) -> dict[str, list[str]]:
     """Return samples from the deltas of a plan file, extracted (and verified) in a scratch dir."""
+    from segops.engine.duck import MemberEngine
+    from segops.model import EngineConfig
+    from segops.planning.planfile import open_plan
+
     with _scratch() as work:
         open_plan(file, work / "deltas", key)
         engine = MemberEngine(work, work, EngineConfig())
@@ -563,12 +700,15 @@ def _print_summary(results: tuple[ApplyResult, ...]) -> None:
 
 
 def main() -> None:
+    from segops.ui import typerfast
+
+    typerfast.install()
     # SIGTERM (CI cancelling a job) and SIGHUP unwind like Ctrl-C: scratch folders and
     # partial plan files are removed, and apply releases its lock.
     signal.signal(signal.SIGTERM, _terminated)
     signal.signal(signal.SIGHUP, _terminated)
     threading.excepthook = _thread_crash
-    app()
+    app(prog_name="segops")
 
 
 def _terminated(signum: int, frame: object) -> NoReturn:
