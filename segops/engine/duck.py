@@ -51,6 +51,7 @@ class MemberEngine(EngineBase):
     def source_sql(self, destination: Destination) -> str:
         """Return SQL for the destination's source relation, creating inline tables once."""
         source = destination.source
+        self._trim_blank_tail(destination)
         table = self._inline_table(destination) if source.kind is SourceKind.INLINE else None
         wanted = [column for _, column in desired.roles(destination)]
         replaced = self._replaced.get(source.path or "")

@@ -195,3 +195,37 @@ def test_an_overlong_ndjson_line_is_refused_without_reading_it_whole(
     with pytest.raises(UnreadableRow) as raised:
         list(ndjson.iter_rows(path))
     assert raised.value.line == 2 and "longer than" in raised.value.message
+
+
+TRAILING = {
+    "lf": (b"id\nx\ny\n\n", 1),
+    "lf-many": (b"id\nx\ny\n\n\n\n", 3),
+    "crlf": (b"id\r\nx\r\ny\r\n\r\n", 2),
+    "no-final-newline": (b"id\nx\ny", 0),
+    "one-final-newline": (b"id\nx\ny\n", 0),
+    "header-only-then-blank": (b"id\n\n", 1),
+}
+
+
+@pytest.mark.parametrize("case", TRAILING.values(), ids=TRAILING.keys())
+def test_blank_lines_that_end_a_csv_are_not_rows(tmp_path: Path, case: tuple[bytes, int]) -> None:
+    content, blank = case
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    assert csv.trailing_blank_bytes(path) == blank
+    rows = exact_csv(path)
+    copy = csv.trimmed_copy(path, tmp_path / "copy.csv", blank)
+    assert duck_rows(csv.relation_sql(copy, ",", "copy.csv")) == rows
+    assert rows == [("x",), ("y",)][: len(rows)] and None not in {r[0] for r in rows}
+    assert (copy.stat().st_mode & 0o077) == 0
+
+
+def test_a_blank_line_inside_a_one_column_csv_is_still_an_empty_value(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"id\nx\n\n\ny\n\n")
+    assert list(csv.iter_rows(path, ",")) == [
+        (2, {"id": "x"}),
+        (3, {"id": None}),
+        (4, {"id": None}),
+        (5, {"id": "y"}),
+    ]
