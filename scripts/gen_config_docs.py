@@ -163,14 +163,18 @@ def constraints(schema: Schema, resolver: Resolver) -> list[str]:
     ]
     said.extend(f"{sign} {s[key]}" for key, sign in bounds if key in s)
     sizes = [
-        ("minLength", "at least {} character(s)"),
-        ("maxLength", "at most {} character(s)"),
-        ("minItems", "at least {} item(s)"),
-        ("maxItems", "at most {} item(s)"),
-        ("minProperties", "at least {} key(s)"),
-        ("maxProperties", "at most {} key(s)"),
+        ("minLength", "at least", "character"),
+        ("maxLength", "at most", "character"),
+        ("minItems", "at least", "item"),
+        ("maxItems", "at most", "item"),
+        ("minProperties", "at least", "key"),
+        ("maxProperties", "at most", "key"),
     ]
-    said.extend(text.format(s[key]) for key, text in sizes if key in s)
+    said.extend(
+        f"{bound} {s[key]} {noun}{'' if s[key] == 1 else 's'}"
+        for key, bound, noun in sizes
+        if key in s
+    )
     names = s.get("propertyNames")
     if isinstance(names, Mapping):
         pattern = resolver.resolve(names).get("pattern")

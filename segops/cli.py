@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from itertools import islice
@@ -23,6 +24,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from segops._fs import remove_stale_scratch, scratch_prefix
+from segops._text import plural
 from segops.crash import report_crash
 from segops.errors import GuardError, SegopsError, UsageError
 from segops.version import version as segops_version
@@ -110,7 +112,8 @@ class _Group(TyperGroup):
             sys.exit(EXIT_ERROR)
         except SegopsError as exc:  # raised outside a command's `_errors()`
             guard = isinstance(exc, GuardError)
-            typer.echo(f"{'Refused' if guard else 'Error'}: {exc}", err=True)
+            message = f"{'Refused' if guard else 'Error'}: {_for_user(str(exc))}"
+            typer.echo(_painted(message, "error", err=True), err=True)
             sys.exit(EXIT_GUARD if guard else EXIT_ERROR)
         except Exception as exc:  # the last resort: a bug, or a library failing unforeseen
             typer.echo(report_crash(exc, argv), err=True)
@@ -265,7 +268,9 @@ def validate() -> None:
     with _context() as ctx:
         count = validate_workspace(ctx)
     segments = len(ctx.workspace.segments)
-    typer.echo(f"Success! {segments} segments and {count} destinations are valid.")
+    typer.echo(
+        f"Success! {plural(segments, 'segment')} and {plural(count, 'destination')} are valid."
+    )
 
 
 @app.command()
@@ -311,7 +316,10 @@ def plan(
     typer.echo(_render(result, fmt, artifact, samples), nl=False)
     if out is not None and fmt is Format.text:
         typer.echo(
-            f"\nSaved the plan to: {out}\nTo apply exactly this plan, run: segops apply {out}"
+            _for_user(
+                f"\nSaved the plan to: {out}\n"
+                f"To apply exactly this plan, run: segops apply {shlex.quote(str(out))}"
+            )
         )
     if result.tripped:
         raise typer.Exit(EXIT_GUARD)
@@ -376,6 +384,7 @@ def apply(
     from segops.operations import (
         check_allow_new_state,
         claim_state,
+        credentials_for,
         engine_for,
         make_plan,
         read_saved_plan,
@@ -388,6 +397,11 @@ def apply(
     from segops.render.human import render_text
 
     version = segops_version()
+    if allow_removals and file is None:  # refused before planning: it can never apply
+        _usage(
+            "--allow-removals needs a saved plan: run `segops plan -out FILE`, review it, "
+            "then `segops apply FILE --allow-removals SEGMENT`"
+        )
     with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
         check_allow_new_state(ctx)
         saved = None
@@ -411,12 +425,16 @@ def apply(
             else:
                 selection = _selection(ctx, segment, exclude, changed_since)
                 chosen = make_plan(ctx, engine, version, selection)
-                typer.echo(render_text(chosen), nl=False)
+                typer.echo(_painted(_for_user(render_text(chosen)), "plan_text"), nl=False)
                 check_overrides(chosen, allow_removals or (), None)
                 if not chosen.has_changes:
                     return
+            # Before the question: a missing secret is said before anyone answers "yes".
+            credentials = credentials_for(ctx, chosen)
+            _hide(credentials)
+            if saved is None:
                 _confirm(auto_approve)
-            report = run_apply(ctx, engine, chosen, version, _print_result)
+            report = run_apply(ctx, engine, chosen, version, _print_result, None, credentials)
         finally:
             release_lock(ctx.store, lock, created)
     _print_summary(report.results)
@@ -462,11 +480,14 @@ def state_recover(
         finally:
             ctx.store.unlock(lock.id)
     typer.echo(
-        f"Recovered the state from state.json.backup: lineage {recovered.lineage}, "
-        f"{len(recovered.destinations)} destination(s), now serial {recovered.serial}.\n"
-        "It is the state before the last write: the destination that write recorded may have "
-        "members on its platform that the state does not list. Run `segops plan` and review "
-        "it before you apply."
+        _for_user(
+            f"Recovered the state from state.json.backup: lineage {recovered.lineage}, "
+            f"{plural(len(recovered.destinations), 'destination')}, "
+            f"now serial {recovered.serial}.\n"
+            "It is the state before the last write: the destination that write recorded may have "
+            "members on its platform that the state does not list. Run `segops plan` and review "
+            "it before you apply."
+        )
     )
 
 
@@ -502,12 +523,13 @@ def state_migrate(
         source = ctx.store.describe()
     moved = (
         f"Moved the state to {store.describe()}: lineage {state.lineage}, serial "
-        f"{state.serial}, {len(state.destinations)} destination(s), {count} file(s).\n"
+        f"{state.serial}, {plural(len(state.destinations), 'destination')}, "
+        f"{plural(count, 'file')}.\n"
         f"{source} is kept, marked as moved: segops now refuses to use it.\n"
         "Point segops.yaml at the new store (segops does not edit it: review the change "
         f"like any other):\n\n{target.config()}"
     )
-    typer.echo(_relative(moved))
+    typer.echo(_for_user(moved))
 
 
 @app.command("fmt")
@@ -538,7 +560,8 @@ def fmt_command(
     for reformat in reformats:
         typer.echo(reformat.name)
     if check and reformats:
-        typer.echo(f"{len(reformats)} file(s) to reformat: run `segops fmt`.", err=True)
+        message = f"{plural(len(reformats), 'file')} to reformat: run `segops fmt`."
+        typer.echo(_for_user(message), err=True)
         raise typer.Exit(EXIT_ERROR)
 
 
@@ -574,11 +597,11 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except GuardError as exc:
-        typer.echo(f"Refused: {_relative(str(exc))}", err=True)
+        typer.echo(_painted(f"Refused: {_for_user(str(exc))}", "error", err=True), err=True)
         raise typer.Exit(EXIT_GUARD) from None
     except SegopsError as exc:
         label = "Usage error" if isinstance(exc, UsageError) else "Error"
-        typer.echo(f"{label}: {_relative(str(exc))}", err=True)
+        typer.echo(_painted(f"{label}: {_for_user(str(exc))}", "error", err=True), err=True)
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -586,6 +609,48 @@ def _relative(message: str) -> str:
     """Return `message` with paths inside the workspace written relative to it."""
     root = str(_state["chdir"].resolve())
     return message.replace(f"{root}{os.sep}", "") if root != os.sep else message
+
+
+# `segops plan`, "run: segops apply FILE": a command to type (not "a segops plan file")
+_COMMAND_HINT = re.compile(
+    r"(^|`|: )segops (?=(?:validate|plan|show|apply|state|force-unlock|fmt|init)\b)",
+    re.MULTILINE,
+)
+
+
+def _for_user(message: str) -> str:
+    """Return `message` for the terminal: paths relative to the workspace, and every
+    `segops COMMAND` hint with the `-C DIR` the user gave, so that it runs as printed."""
+    message = _relative(message)
+    chdir = str(_state["chdir"])
+    if chdir in ("", "."):
+        return message
+    return _COMMAND_HINT.sub(lambda m: f"{m[1]}segops -C {shlex.quote(chdir)} ", message)
+
+
+def _usage(message: str) -> NoReturn:
+    """Print a usage error and exit 1."""
+    typer.echo(_painted(f"Usage error: {_for_user(message)}", "error", err=True), err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _painted(text: str, paint: str, err: bool = False) -> str:
+    """Return `text` coloured by `segops.ui.colour.<paint>` when the terminal wants colour."""
+    session = _session.get("current")
+    wanted = session is not None and (session.err_colour if err else session.colour)
+    if not wanted:
+        return text
+    from segops.ui import colour
+
+    style: Callable[[str], str] = getattr(colour, paint)
+    return style(text)
+
+
+def _hide(credentials: Mapping[str, Mapping[str, str]]) -> None:
+    """Blank these secrets out of every log record from now on."""
+    session = _session.get("current")
+    if session is not None and session.logs is not None:
+        session.logs.hide(v for values in credentials.values() for v in values.values())
 
 
 def _selection(
@@ -612,7 +677,9 @@ def _render(
     if fmt is Format.markdown:
         shown = samples is not None
         return render_markdown(result, artifact=artifact, show_identifiers=shown, samples=samples)
-    return render_json(result) if fmt is Format.json else render_text(result)
+    if fmt is Format.json:
+        return render_json(result)
+    return _painted(_for_user(render_text(result)), "plan_text")
 
 
 def _check_markdown_options(fmt: Format, artifact: str | None, show_identifiers: bool) -> None:
@@ -674,29 +741,33 @@ def _print_result(result: ApplyResult) -> None:
     sent = result.sent
     counts = f"+{sent.add:,} ~{sent.update:,} -{sent.remove:,} sent"
     if result.files:
-        counts += f"; {len(result.files)} file(s) written"
+        counts += f"; {plural(len(result.files), 'file')} written"
     if result.ok and not result.pending:
-        typer.echo(f"{result.address}: done ({counts})")
+        typer.echo(_painted(f"{result.address}: done ({counts})", "result_line"))
     elif result.pending:
-        typer.echo(
-            f"{result.address}: {result.pending} operation(s) pending on the platform quota "
-            f"({counts}); run `segops apply` again {result.eta or 'later'} to continue"
+        message = _for_user(
+            f"{result.address}: {plural(result.pending, 'operation')} pending on the "
+            f"platform quota ({counts}); run `segops apply` again {result.eta or 'later'} "
+            "to continue"
         )
+        typer.echo(_painted(message, "result_line"))
     else:
-        typer.echo(f"{result.address}: FAILED ({counts}): {result.message}", err=True)
+        message = f"{result.address}: FAILED ({counts}): {result.message}"
+        typer.echo(_painted(_for_user(message), "result_line", err=True), err=True)
 
 
 def _print_summary(results: tuple[ApplyResult, ...]) -> None:
     failed = sum(not r.ok for r in results)
     done = len(results) - failed
     if failed:
-        typer.echo(
-            f"\nApply finished with errors: {done} destination(s) applied, "
-            f"{failed} failed; run `segops plan` to see what is left.",
-            err=True,
+        message = (
+            f"\nApply finished with errors: {plural(done, 'destination')} applied, "
+            f"{failed} failed; run `segops plan` to see what is left."
         )
+        typer.echo(_painted(_for_user(message), "summary", err=True), err=True)
     else:
-        typer.echo(f"\nApply complete! {done} destination(s) applied.")
+        message = f"\nApply complete! {plural(done, 'destination')} applied."
+        typer.echo(_painted(message, "summary"))
 
 
 def main() -> None:

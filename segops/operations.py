@@ -6,6 +6,7 @@ to the CLI.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -15,8 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from segops import observe
 from segops.apply.journal import ApplyJournal, JournalResources
 from segops.apply.loop import ApplyReport, apply_plan
+from segops.config.credentials import Credentials
 from segops.config.credentials import resolve as resolve_credentials
 from segops.destinations import ApplyResult
 from segops.destinations.factory import DestinationFactory
@@ -32,7 +35,15 @@ from segops.errors import (
     StateError,
     UsageError,
 )
-from segops.model import DestinationChange, DiffResult, MemberRow, Plan, S3StateSettings, Workspace
+from segops.model import (
+    Destination,
+    DestinationChange,
+    DiffResult,
+    MemberRow,
+    Plan,
+    S3StateSettings,
+    Workspace,
+)
 from segops.planning import planner
 from segops.planning.guards import with_guards
 from segops.planning.inputs import InputDigests, definitions
@@ -54,6 +65,8 @@ from segops.state import Records, StateBackend
 from segops.state.local import LocalStateStore
 from segops.state.migrate import Target, copy_state, moved_record
 from segops.state.model import LockInfo, State
+
+log = logging.getLogger("segops.plan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,17 +249,43 @@ def make_plan(
     if state is not None:
         kept = tuple(d for d in state.destinations if selection.includes(d.segment))
         considered = replace(state, destinations=kept)
+    if state is None:
+        log.info("no state yet: every desired member is new")
+    else:
+        log.info("state: lineage %s, serial %d", state.lineage, state.serial)
     decisions = planner.decide(desired, considered, {c.name for c in ws.connections})
     results: dict[str, DiffResult] = {}
-    for decision in decisions:
-        request = decision.request
-        snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
-        results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
+    sizes = {d.address: _source_size(ctx, d.request.desired) for d in decisions}
+    total = sum(sizes.values())
+    with observe.step("Diffing members", len(decisions), "destinations", total) as step:
+        for decision in decisions:
+            request = decision.request
+            applied = request.applied
+            snapshot = ctx.store.snapshot_path(applied.sha256) if applied else None
+            began = time.monotonic()
+            result = engine.diff(request, snapshot, ctx.work / "deltas")
+            results[decision.address] = result
+            log.info(
+                "%s: diffed in %.2f s",
+                decision.address,
+                time.monotonic() - began,
+                extra={"event": "diff", "address": decision.address},
+            )
+            step.advance(1, size=sizes[decision.address])
     plan = planner.build_plan(decisions, results, state, digests.result(), version)
     plan = replace(plan, selection=selection.text)
     counters = estimators(ws, ctx.store.records, time.time())
     plan = with_schedule(plan, counters, _rows_of(ctx, engine))
     return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
+
+
+def _source_size(ctx: Context, destination: Destination | None) -> int:
+    """Return the bytes of the destination's source file (0 for inline members)."""
+    path = destination.source.path if destination is not None else None
+    try:
+        return (ctx.root / path).stat().st_size if path else 0
+    except OSError:
+        return 0
 
 
 def _rows_of(
@@ -339,6 +378,19 @@ def _check_not_stale(reasons: Sequence[str], why: str = "") -> None:
         )
 
 
+def credentials_for(
+    ctx: Context, plan: Plan, env: Mapping[str, str] | None = None
+) -> dict[str, Credentials]:
+    """Return the secrets of every connection `plan` sends members to.
+
+    Raises:
+        ManifestError: naming every variable that is not set.
+    """
+    used = {c.connection for c in plan.changes if c.members.changed}
+    connections = [c for c in ctx.workspace.connections if c.name in used]
+    return resolve_credentials(connections, os.environ if env is None else env)
+
+
 def run_apply(
     ctx: Context,
     engine: MemberEngine,
@@ -346,15 +398,16 @@ def run_apply(
     version: str,
     on_result: Callable[[ApplyResult], None],
     env: Mapping[str, str] | None = None,
+    credentials: Mapping[str, Credentials] | None = None,
 ) -> ApplyReport:
     """Apply `plan` (the caller holds the lock and has checked staleness).
 
-    Every secret the plan needs is read from the environment first: a missing one stops the
-    apply before anything is sent.
+    Every secret the plan needs is read from the environment first (unless the caller
+    read them already, before asking for confirmation): a missing one stops the apply
+    before anything is sent.
     """
-    used = {c.connection for c in plan.changes if c.members.changed}
-    connections = [c for c in ctx.workspace.connections if c.name in used]
-    credentials = resolve_credentials(connections, os.environ if env is None else env)
+    if credentials is None:
+        credentials = credentials_for(ctx, plan, env)
     journal = ApplyJournal(ctx.store.records)
     factory = DestinationFactory(
         ctx.root,

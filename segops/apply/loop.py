@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from segops import observe
 from segops.apply.journal import ApplyJournal
 from segops.destinations import ApplyResult, Destination, Sent, killpoints
 from segops.errors import DestinationError
@@ -32,6 +35,7 @@ from segops.state import StateStore
 from segops.state.model import DestinationState, State
 
 OpenDestination = Callable[[DestinationChange, "ScopedJournal"], Destination]
+log = logging.getLogger("segops.apply")
 
 
 class MemberEngine(Protocol):
@@ -101,32 +105,53 @@ def apply_plan(
     destination_for: OpenDestination,
     segops_version: str,
     on_result: Callable[[ApplyResult], None] = lambda _: None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> ApplyReport:
     """Apply every change of `plan`; return each destination's result and the final state.
 
-    The caller holds the state lock and has checked that the plan is not stale.
+    The caller holds the state lock and has checked that the plan is not stale. Once `stop()`
+    says so (Ctrl-C), no further destination is started; the one under way finishes what it
+    sent and its confirmed part is recorded.
     """
     state = store.read()
     killpoints.reached("apply:start")
     results = []
-    for change in plan.changes:
-        if not change.is_change:
-            continue
-        if state is None:  # recorded before anything is sent: a kill now resumes this lineage
-            state = store.begin(State(str(uuid.uuid4()), 0, segops_version))
-        result = _send(change, deltas, engine, journal, destination_for)
-        if result.ok or result.confirmed:
-            killpoints.reached("apply:confirmed")
-            entry = _recorded(change, result, state, store, engine, deltas)
-            state = (
-                state.without(change.address) if entry is None else state.with_destination(entry)
+    changes = [c for c in plan.changes if c.is_change]
+    with observe.step("Applying", len(changes), "destinations") as step:
+        for change in changes:
+            if stop():
+                log.info("%s: not started: apply was interrupted", change.address)
+                break
+            if state is None:  # recorded before anything is sent: a kill resumes this lineage
+                state = store.begin(State(str(uuid.uuid4()), 0, segops_version))
+            m = change.members
+            log.info("%s: sending +%d ~%d -%d", change.address, m.add, m.update, m.remove)
+            began = time.monotonic()
+            result = _send(change, deltas, engine, journal, destination_for)
+            log.info(
+                "%s: %s in %.2f s",
+                change.address,
+                "done" if result.ok else "not done",
+                time.monotonic() - began,
             )
-            resources = tuple(sorted({**dict(state.resources), **journal.resources}.items()))
-            state = store.write(replace(state, segops_version=segops_version, resources=resources))
-            killpoints.reached("apply:state-written")
-            journal.forget(change.address)
-        results.append(result)
-        on_result(result)
+            if result.ok or result.confirmed:
+                killpoints.reached("apply:confirmed")
+                entry = _recorded(change, result, state, store, engine, deltas)
+                state = (
+                    state.without(change.address)
+                    if entry is None
+                    else state.with_destination(entry)
+                )
+                resources = tuple(sorted({**dict(state.resources), **journal.resources}.items()))
+                state = store.write(
+                    replace(state, segops_version=segops_version, resources=resources)
+                )
+                log.info("%s: state written, serial %d", change.address, state.serial)
+                killpoints.reached("apply:state-written")
+                journal.forget(change.address)
+            results.append(result)
+            on_result(result)
+            step.advance()
     return ApplyReport(tuple(results), store.read())
 
 

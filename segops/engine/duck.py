@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from segops._text import plural
 from segops.engine import deltas, desired, failures, identifiers, sources
 from segops.engine.base import EngineBase
 from segops.engine.cells import JSON, TEXT
@@ -183,7 +184,9 @@ class MemberEngine(EngineBase):
                 [
                     Problem(
                         destination.source.path or destination.manifest,
-                        f"{conflicts} member(s) appear more than once with different attributes "
+                        f"{plural(conflicts, 'member')} "
+                        f"{'appears' if conflicts == 1 else 'appear'} more than once "
+                        "with different attributes "
                         f"for destination {destination.address}; keep one row per member",
                     )
                 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from segops._fs import NotRegularFileError
+from segops._text import plural
 from segops.engine import desired, sources
 from segops.engine.sources.errors import UnreadableRow
 from segops.errors import Problem, SourceError
@@ -101,7 +102,7 @@ def bad_row_problems(destination: Destination, root: Path, invalid: int) -> list
     except duckdb.Error:  # a Parquet file replaced by a damaged one meanwhile
         problems.append(Problem(file, "changed while segops read it: run the command again"))
     more = invalid - len(problems)
-    tail = f"{invalid} bad row(s) for destination {destination.address}"
+    tail = f"{plural(invalid, 'bad row')} for destination {destination.address}"
     tail += f" ({more} more not listed)" if more > 0 else ""
     tail += "; fix them, or set `on_bad_rows: skip` on the source to leave them out"
     problems.append(Problem(destination.manifest, tail, source.line, "spec.source"))

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from segops._text import plural
 from segops.model import Plan
 from segops.render.json import plan_to_dict
 
@@ -37,8 +38,8 @@ def render_text(plan: Plan) -> str:
     if stopped:
         allow = " ".join(f"--allow-removals {s}" for s in stopped)
         blocks.append(
-            f"⛔ Safety guards stop {data['summary']['guards_tripped']} change(s): apply will "
-            "refuse this plan.\n   After review, apply it with: "
+            f"⛔ Safety guards stop {plural(data['summary']['guards_tripped'], 'change')}: "
+            "apply will refuse this plan.\n   After review, apply it with: "
             f"segops apply <saved plan> {allow}\n"
         )
     return "\n".join(blocks)
@@ -62,7 +63,7 @@ def _block(change: Mapping[str, Any]) -> str:
         lines.append(f"      ⛔ stopped by safety guard {guard['guard']}: {guard['message']}")
     skipped = change["members"]["skipped"]
     if skipped:
-        lines.append(f"      ! {skipped:,} bad source row(s) skipped (on_bad_rows: skip)")
+        lines.append(f"      ! {plural(skipped, 'bad source row')} skipped (on_bad_rows: skip)")
     return "\n".join(lines) + "\n"
 
 
@@ -100,7 +101,7 @@ def _no_changes(data: Mapping[str, Any]) -> str:
     count = len(data["changes"])
     return (
         "No changes. The platforms match the manifests "
-        f"({count} destination{'s' if count != 1 else ''}, {total:,} members).\n"
+        f"({plural(count, 'destination')}, {plural(total, 'member')}).\n"
     )
 
 

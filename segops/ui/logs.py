@@ -116,6 +116,14 @@ class _Writer(logging.Handler):
         except Exception:  # a log line must never stop a command
             self.handleError(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Drop a record that cannot be written: logging's own report is a traceback."""
+
+
+class _File(logging.StreamHandler[TextIO]):
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Drop a record that cannot be written: logging's own report is a traceback."""
+
 
 class Logs:
     """The `segops` logger as configured for one command; `close` undoes it."""
@@ -155,7 +163,7 @@ class Logs:
         except OSError as error:
             raise UsageError(f"{LOG_FILE_ENV}={path}: cannot open it: {error.strerror}") from None
         self._file = os.fdopen(fd, "a", encoding="utf-8")
-        handler = logging.StreamHandler(self._file)
+        handler = _File(self._file)
         handler.setLevel(level)
         handler.setFormatter(_JsonLines())
         self._add(handler)

@@ -64,7 +64,7 @@ class _Count:
             parts.append(size_text(self.size))
         parts.append(f"{duration_text(elapsed)} elapsed")
         left = self.left(elapsed)
-        if left is not None:
+        if left is not None and left >= 1:
             parts.append(f"about {duration_text(left)} left")
         return ", ".join(parts)
 
@@ -116,7 +116,8 @@ class _PlainStep:
     def advance(self, amount: int = 1, *, size: int = 0) -> None:
         self._count.done += amount
         self._count.size += size
-        if self._due():
+        finished = self._count.total is not None and self._count.done >= self._count.total
+        if not finished and self._due():  # the last one is said by `close`
             self._line(self._count.text(self._reporter._clock() - self._start))
 
     def note(self, text: str) -> None:

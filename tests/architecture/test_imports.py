@@ -2,11 +2,11 @@
 
     config -> engine -> planning -> render | apply -> destinations | state
 
-A module may import the shared base (errors, model, _fs, version, observe), its own stage, and
-the stages after it; importing an earlier stage, or a sibling on the same step (render and
-apply, destinations and state), is an upward import and fails here. Only the shell on top
-(segops/__init__, cli, operations, crash, and the terminal side in segops/ui/) may import
-everything. Every import counts: module
+A module may import the shared base (errors, model, _fs, _text, version, observe), its own
+stage, and the stages after it; importing an earlier stage, or a sibling on the same step
+(render and apply, destinations and state), is an upward import and fails here. Only the
+shell on top (segops/__init__, cli, operations, crash, and the terminal side in segops/ui/)
+may import everything. Every import counts: module
 level, inside functions, and under `if TYPE_CHECKING:`.
 """
 
@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "segops"
-BASE = ("segops.errors", "segops.model", "segops._fs", "segops.version", "segops.observe")
+BASE = (
+    "segops.errors",
+    "segops.model",
+    "segops._fs",
+    "segops._text",
+    "segops.version",
+    "segops.observe",
+)
 SHELL = ("segops", "segops.__main__", "segops.cli", "segops.crash", "segops.operations")
 SHELL_PACKAGES = ("segops.ui.",)  # the terminal side of the shell: progress, logs, events
 

@@ -78,7 +78,7 @@ def test_invisible_characters_are_refused_by_line(workspace: Path, char: str, na
         ("[{id: crm-1}, {id: 7}]", "is a whole number, not text"),
         ("[{id: crm-1}, {other: x}]", "empty user_account_id"),
         ("[{id: crm-1, bag: '[1]'}]", "data_bag in column 'bag' is not a JSON object"),
-        ("[{id: crm-1, bag: {a: 1}}, {id: crm-1, bag: {a: 2}}]", "appear more than once"),
+        ("[{id: crm-1, bag: {a: 1}}, {id: crm-1, bag: {a: 2}}]", "appears more than once"),
     ],
 )
 def test_validate_checks_every_inline_row(workspace: Path, members: str, words: str) -> None:

@@ -9,6 +9,7 @@ journal: it may quote a command line, and command lines hold member identifiers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
@@ -25,6 +26,7 @@ from segops.destinations.mediarithmics.api import (
 from segops.destinations.mediarithmics.batches import Batch
 from segops.errors import DestinationError
 
+log = logging.getLogger("segops.mediarithmics")
 MAX_POLL_INTERVAL: Final = 30.0
 _LISTED_PROBLEMS: Final = 10  # batches named one by one in a message; the rest are counted
 _UNCONFIRMED: Final = "not confirmed: the next apply checks on it again or resends these rows"
@@ -96,6 +98,15 @@ class Poller:
             detail = f"{where}: {exc}; {_UNCONFIRMED}"
             return replace(pending, state="unconfirmed", detail=detail)
         status = execution.status
+        log.info(
+            "%s: execution %s %s (%s lines succeeded, %s failed)",
+            address,
+            ref[2],
+            status if finished else f"still {status}, no longer watched",
+            execution.total_success,
+            execution.total_failure,
+            extra={"event": "execution", "address": address, "execution": ref[2]},
+        )
         if not finished:
             detail = f"{where} still {status} after {self._settings.timeout:g} s; {_UNCONFIRMED}"
             return replace(pending, state="unconfirmed", detail=detail)
@@ -130,6 +141,7 @@ class Poller:
         deadline = self._clock() + self._settings.timeout
         interval = self._settings.interval
         execution: Execution | None = None
+        polls = 0
         while True:
             try:
                 execution = self._api.execution(*ref, until=deadline)
@@ -137,6 +149,14 @@ class Poller:
                 if execution is None:
                     raise
                 return execution, False
+            polls += 1
+            log.debug(
+                "execution %s: %s (poll %d)",
+                ref[2],
+                execution.status,
+                polls,
+                extra={"event": "poll", "execution": ref[2], "status": execution.status},
+            )
             if execution.terminal:
                 return execution, True
             left = deadline - self._clock()

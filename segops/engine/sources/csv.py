@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from segops._fs import open_regular
+from segops._text import plural
 from segops.engine.sources.errors import UnreadableRow
 from segops.engine.sources.sql import quote_literal
 from segops.errors import Problem, SourceError
@@ -117,7 +118,7 @@ def _check_width(values: list[str], names: list[str], line: int, delimiter: str)
     if len(values) != len(names):
         raise UnreadableRow(
             line,
-            f"has {len(values)} field(s) where the header has {len(names)}: quote values "
+            f"has {plural(len(values), 'field')} where the header has {len(names)}: quote values "
             f"that contain the delimiter {delimiter!r}, and give every row every column",
         )
 
