@@ -12,8 +12,9 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from segops.model import Plan
     from segops.operations import Context
     from segops.planning.selection import Selection
+    from segops.ui.events import EventStream
     from segops.ui.session import Session
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARD = 0, 1, 2, 3
@@ -110,13 +112,24 @@ class _Group(TyperGroup):
         except typer.Abort:
             typer.echo("Aborted.", err=True)
             sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:  # Ctrl-C before apply sent anything (see segops.ui.interrupt)
+            message = "Interrupted: nothing was changed."
+            _event_result("interrupted", 130, message)
+            typer.echo(_painted(message, "summary", err=True), err=True)
+            sys.exit(130)
         except SegopsError as exc:  # raised outside a command's `_errors()`
             guard = isinstance(exc, GuardError)
+            _event_result("refused" if guard else "error", EXIT_GUARD if guard else 1, str(exc))
             message = f"{'Refused' if guard else 'Error'}: {_for_user(str(exc))}"
             typer.echo(_painted(message, "error", err=True), err=True)
             sys.exit(EXIT_GUARD if guard else EXIT_ERROR)
         except Exception as exc:  # the last resort: a bug, or a library failing unforeseen
-            typer.echo(report_crash(exc, argv), err=True)
+            if _interrupted_already():  # a library that turned Ctrl-C into its own error
+                typer.echo("Interrupted: nothing was changed.", err=True)
+                sys.exit(130)
+            line = report_crash(exc, argv)
+            _event_result("error", EXIT_ERROR, line)
+            typer.echo(line, err=True)
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
@@ -203,6 +216,7 @@ class DataChanged(StrEnum):
 
 _state: dict[str, Path] = {"chdir": Path(".")}
 _session: dict[str, Session] = {}
+_events: dict[str, EventStream | None] = {"current": None}  # apply --json
 
 
 def _print_version(value: bool) -> None:
@@ -249,6 +263,7 @@ def _main(
     from segops.ui.session import Session
 
     _state["chdir"] = chdir
+    _events["current"] = None
     session = Session.start(verbose, no_color, no_progress, os.environ)
     _session["current"] = session
     ctx.call_on_close(session.close)
@@ -376,10 +391,19 @@ def apply(
             "apply behind the safety guards (apply, the default), or refuse the plan (refuse).",
         ),
     ] = None,
+    json_events: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON event per line instead of text (schema: "
+            "schemas/apply-events.schema.json); needs FILE or --auto-approve.",
+        ),
+    ] = False,
 ) -> None:
     """Send the planned changes and record the new state.
 
-    Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan.
+    Exit codes: 0 applied (or nothing to do), 1 error, 3 a safety guard stops the plan,
+    130 interrupted (Ctrl-C): `segops apply` again resumes.
     """
     from segops.operations import (
         check_allow_new_state,
@@ -395,51 +419,127 @@ def apply(
     )
     from segops.planning.guards import check_overrides
     from segops.render.human import render_text
+    from segops.ui import interrupt
+    from segops.ui.events import EventStream
 
     version = segops_version()
+    events = _events["current"] = EventStream() if json_events else None
     if allow_removals and file is None:  # refused before planning: it can never apply
         _usage(
             "--allow-removals needs a saved plan: run `segops plan -out FILE`, review it, "
             "then `segops apply FILE --allow-removals SEGMENT`"
         )
-    with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
-        check_allow_new_state(ctx)
-        saved = None
-        if file is not None:
-            if segment or exclude or changed_since:
-                raise UsageError("a saved plan is applied whole: select when planning")
-            saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
-        elif data_changed is not None:
-            raise UsageError("--data-changed goes with a saved plan: segops apply FILE")
-        lock, created = take_lock(ctx.store, "apply")
-        try:
-            claim_state(ctx, version)
-            if saved is not None:
-                refuse = data_changed is DataChanged.refuse
-                verified = verify_saved_plan(ctx, engine, saved.plan, version, str(file), refuse)
-                for line in verified.refreshes:
-                    typer.echo(line)
-                chosen = verified.plan
-                reviewed = saved.plan if verified.moved else None
-                check_overrides(chosen, allow_removals or (), saved.sha256, reviewed)
-            else:
-                selection = _selection(ctx, segment, exclude, changed_since)
-                chosen = make_plan(ctx, engine, version, selection)
-                typer.echo(_painted(_for_user(render_text(chosen)), "plan_text"), nl=False)
-                check_overrides(chosen, allow_removals or (), None)
-                if not chosen.has_changes:
+    if events is not None and file is None and not auto_approve:
+        _usage("--json cannot ask for confirmation: add --auto-approve, or apply a saved plan")
+    interrupts = interrupt.current()
+    results: list[ApplyResult] = []
+    total = 0  # destinations the apply sends to; 0 until sending starts
+
+    def on_result(result: ApplyResult) -> None:
+        results.append(result)
+        if events is not None:
+            events.destination(result)
+        else:
+            _print_result(result)
+
+    try:
+        with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
+            check_allow_new_state(ctx)
+            saved = None
+            if file is not None:
+                if segment or exclude or changed_since:
+                    raise UsageError("a saved plan is applied whole: select when planning")
+                saved = read_saved_plan(file, os.environ)  # before the lock: it changes nothing
+            elif data_changed is not None:
+                raise UsageError("--data-changed goes with a saved plan: segops apply FILE")
+            lock, created = take_lock(ctx.store, "apply")
+            try:
+                claim_state(ctx, version)
+                if saved is not None:
+                    refuse = data_changed is DataChanged.refuse
+                    verified = verify_saved_plan(
+                        ctx, engine, saved.plan, version, str(file), refuse
+                    )
+                    for line in verified.refreshes:
+                        if events is not None:
+                            events.data_changed(line)
+                        else:
+                            typer.echo(line)
+                    chosen = verified.plan
+                    reviewed = saved.plan if verified.moved else None
+                    check_overrides(chosen, allow_removals or (), saved.sha256, reviewed)
+                else:
+                    selection = _selection(ctx, segment, exclude, changed_since)
+                    chosen = make_plan(ctx, engine, version, selection)
+                    if events is None:
+                        text = _for_user(render_text(chosen))
+                        typer.echo(_painted(text, "plan_text"), nl=False)
+                    check_overrides(chosen, allow_removals or (), None)
+                if events is not None:
+                    events.plan(chosen)
+                if saved is None and not chosen.has_changes:
+                    if events is not None:
+                        events.result("nothing_to_do", EXIT_OK, render_text(chosen).strip())
                     return
-            # Before the question: a missing secret is said before anyone answers "yes".
-            credentials = credentials_for(ctx, chosen)
-            _hide(credentials)
-            if saved is None:
-                _confirm(auto_approve)
-            report = run_apply(ctx, engine, chosen, version, _print_result, None, credentials)
-        finally:
-            release_lock(ctx.store, lock, created)
+                # Before the question: a missing secret is said before anyone answers "yes".
+                credentials = credentials_for(ctx, chosen)
+                _hide(credentials)
+                if saved is None:
+                    _confirm(auto_approve)
+                total = sum(c.is_change for c in chosen.changes)
+                with interrupts.sending() if interrupts else nullcontext():
+                    report = run_apply(
+                        ctx,
+                        engine,
+                        chosen,
+                        version,
+                        on_result,
+                        None,
+                        credentials,
+                        events.operation if events else None,
+                        interrupts.requested if interrupts else lambda: False,
+                        interrupts.sleep if interrupts else time.sleep,
+                    )
+            finally:
+                release_lock(ctx.store, lock, created)
+    except KeyboardInterrupt:
+        if not total:
+            raise  # before sending: nothing changed (said by _Group.main)
+        _interrupted(results, total, hard=True)
+    if interrupts is not None and interrupts.requested():
+        _interrupted(results, total, hard=False)
     _print_summary(report.results)
     if not report.ok:
         raise typer.Exit(EXIT_ERROR)
+
+
+def _interrupted(results: Sequence[ApplyResult], total: int, hard: bool) -> NoReturn:
+    """Say in one line what an interrupted apply did, then exit 130."""
+    from segops.ui.interrupt import EXIT_INTERRUPTED
+
+    done = sum(r.ok and not r.pending for r in results)
+    cut = len(results) - done
+    parts = [f"{plural(done, 'destination')} applied"]
+    if hard:
+        parts.append("the one under way was stopped at once")
+    elif cut:
+        parts.append(f"{cut} stopped part-way")
+    if total - len(results) - hard > 0:
+        parts.append(f"{total - len(results) - hard} not started")
+    recorded = (
+        "the journal records what was sent"
+        if hard
+        else "the state records what the platforms confirmed"
+    )
+    message = _for_user(
+        f"Interrupted: {', '.join(parts)}; {recorded}. Run `segops apply` to resume."
+    )
+    events = _events.get("current")
+    if events is not None:
+        events.interrupt(hard, message)
+        events.result("interrupted", EXIT_INTERRUPTED, message, results, total - len(results))
+    typer.echo(_painted(message, "summary", err=True), err=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command("force-unlock")
@@ -598,10 +698,12 @@ def _errors() -> Iterator[None]:
         yield
     except GuardError as exc:
         typer.echo(_painted(f"Refused: {_for_user(str(exc))}", "error", err=True), err=True)
+        _event_result("refused", EXIT_GUARD, str(exc))
         raise typer.Exit(EXIT_GUARD) from None
     except SegopsError as exc:
         label = "Usage error" if isinstance(exc, UsageError) else "Error"
         typer.echo(_painted(f"{label}: {_for_user(str(exc))}", "error", err=True), err=True)
+        _event_result("error", EXIT_ERROR, str(exc))
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -628,9 +730,17 @@ def _for_user(message: str) -> str:
     return _COMMAND_HINT.sub(lambda m: f"{m[1]}segops -C {shlex.quote(chdir)} ", message)
 
 
+def _event_result(status: str, code: int, message: str) -> None:
+    """End the JSON events of `apply --json` (when on) with a result saying why."""
+    events = _events.get("current")
+    if events is not None:
+        events.result(status, code, _for_user(message))
+
+
 def _usage(message: str) -> NoReturn:
     """Print a usage error and exit 1."""
     typer.echo(_painted(f"Usage error: {_for_user(message)}", "error", err=True), err=True)
+    _event_result("error", EXIT_ERROR, message)
     raise typer.Exit(EXIT_ERROR)
 
 
@@ -759,6 +869,11 @@ def _print_result(result: ApplyResult) -> None:
 def _print_summary(results: tuple[ApplyResult, ...]) -> None:
     failed = sum(not r.ok for r in results)
     done = len(results) - failed
+    events = _events.get("current")
+    if events is not None:
+        message = f"{plural(done, 'destination')} applied, {failed} failed"
+        events.result("failed" if failed else "applied", int(bool(failed)), message, results)
+        return
     if failed:
         message = (
             f"\nApply finished with errors: {plural(done, 'destination')} applied, "
@@ -770,16 +885,31 @@ def _print_summary(results: tuple[ApplyResult, ...]) -> None:
         typer.echo(_painted(message, "summary"))
 
 
+def _interrupted_already() -> bool:
+    from segops.ui.interrupt import current
+
+    interrupts = current()
+    return interrupts is not None and interrupts.count > 0
+
+
 def main() -> None:
-    from segops.ui import typerfast
+    from segops.ui import interrupt, typerfast
 
     typerfast.install()
+    interrupts = interrupt.install()
     # SIGTERM (CI cancelling a job) and SIGHUP unwind like Ctrl-C: scratch folders and
     # partial plan files are removed, and apply releases its lock.
     signal.signal(signal.SIGTERM, _terminated)
     signal.signal(signal.SIGHUP, _terminated)
     threading.excepthook = _thread_crash
-    app(prog_name="segops")
+    try:
+        app(prog_name="segops")
+    except SystemExit as done:
+        if interrupts.hard:  # stopped at once: do not wait for threads still polling
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(done.code if isinstance(done.code, int) else 130)
+        raise
 
 
 def _terminated(signum: int, frame: object) -> NoReturn:

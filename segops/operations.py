@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from segops import observe
 from segops.apply.journal import ApplyJournal, JournalResources
@@ -208,9 +209,13 @@ def release_lock(store: StateBackend, lock: LockInfo, created: list[Path]) -> No
 
 @contextmanager
 def engine_for(ctx: Context) -> Iterator[MemberEngine]:
+    """Give the member engine of one command; Ctrl-C interrupts its queries."""
+    from segops.ui.interrupt import engine_stopped_by_ctrl_c
+
     engine = MemberEngine(ctx.root, ctx.work, ctx.workspace.engine)
     try:
-        yield engine
+        with engine_stopped_by_ctrl_c(engine.interrupt):
+            yield engine
     finally:
         engine.close()
 
@@ -399,16 +404,22 @@ def run_apply(
     on_result: Callable[[ApplyResult], None],
     env: Mapping[str, str] | None = None,
     credentials: Mapping[str, Credentials] | None = None,
+    on_record: Callable[[Mapping[str, Any]], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyReport:
     """Apply `plan` (the caller holds the lock and has checked staleness).
 
     Every secret the plan needs is read from the environment first (unless the caller
     read them already, before asking for confirmation): a missing one stops the apply
-    before anything is sent.
+    before anything is sent. `on_record` sees every journal entry once stored; `stop` and
+    `sleep` are Ctrl-C's (segops.ui.interrupt).
     """
     if credentials is None:
         credentials = credentials_for(ctx, plan, env)
     journal = ApplyJournal(ctx.store.records)
+    if on_record is not None:
+        journal.listeners.append(on_record)
     factory = DestinationFactory(
         ctx.root,
         ctx.store.records,
@@ -416,6 +427,8 @@ def run_apply(
         credentials,
         JournalResources(journal),
         f"run-{plan.serial + 1:06d}",
+        stop,
+        sleep,
     )
     try:
         return apply_plan(
@@ -427,6 +440,7 @@ def run_apply(
             factory.destination_for,
             version,
             on_result,
+            stop,
         )
     finally:
         factory.close()

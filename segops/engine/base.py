@@ -54,6 +54,10 @@ class EngineBase:
     def close(self) -> None:
         self.con.close()
 
+    def interrupt(self) -> None:
+        """Stop the query under way (called from another thread, on Ctrl-C)."""
+        self.con.interrupt()
+
     def _count(self, parquet: Path) -> int:
         sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
         row = self._run(f"the file {parquet.name}", lambda: self.con.execute(sql).fetchone())
@@ -84,6 +88,8 @@ class EngineBase:
         try:
             with quiet():
                 return call()
+        except duckdb.InterruptException:  # Ctrl-C (`interrupt`): not a problem of the data
+            raise KeyboardInterrupt from None
         except duckdb.Error as exc:
             error = exc
         if isinstance(subject, Destination) and self._uniform_line_endings(subject, error):

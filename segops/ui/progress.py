@@ -138,9 +138,12 @@ class _PlainStep:
 
 
 class RichReporter:
-    """Bars on stderr with rich; started with the first step, stopped with the last."""
+    """Bars on stderr with rich; started with the first step, stopped with the last.
 
-    def __init__(self) -> None:
+    `redirect_stdout`: print what goes to stdout above the bars (stdout is this terminal).
+    """
+
+    def __init__(self, redirect_stdout: bool = True) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -163,7 +166,9 @@ class RichReporter:
             TextColumn("{task.fields[note]}", style="dim"),
             console=self.console,
             transient=True,
-            redirect_stdout=True,
+            # stdout lines are printed above the bars when stdout is this terminal too;
+            # otherwise (a file, a pipe, JSON events) it is left alone
+            redirect_stdout=redirect_stdout,
             redirect_stderr=False,
         )
         self._lock = threading.RLock()

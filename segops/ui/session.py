@@ -82,7 +82,7 @@ class Session:
         )
         reporter: observe.Reporter | None = None
         if mode == RICH:
-            session.rich = RichReporter()
+            session.rich = RichReporter(redirect_stdout=is_terminal(sys.stdout, env))
             reporter = session.rich
             session._stack.callback(session.rich.stop)
         elif mode == PLAIN:

@@ -17,6 +17,7 @@ refused token does (every call would fail the same way).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -41,6 +42,7 @@ from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange
 
 DEFAULT_BASE_URL: Final = "https://api.mediarithmics.com"
+INTERRUPTED: Final = "apply was interrupted (Ctrl-C): the next `segops apply` sends the rest"
 log = logging.getLogger("segops.mediarithmics")
 
 
@@ -133,6 +135,9 @@ class MediarithmicsDestination:
                 for batch in iter_batches(
                     change, rows(), self._options.mime_type, self._options.limits
                 ):
+                    if self._context.stop():
+                        run.stop(INTERRUPTED)
+                        break
                     self._start(run, batch)
                     del batch  # drop the body before the next one is built
             except DestinationError as exc:
@@ -277,6 +282,10 @@ class _Run:
         self.stopped = self.stopped or reason
 
     def finish(self) -> None:
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):  # a second Ctrl-C: at once
+            # Executions in flight stay "accepted" in the journal: the next apply polls them.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            return
         self._collect()
         self._pool.shutdown(wait=True)
 

@@ -84,7 +84,7 @@ class Poller:
         context: ApplyContext,
     ) -> None:
         self._api, self._journal, self._settings = api, journal, settings
-        self._sleep, self._clock = context.sleep, context.clock
+        self._sleep, self._clock, self._stop = context.sleep, context.clock, context.stop
 
     def watch(self, address: str, op_id: str, ref: Ref, pending: Outcome) -> Outcome:
         """Wait for the execution `ref` of one batch to end; return the batch's outcome."""
@@ -98,6 +98,9 @@ class Poller:
             detail = f"{where}: {exc}; {_UNCONFIRMED}"
             return replace(pending, state="unconfirmed", detail=detail)
         status = execution.status
+        if not finished and self._stop():
+            detail = f"{where} still {status} when apply was interrupted; {_UNCONFIRMED}"
+            return replace(pending, state="unconfirmed", detail=detail)
         log.info(
             "%s: execution %s %s (%s lines succeeded, %s failed)",
             address,
@@ -160,9 +163,11 @@ class Poller:
             if execution.terminal:
                 return execution, True
             left = deadline - self._clock()
-            if left <= 0:
+            if left <= 0 or self._stop():
                 return execution, False
             self._sleep(min(interval, left))
+            if self._stop():  # Ctrl-C: the journal keeps it accepted, the next apply polls it
+                return execution, False
             interval = min(interval * 2, MAX_POLL_INTERVAL)
 
 

@@ -75,6 +75,7 @@ _URL = re.compile(r"https?://\S+")
 
 
 _GONE = "gone"  # remove-users found no segment: nothing to remove
+INTERRUPTED = "apply was interrupted (Ctrl-C): the next `segops apply` sends the rest"
 log = logging.getLogger("segops.moengage")
 
 
@@ -114,6 +115,9 @@ class MoEngageDestination:
         with observe.step(label, change.operations or None, "file operations") as progress:
             try:
                 for step in steps:
+                    if self._context.stop():
+                        run.error = INTERRUPTED
+                        break
                     if not self._step(change.address, step, run):
                         if run.pending:
                             run.pending += [s.users for s in steps]
@@ -266,7 +270,7 @@ class MoEngageDestination:
             ops = [journal.get(op) or {} for op in entry.get("ops", [])]
             keys = {str(e["callback"]): e for e in ops if _awaits(e)}
             results = self._callbacks.wait_for(
-                keys, self._wait, self._context.sleep, self._context.clock
+                keys, self._wait, self._context.sleep, self._context.clock, self._context.stop
             )
             for key, payload in results.items():
                 op = keys[key]
@@ -278,7 +282,7 @@ class MoEngageDestination:
         if self._callbacks is None or not run.awaiting:
             return []
         results = self._callbacks.wait_for(
-            run.awaiting, self._wait, self._context.sleep, self._context.clock
+            run.awaiting, self._wait, self._context.sleep, self._context.clock, self._context.stop
         )
         for callback, (step, key) in run.awaiting.items():
             if callback in results:
