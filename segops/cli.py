@@ -466,17 +466,19 @@ def apply(
                         else:
                             typer.echo(line)
                     chosen = verified.plan
+                    if events is not None:
+                        events.plan(chosen)
                     reviewed = saved.plan if verified.moved else None
                     check_overrides(chosen, allow_removals or (), saved.sha256, reviewed)
                 else:
                     selection = _selection(ctx, segment, exclude, changed_since)
                     chosen = make_plan(ctx, engine, version, selection)
-                    if events is None:
+                    if events is not None:
+                        events.plan(chosen)
+                    else:
                         text = _for_user(render_text(chosen))
                         typer.echo(_painted(text, "plan_text"), nl=False)
                     check_overrides(chosen, allow_removals or (), None)
-                if events is not None:
-                    events.plan(chosen)
                 if saved is None and not chosen.has_changes:
                     if events is not None:
                         events.result("nothing_to_do", EXIT_OK, render_text(chosen).strip())
