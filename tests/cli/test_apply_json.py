@@ -20,9 +20,7 @@ from tests.crash.workspace import UNIVERSE, Desired, email_hash
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "schemas" / "apply-events.schema.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA)
-VARIANTS = {
-    v["properties"]["type"]["const"]: Draft202012Validator(v) for v in SCHEMA["oneOf"]
-}
+VARIANTS = {v["properties"]["type"]["const"]: Draft202012Validator(v) for v in SCHEMA["oneOf"]}
 
 
 def events_of(stdout: str) -> list[dict[str, Any]]:
@@ -122,9 +120,8 @@ def test_errors_and_refusals_end_with_a_result(workspace: Path) -> None:
 
 
 def test_nothing_to_do(workspace: Path) -> None:
-    write_tree(
-        workspace, {"segments/a.yaml": mics_manifest("a", "members: [{email_hash: %s}]" % ("a" * 64))}
-    )
+    manifest = mics_manifest("a", "members: [{email_hash: %s}]" % ("a" * 64))
+    write_tree(workspace, {"segments/a.yaml": manifest})
     assert run(workspace, "apply", "--auto-approve")[0] == 0
     code, out, _ = apply_json(workspace, "--auto-approve")
     assert code == 0
