@@ -91,6 +91,10 @@ ShowIdentifiersOption = Annotated[
 ]
 
 
+class _Interrupted(Exception):
+    """Ctrl-C ended a command (see segops.ui.interrupt)."""
+
+
 class _Group(TyperGroup):
     """Report usage errors with exit code 1, keeping 2 for "changes present"; turn any
     other exception into one line and a crash report, never a traceback."""
@@ -112,7 +116,7 @@ class _Group(TyperGroup):
         except typer.Abort:
             typer.echo("Aborted.", err=True)
             sys.exit(EXIT_ERROR)
-        except KeyboardInterrupt:  # Ctrl-C before apply sent anything (see segops.ui.interrupt)
+        except (KeyboardInterrupt, _Interrupted):  # Ctrl-C before apply sent anything
             message = "Interrupted: nothing was changed."
             _event_result("interrupted", 130, message)
             typer.echo(_painted(message, "summary", err=True), err=True)
@@ -132,6 +136,13 @@ class _Group(TyperGroup):
             typer.echo(line, err=True)
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+    def invoke(self, ctx: Any) -> Any:
+        # typer turns KeyboardInterrupt into a silent exit 130: keep it, to say what it did
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
 
     def hoisted(self, argv: list[str]) -> list[str]:
         """Return `argv` with the global options given after the command moved before it.

@@ -52,7 +52,7 @@ class _Count:
         self.done = 0
         self.size = 0
 
-    def text(self, elapsed: float) -> str:
+    def text(self, elapsed: float, final: bool = False) -> str:
         parts = []
         if self.total is not None:
             parts.append(f"{self.done:,}/{self.total:,} {self.unit}".rstrip())
@@ -62,8 +62,8 @@ class _Count:
             parts.append(f"{size_text(self.size)} of {size_text(self.total_size)}")
         elif self.size:
             parts.append(size_text(self.size))
-        parts.append(f"{duration_text(elapsed)} elapsed")
-        left = self.left(elapsed)
+        parts.append(duration_text(elapsed) if final else f"{duration_text(elapsed)} elapsed")
+        left = None if final else self.left(elapsed)
         if left is not None and left >= 1:
             parts.append(f"about {duration_text(left)} left")
         return ", ".join(parts)
@@ -130,7 +130,7 @@ class _PlainStep:
         self._closed = True
         if self._printed:
             elapsed = self._reporter._clock() - self._start
-            self._line(f"done: {self._count.text(elapsed).replace(' elapsed', '')}")
+            self._line(f"done: {self._count.text(elapsed, final=True)}")
 
     def _line(self, text: str) -> None:
         self._printed = True
