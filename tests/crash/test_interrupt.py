@@ -87,7 +87,7 @@ def test_the_first_ctrl_c_finishes_what_is_in_flight_and_records_it(tmp_path: Pa
         assert "Interrupt received: finishing the operation in flight" in err
         last = err.strip().splitlines()[-1]
         assert last.startswith("Interrupted: ") and "stopped part-way" in last, err
-        assert last.endswith("Run `segops -C %s apply` to resume." % root), last
+        assert last.endswith(f"Run `segops -C {root} apply` to resume."), last
         assert not (root / ".segops" / "lock.json").exists(), "the lock was released"
         state = json.loads((root / ".segops" / "state.json").read_text())
         assert state["serial"] >= 1, "what was confirmed is recorded"
