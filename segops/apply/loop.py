@@ -128,12 +128,12 @@ def apply_plan(
             log.info("%s: sending +%d ~%d -%d", change.address, m.add, m.update, m.remove)
             began = time.monotonic()
             result = _send(change, deltas, engine, journal, destination_for)
-            log.info(
-                "%s: %s in %.2f s",
-                change.address,
-                "done" if result.ok else "not done",
-                time.monotonic() - began,
-            )
+            took = time.monotonic() - began
+            if result.ok:
+                log.info("%s: done in %.2f s", change.address, took)
+            else:
+                reason = result.message.splitlines()[0] if result.message else "failed"
+                log.warning("%s: not done after %.2f s: %s", change.address, took, reason)
             if result.ok or result.confirmed:
                 killpoints.reached("apply:confirmed")
                 entry = _recorded(change, result, state, store, engine, deltas)

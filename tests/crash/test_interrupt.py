@@ -148,7 +148,7 @@ def big_workspace(root: Path, rows: int) -> None:
         "spec:\n  source: {csv: {path: ../data/big.csv}}\n  destinations:\n"
         '    - connection: f\n      datamart_id: "1"\n      segment_technical_name: big\n'
         "      identifier: {kind: user_account_id, column: id}\n"
-        "      compartment_id: \"1\"\n"
+        '      compartment_id: "1"\n'
     )
     with (root / "data" / "big.csv").open("w") as handle:
         handle.write("id\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+
+from emulators._server import Faults
 from tests.crash.harness import (
     ENV,
     MICS_TOKEN,
@@ -18,7 +22,7 @@ from tests.crash.harness import (
     platforms,
     segops,
 )
-from tests.crash.workspace import Desired
+from tests.crash.workspace import UNIVERSE, Desired, email_hash
 
 WRONG_KEY = "CANARY-wrong-key-77aa"
 
@@ -93,3 +97,68 @@ def test_no_secret_anywhere(tmp_path: Path) -> None:
     found = {name: leaks(data) for name, data in seen if leaks(data)}
     assert found == {}
     assert any(name.startswith(".segops/") for name, _ in seen)
+
+
+MEMBERS = {e for e in UNIVERSE} | {email_hash(e) for e in UNIVERSE}
+
+
+@pytest.mark.parametrize(
+    ("flags", "env"),
+    [
+        (["-vv"], {}),
+        (["-v"], {}),
+        ([], {"SEGOPS_LOG": "debug"}),
+        ([], {"SEGOPS_LOG": "info"}),
+        ([], {"SEGOPS_LOG": "warn"}),
+    ],
+    ids=["-vv", "-v", "debug", "info", "warn"],
+)
+def test_no_secret_and_no_member_in_the_logs(
+    tmp_path: Path, flags: list[str], env: dict[str, str]
+) -> None:
+    """Every log level, on stderr and in the JSON-lines file, with retries and a refused key."""
+    root = tmp_path / "ws"
+    log_file = tmp_path / "segops.log"
+    desired = Desired()
+    faults = Faults(error_rate=0.2, seed=3)  # retries are logged too
+    seen: list[tuple[str, bytes]] = []
+    with platforms(faults) as (mics, moe):
+        for seed, key in ((6, MOE_KEY), (7, WRONG_KEY)):
+            desired.change("add/remove", "add/remove", random.Random(seed))
+            desired.write(root, mics.base_url, moe.base_url)
+            child = subprocess.run(
+                [sys.executable, "-m", "segops", *flags, "-C", str(root)]
+                + ["apply", "--auto-approve"],
+                env={
+                    **ENV,
+                    "TRIAL_MOE_KEY": key,
+                    "PATH": "/usr/bin:/bin",
+                    "SEGOPS_LOG_FILE": str(log_file),
+                    **env,
+                },
+                capture_output=True,
+            )
+            assert child.returncode == (0 if key == MOE_KEY else 1), child.stderr.decode()
+            seen += [(f"stdout {seed}", child.stdout), (f"stderr {seed}", child.stderr)]
+        moe.wait_idle()
+    log = log_file.read_bytes()
+    seen.append(("log file", log))
+    found = {name: leaks(data) for name, data in seen if leaks(data)}
+    assert found == {}
+    members = {name: [m for m in MEMBERS if m.encode() in data] for name, data in seen}
+    assert {name: hits for name, hits in members.items() if hits} == {}
+    entries = [json.loads(line) for line in log.splitlines()]
+    assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    level = env.get("SEGOPS_LOG") or {1: "info", 2: "debug"}.get(len(flags[0]) - 1 if flags else 0)
+    calls = [e for e in entries if e.get("event") == "http"]
+    if level == "debug":
+        assert calls and {"method", "path", "status", "attempt", "duration"} <= set(calls[0])
+        assert any(e.get("event") == "poll" for e in entries)
+        assert "?" not in "".join(str(c["path"]) for c in calls)
+    else:
+        assert calls == []
+    if level in ("debug", "info"):
+        assert any(e.get("event") == "retry" for e in entries)
+        assert b"info" in b"".join(data for name, data in seen if name.startswith("stderr"))
+    else:
+        assert {e["level"] for e in entries} <= {"warn"}
