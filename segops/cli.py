@@ -332,6 +332,7 @@ def plan(
 
     with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
         _check_markdown_options(fmt, artifact, show_identifiers)
+        _warn_unignored(ctx, out)
         check_allow_new_state(ctx)
         key = plan_key(os.environ) if out is not None else None
         chosen = _selection(ctx, segment, exclude, changed_since)
@@ -455,6 +456,7 @@ def apply(
 
     try:
         with _context(allow_new_state) as ctx, engine_for(ctx) as engine:
+            _warn_unignored(ctx, file)
             check_allow_new_state(ctx)
             saved = None
             if file is not None:
@@ -553,6 +555,25 @@ def _interrupted(results: Sequence[ApplyResult], total: int, hard: bool) -> NoRe
         events.result("interrupted", EXIT_INTERRUPTED, message, results, total - len(results))
     typer.echo(_painted(message, "summary", err=True), err=True)
     raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def init() -> None:
+    """Start a workspace in the current folder (or -C DIR): segops.yaml, an example
+    manifest, and a .gitignore for the state, outputs and plan files. Overwrites nothing."""
+    from segops.config.scaffold import init_workspace
+
+    root = _state["chdir"]
+    with _errors():
+        written = init_workspace(root)
+    lines = [f"Wrote {', '.join(written.created)}."]
+    if written.gitignore_added:
+        lines.append(f"Added {' '.join(written.gitignore_added)} to .gitignore.")
+    lines.append(
+        "Next: `segops validate`, then `segops plan` and `segops apply` (the example writes "
+        "to out/, no credentials needed)."
+    )
+    typer.echo(_for_user("\n".join(lines)))
 
 
 @app.command("force-unlock")
@@ -774,6 +795,21 @@ def _hide(credentials: Mapping[str, Mapping[str, str]]) -> None:
     session = _session.get("current")
     if session is not None and session.logs is not None:
         session.logs.hide(v for values in credentials.values() for v in values.values())
+
+
+def _warn_unignored(ctx: Context, plan_file: Path | None) -> None:
+    """Warn when, in a git repository, a path holding member identifiers is not ignored."""
+    from segops.config.gitignore import member_paths, unignored
+
+    files = [plan_file] if plan_file is not None else []
+    found = unignored(ctx.root, member_paths(ctx.workspace), files)
+    if found:
+        message = (
+            f"Warning: git does not ignore {', '.join(found)}: "
+            f"{'it holds' if len(found) == 1 else 'they hold'} member identifiers (personal "
+            "data); add them to .gitignore"
+        )
+        typer.echo(_painted(message, "warning", err=True), err=True)
 
 
 def _selection(

@@ -91,3 +91,9 @@ def error(line: str) -> str:
         if line.startswith(label):
             return paint(label, BOLD, RED) + line[len(label) :]
     return line
+
+
+def warning(line: str) -> str:
+    """Return a warning with its label in yellow."""
+    label = "Warning:"
+    return paint(label, BOLD, YELLOW) + line[len(label) :] if line.startswith(label) else line
