@@ -185,7 +185,7 @@ class _Group(TyperGroup):
 
 # Options of the callback that commands accept after their name too (see `hoisted`).
 _GLOBAL_FLAGS = frozenset({"--verbose", "--no-color", "--no-progress"})
-_GLOBAL_VALUED = frozenset({"--chdir", "-C"})
+_GLOBAL_VALUED = frozenset({"--chdir", "-C", "--env"})
 
 
 def _is_global(name: str) -> bool:
@@ -226,6 +226,7 @@ class DataChanged(StrEnum):
 
 
 _state: dict[str, Path] = {"chdir": Path(".")}
+_environment: dict[str, str | None] = {"name": None}  # --env / SEGOPS_ENV
 _session: dict[str, Session] = {}
 _events: dict[str, EventStream | None] = {"current": None}  # apply --json
 
@@ -242,6 +243,15 @@ def _main(
     chdir: Annotated[
         Path, typer.Option("--chdir", "-C", help="Workspace folder (holds segops.yaml).")
     ] = Path("."),
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            envvar="SEGOPS_ENV",
+            metavar="NAME",
+            help="The environment of segops.yaml to work on (its `environments`).",
+        ),
+    ] = None,
     verbose: Annotated[
         int,
         typer.Option(
@@ -274,6 +284,7 @@ def _main(
     from segops.ui.session import Session
 
     _state["chdir"] = chdir
+    _environment["name"] = environment or None
     _events["current"] = None
     session = Session.start(verbose, no_color, no_progress, os.environ)
     _session["current"] = session
@@ -288,15 +299,26 @@ def version() -> None:
 
 @app.command()
 def validate() -> None:
-    """Check segops.yaml, every manifest and every source's columns."""
+    """Check segops.yaml, every manifest and every source's columns.
+
+    With environments in segops.yaml and no --env, every environment is checked.
+    """
+    from segops.config.workspace import environment_names
     from segops.operations import validate_workspace
 
-    with _context() as ctx:
-        count = validate_workspace(ctx)
-    segments = len(ctx.workspace.segments)
-    typer.echo(
-        f"Success! {plural(segments, 'segment')} and {plural(count, 'destination')} are valid."
-    )
+    chosen = _environment["name"]
+    with _errors():
+        names: list[str | None] = [chosen] if chosen else [*environment_names(_state["chdir"])]
+    for name in names or [None]:
+        _environment["name"] = name
+        with _context() as ctx:
+            count = validate_workspace(ctx)
+        segments = len(ctx.workspace.segments)
+        where = f" in environment {name}" if name else ""
+        typer.echo(
+            f"Success! {plural(segments, 'segment')} and {plural(count, 'destination')} are "
+            f"valid{where}."
+        )
 
 
 @app.command()
@@ -709,7 +731,7 @@ def _context(allow_new_state: bool = False) -> Iterator[Context]:
     from segops.operations import Context, store_for
 
     with _errors(), _scratch() as work:
-        workspace = load_workspace(_state["chdir"])
+        workspace = load_workspace(_state["chdir"], _environment["name"])
         yield Context(workspace, store_for(workspace, work), work, allow_new_state)
 
 

@@ -284,6 +284,7 @@ class Workspace:
     # (segops.planning.inputs, from each segment's source), beside the member diff.
     data_files: tuple[str, ...] = ()
     safety: Safety = field(default_factory=Safety)  # rules for destinations no manifest names
+    environment: str = ""  # segops.yaml's environment this workspace was loaded for ("": none)
 
     @property
     def destinations(self) -> tuple[Destination, ...]:
