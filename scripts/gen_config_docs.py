@@ -474,7 +474,8 @@ def render_entry(entry: Entry, resolver: Resolver, notes: list[tuple[str, str]])
         lines += ["", str(description)]
     if s.get("x-same-as"):
         target = s["x-same-as"]
-        lines += ["", f"Takes the keys of [`{target}`](#{target.replace('.', '')}), described there."]
+        anchor = target.replace(".", "")
+        lines += ["", f"Takes the keys of [`{target}`](#{anchor}), described there."]
     if "x-unresolved-ref" in s:
         lines += ["", f"(unresolved reference {code(s['x-unresolved-ref'])})"]
     return "\n".join(lines) + "\n"
