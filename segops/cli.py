@@ -543,6 +543,10 @@ def apply(
         if not total:
             raise  # before sending: nothing changed (said by _Group.main)
         _interrupted(results, total, hard=True)
+    except Exception:  # a library that turned the second Ctrl-C into its own error
+        if not total or interrupts is None or not interrupts.hard_requested():
+            raise
+        _interrupted(results, total, hard=True)
     if interrupts is not None and interrupts.requested():
         _interrupted(results, total, hard=False)
     _print_summary(report.results)
@@ -976,7 +980,7 @@ def main() -> None:
     try:
         app(prog_name="segops")
     except SystemExit as done:
-        if interrupts.hard:  # stopped at once: do not wait for threads still polling
+        if interrupts.hard_requested():  # stopped at once: no wait for threads still polling
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(done.code if isinstance(done.code, int) else 130)

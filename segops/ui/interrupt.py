@@ -53,6 +53,10 @@ class Interrupts:
         signal.set_wakeup_fd(write, warn_on_full_buffer=False)
         threading.Thread(target=self._watch, args=(read,), daemon=True).start()
 
+    def hard_requested(self) -> bool:
+        """Return whether a second Ctrl-C asked to stop at once (seen by either handler)."""
+        return self.hard or self.count >= 2 or self._seen >= 2
+
     def requested(self) -> bool:
         """Return whether a Ctrl-C asked apply to stop after what is in flight."""
         return self.stop.is_set()
