@@ -162,7 +162,7 @@ def test_the_installed_entry_point_prints_no_traceback(workspace: Path, tmp_path
     """Through a real process: the console entry point, its exit code and its stderr."""
     script = (
         "import sys, segops.cli as cli, segops.config.workspace as ws\n"
-        "def fail(root): raise LookupError('from a library')\n"
+        "def fail(*args): raise LookupError('from a library')\n"
         "ws.load_workspace = fail\n"
         "sys.argv = ['segops', '-C', sys.argv[1], 'validate']\n"
         "cli.main()\n"
