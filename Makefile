@@ -48,5 +48,6 @@ docs: install ## Regenerate docs/configuration.md from the JSON Schemas
 kill-trials: install ## Kill apply at named points and timed moments, TRIALS times (default 2000)
 	$(BIN)/python scripts/kill_trials.py --trials $${TRIALS:-2000}
 
-bench: install ## Time `segops plan` at 1e6 and 1e7 members (local file, S3 server, PostgreSQL) against an ad-hoc DuckDB anti-join; ARGS="--sizes 100000 --repeat 1" for a quick run
+bench: install ## Time start-up (--version, --help, validate), then `segops plan` at 1e6 and 1e7 members (local file, S3 server, PostgreSQL) against an ad-hoc DuckDB anti-join; ARGS="--sizes 100000 --repeat 1" for a quick run
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/bench.py $(ARGS)

@@ -163,14 +163,18 @@ def constraints(schema: Schema, resolver: Resolver) -> list[str]:
     ]
     said.extend(f"{sign} {s[key]}" for key, sign in bounds if key in s)
     sizes = [
-        ("minLength", "at least {} character(s)"),
-        ("maxLength", "at most {} character(s)"),
-        ("minItems", "at least {} item(s)"),
-        ("maxItems", "at most {} item(s)"),
-        ("minProperties", "at least {} key(s)"),
-        ("maxProperties", "at most {} key(s)"),
+        ("minLength", "at least", "character"),
+        ("maxLength", "at most", "character"),
+        ("minItems", "at least", "item"),
+        ("maxItems", "at most", "item"),
+        ("minProperties", "at least", "key"),
+        ("maxProperties", "at most", "key"),
     ]
-    said.extend(text.format(s[key]) for key, text in sizes if key in s)
+    said.extend(
+        f"{bound} {s[key]} {noun}{'' if s[key] == 1 else 's'}"
+        for key, bound, noun in sizes
+        if key in s
+    )
     names = s.get("propertyNames")
     if isinstance(names, Mapping):
         pattern = resolver.resolve(names).get("pattern")
@@ -349,6 +353,12 @@ def platform_matrix(schema: Schema, key: str, resolver: Resolver) -> dict[str, d
 # -- the walk -------------------------------------------------------------------------------
 
 
+def same_as(schema: Schema, resolver: Resolver) -> str | None:
+    """Return the key path whose keys `schema` repeats (`x-same-as`), documented there once."""
+    found = resolver.resolve(schema).get("x-same-as")
+    return str(found) if found else None
+
+
 def walk(schema: Schema, resolver: Resolver, prefix: str = "") -> Iterator[Entry]:
     """Yield an Entry for every key under the object `schema`, depth first, in schema order."""
     s = resolver.resolve(schema)
@@ -356,7 +366,8 @@ def walk(schema: Schema, resolver: Resolver, prefix: str = "") -> Iterator[Entry
     for key, sub in s.get("properties", {}).items():
         path = f"{prefix}{key}"
         yield Entry(path, resolver.resolve(sub), key in required)
-        yield from children(sub, resolver, path)
+        if same_as(sub, resolver) is None:
+            yield from children(sub, resolver, path)
     extra = s.get("additionalProperties")
     if isinstance(extra, Mapping) and not s.get("properties"):
         path = f"{prefix}<name>" if prefix else "<name>"
@@ -384,6 +395,8 @@ def conditional_notes(root: Schema, resolver: Resolver) -> dict[str, list[tuple[
 
     def visit(schema: Schema, prefix: str) -> None:
         s = resolver.resolve(schema)
+        if same_as(s, resolver):
+            return
         key = discriminator(s, resolver)
         if key is not None:
             for prop, row in platform_matrix(s, key, resolver).items():
@@ -411,6 +424,8 @@ def object_rules(root: Schema, resolver: Resolver) -> Iterator[tuple[str, list[s
 
     def visit(schema: Schema, path: str) -> Iterator[tuple[str, list[str]]]:
         s = resolver.resolve(schema)
+        if same_as(s, resolver):
+            return
         said: list[str] = []
         rule = one_of_rule(s, resolver)
         if rule:
@@ -457,6 +472,10 @@ def render_entry(entry: Entry, resolver: Resolver, notes: list[tuple[str, str]])
     description = s.get("description")
     if description:
         lines += ["", str(description)]
+    if s.get("x-same-as"):
+        target = s["x-same-as"]
+        anchor = target.replace(".", "")
+        lines += ["", f"Takes the keys of [`{target}`](#{anchor}), described there."]
     if "x-unresolved-ref" in s:
         lines += ["", f"(unresolved reference {code(s['x-unresolved-ref'])})"]
     return "\n".join(lines) + "\n"
@@ -484,6 +503,8 @@ def matrices(root: Schema, resolver: Resolver) -> Iterator[str]:
 
     def visit(schema: Schema, path: str) -> Iterator[str]:
         s = resolver.resolve(schema)
+        if same_as(s, resolver):
+            return
         table = render_matrix(s, path, resolver)
         if table:
             yield table

@@ -348,6 +348,8 @@ class Workspace:
 
     moved: tuple[MovedBlock, ...] = ()
 
+    environment: str = ""  # segops.yaml's environment this workspace was loaded for ("": none)
+
     @property
     def destinations(self) -> tuple[Destination, ...]:
         return tuple(

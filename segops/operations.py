@@ -6,6 +6,7 @@ to the CLI.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -14,9 +15,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from segops import observe
 from segops.apply.journal import ApplyJournal, JournalResources
 from segops.apply.loop import ApplyReport, apply_plan
+from segops.config.credentials import Credentials
 from segops.config.credentials import resolve as resolve_credentials
 from segops.destinations import ApplyResult
 from segops.destinations.factory import DestinationFactory
@@ -64,6 +68,8 @@ from segops.state import Records, StateBackend
 from segops.state.local import LocalStateStore
 from segops.state.migrate import Target, copy_state, moved_record
 from segops.state.model import DestinationState, LockInfo, State
+
+log = logging.getLogger("segops.plan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +211,14 @@ def release_lock(store: StateBackend, lock: LockInfo, created: list[Path]) -> No
 
 @contextmanager
 def engine_for(ctx: Context) -> Iterator[MemberEngine]:
+    """Give the member engine of one command; Ctrl-C interrupts its queries."""
+    from segops.ui.interrupt import engine_stopped_by_ctrl_c
+
     ws = ctx.workspace
     engine = MemberEngine(ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ)
     try:
-        yield engine
+        with engine_stopped_by_ctrl_c(engine.interrupt):
+            yield engine
     finally:
         engine.close()
 
@@ -273,6 +283,10 @@ def make_plan(
         coming = {m.old for m in planned}
         kept = tuple(d for d in applied if d.address in old_selected or d.address in coming)
         considered = replace(state, destinations=kept)
+    if state is None:
+        log.info("no state yet: every desired member is new")
+    else:
+        log.info("state: lineage %s, serial %d", state.lineage, state.serial)
     decisions = planner.decide(
         desired,
         considered,
@@ -282,10 +296,23 @@ def make_plan(
         destroy,
     )
     results: dict[str, DiffResult] = {}
-    for decision in decisions:
-        request = decision.request
-        snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
-        results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
+    sizes = {d.address: _source_size(ctx, d.request.desired) for d in decisions}
+    total = sum(sizes.values())
+    with observe.step("Diffing members", len(decisions), "destinations", total) as step:
+        for decision in decisions:
+            request = decision.request
+            base = request.applied
+            snapshot = ctx.store.snapshot_path(base.sha256) if base else None
+            began = time.monotonic()
+            result = engine.diff(request, snapshot, ctx.work / "deltas")
+            results[decision.address] = result
+            log.info(
+                "%s: diffed in %.2f s",
+                decision.address,
+                time.monotonic() - began,
+                extra={"event": "diff", "address": decision.address},
+            )
+            step.advance(1, size=sizes[decision.address])
     external = _external_pins(engine, desired)
     plan = planner.build_plan(decisions, results, state, digests.result(external), version)
     plan = replace(
@@ -328,6 +355,15 @@ def _check_replace(
                 f"--replace {address}: the state has nothing applied there yet: a plan creates "
                 "it with every desired member anyway"
             )
+
+
+def _source_size(ctx: Context, destination: Destination | None) -> int:
+    """Return the bytes of the destination's source file (0 for inline members)."""
+    path = destination.source.path if destination is not None else None
+    try:
+        return (ctx.root / path).stat().st_size if path else 0
+    except OSError:
+        return 0
 
 
 def _rows_of(
@@ -428,6 +464,19 @@ def _check_not_stale(reasons: Sequence[str], why: str = "") -> None:
         )
 
 
+def credentials_for(
+    ctx: Context, plan: Plan, env: Mapping[str, str] | None = None
+) -> dict[str, Credentials]:
+    """Return the secrets of every connection `plan` sends members to.
+
+    Raises:
+        ManifestError: naming every variable that is not set.
+    """
+    used = {c.connection for c in plan.changes if c.members.changed}
+    connections = [c for c in ctx.workspace.connections if c.name in used]
+    return resolve_credentials(connections, os.environ if env is None else env)
+
+
 def run_apply(
     ctx: Context,
     engine: MemberEngine,
@@ -435,17 +484,24 @@ def run_apply(
     version: str,
     on_result: Callable[[ApplyResult], None],
     env: Mapping[str, str] | None = None,
+    credentials: Mapping[str, Credentials] | None = None,
+    on_record: Callable[[Mapping[str, Any]], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ApplyReport:
     """Apply `plan` (the caller holds the lock and has checked staleness).
 
-    Every secret the plan needs is read from the environment first: a missing one stops the
-    apply before anything is sent.
+    Every secret the plan needs is read from the environment first (unless the caller
+    read them already, before asking for confirmation): a missing one stops the apply
+    before anything is sent. `on_record` sees every journal entry once stored; `stop` and
+    `sleep` are Ctrl-C's (segops.ui.interrupt).
     """
-    used = {c.connection for c in plan.changes if c.members.changed}
-    connections = [c for c in ctx.workspace.connections if c.name in used]
-    credentials = resolve_credentials(connections, os.environ if env is None else env)
+    if credentials is None:
+        credentials = credentials_for(ctx, plan, env)
     journal = ApplyJournal(ctx.store.records)
     run = f"run-{plan.serial + 1:06d}"
+    if on_record is not None:
+        journal.listeners.append(on_record)
     factory = DestinationFactory(
         ctx.root,
         ctx.store.records,
@@ -453,6 +509,8 @@ def run_apply(
         credentials,
         JournalResources(journal),
         run,
+        stop,
+        sleep,
     )
     vias = {c.name: str(c.platform) for c in ctx.workspace.connections}
     try:
@@ -467,6 +525,7 @@ def run_apply(
             on_result,
             run=run,
             vias=vias,
+            stop=stop,
         )
     finally:
         factory.close()

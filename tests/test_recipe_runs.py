@@ -104,7 +104,7 @@ def test_github_plan_merge_and_nightly_sync(workflow: Any, tmp_path: Path) -> No
     world.write(world.bucket, {"data/cart.csv": members(24, 2), "data/vip.csv": members(12, 40)})
     nightly = github_job(workflow, "sync", world, "schedule", context)
     assert nightly.code == 0, nightly.steps
-    assert "Apply complete! 2 destination(s) applied." in nightly.step("Sync data refreshes").stdout
+    assert "Apply complete! 2 destinations applied." in nightly.step("Sync data refreshes").stdout
     serial, counts = applied(world)
     assert counts == {"cart.files-mics": 24, "vip.files-mics": 12}
 

@@ -20,7 +20,8 @@ damage, refused with how to recover. Entries never hold secrets or member identi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from segops.state import Records
 from segops.state.records import FileRecords
 
 JOURNAL = "journal.jsonl"
+log = logging.getLogger("segops.journal")
 STATUSES = ("intent", "sent", "accepted", "confirmed", "failed")
 _HINT = (
     "The journal lists operations sent but not yet recorded in state.json. If no segops run "
@@ -50,6 +52,8 @@ class ApplyJournal:
         self._resources: dict[str, str] = dict(resources or {})
         self._tag: str | None = None  # the version of the journal this run read or wrote
         self._lines: list[bytes] = []  # as stored, every entry in the order it was recorded
+        # called with every entry once it is stored (apply --json reports operations)
+        self.listeners: list[Callable[[Mapping[str, Any]], None]] = []
         self._load()
 
     def _load(self) -> None:
@@ -96,6 +100,9 @@ class ApplyJournal:
         }
         self._append(entry)
         self._ops[op_id] = entry
+        log.debug("%s: %s", op_id, status, extra={"event": "journal", "op": op_id})
+        for listener in self.listeners:
+            listener(entry)
 
     def operations(self, address: str | None = None) -> list[Mapping[str, Any]]:
         """Return the latest entry of every operation (of one address when given)."""

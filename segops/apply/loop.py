@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from segops import observe
 from segops.apply.journal import ApplyJournal
 from segops.destinations import ApplyResult, Destination, Sent, killpoints
 from segops.errors import DestinationError
@@ -34,6 +37,7 @@ from segops.state.edits import forgotten_key
 from segops.state.model import DestinationState, LastWrite, State
 
 OpenDestination = Callable[[DestinationChange, "ScopedJournal"], Destination]
+log = logging.getLogger("segops.apply")
 
 
 class MemberEngine(Protocol):
@@ -106,38 +110,57 @@ def apply_plan(
     *,
     run: str = "",
     vias: Mapping[str, str] | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> ApplyReport:
     """Apply every change of `plan`; return each destination's result and the final state.
 
     The caller holds the state lock and has checked that the plan is not stale. `run` names
     this apply in the entries it writes; `vias` gives each connection's own platform
     ("files" for a files connection), recorded so that a later switch shows in the plan.
+    Once `stop()` says so (Ctrl-C), no further destination is started; the one under way
+    finishes what it sent and its confirmed part is recorded.
     """
     state = store.read()
     killpoints.reached("apply:start")
     results = []
-    for change in plan.changes:
-        if not change.is_change:
-            continue
-        if state is None:  # recorded before anything is sent: a kill now resumes this lineage
-            state = store.begin(State(str(uuid.uuid4()), 0, segops_version))
-        result = _send(change, deltas, engine, journal, destination_for)
-        if result.ok or result.confirmed:
-            killpoints.reached("apply:confirmed")
-            entry = _recorded(change, result, state, store, engine, deltas)
-            if entry is not None:
-                via = (vias or {}).get(change.connection, "")
-                last = LastWrite(run or "apply", "apply", _now())
-                entry = replace(entry, via=via or entry.via, last=last)
-            state = _rekeyed(state, change, entry)
-            merged = {**dict(state.resources), **journal.resources}
-            merged.pop(forgotten_key(change.address), None)  # managed again: no import hint
-            resources = tuple(sorted(merged.items()))
-            state = store.write(replace(state, segops_version=segops_version, resources=resources))
-            killpoints.reached("apply:state-written")
-            journal.forget(change.address)
-        results.append(result)
-        on_result(result)
+    changes = [c for c in plan.changes if c.is_change]
+    with observe.step("Applying", len(changes), "destinations") as step:
+        for change in changes:
+            if stop():
+                log.info("%s: not started: apply was interrupted", change.address)
+                break
+            if state is None:  # recorded before anything is sent: a kill resumes this lineage
+                state = store.begin(State(str(uuid.uuid4()), 0, segops_version))
+            m = change.members
+            log.info("%s: sending +%d ~%d -%d", change.address, m.add, m.update, m.remove)
+            began = time.monotonic()
+            result = _send(change, deltas, engine, journal, destination_for)
+            took = time.monotonic() - began
+            if result.ok:
+                log.info("%s: done in %.2f s", change.address, took)
+            else:
+                reason = result.message.splitlines()[0] if result.message else "failed"
+                log.warning("%s: not done after %.2f s: %s", change.address, took, reason)
+            if result.ok or result.confirmed:
+                killpoints.reached("apply:confirmed")
+                entry = _recorded(change, result, state, store, engine, deltas)
+                if entry is not None:
+                    via = (vias or {}).get(change.connection, "")
+                    last = LastWrite(run or "apply", "apply", _now())
+                    entry = replace(entry, via=via or entry.via, last=last)
+                state = _rekeyed(state, change, entry)
+                merged = {**dict(state.resources), **journal.resources}
+                merged.pop(forgotten_key(change.address), None)  # managed again: no import hint
+                resources = tuple(sorted(merged.items()))
+                state = store.write(
+                    replace(state, segops_version=segops_version, resources=resources)
+                )
+                log.info("%s: state written, serial %d", change.address, state.serial)
+                killpoints.reached("apply:state-written")
+                journal.forget(change.address)
+            results.append(result)
+            on_result(result)
+            step.advance()
     return ApplyReport(tuple(results), store.read())
 
 

@@ -129,7 +129,7 @@ def load_documents(data: bytes, file: str) -> tuple[Document, ...]:
     try:
         return _documents(text, file)
     except yaml.MarkedYAMLError as error:
-        raise ManifestError([_syntax_problem(file, error)]) from None
+        raise ManifestError([_syntax_problem(file, error, text)]) from None
     except yaml.reader.ReaderError as error:
         line = text.count("\n", 0, error.position) + 1
         message = f"invalid YAML: character {error.character:#06x} is not allowed"
@@ -169,22 +169,100 @@ def _documents(text: str, file: str) -> tuple[Document, ...]:
     return tuple(documents)
 
 
-def _syntax_problem(file: str, error: yaml.MarkedYAMLError) -> Problem:
-    """Locate a syntax error where the parser gave up, and name where its construct began.
+def _syntax_problem(file: str, error: yaml.MarkedYAMLError, text: str) -> Problem:
+    """Say what a YAML syntax error means for people, on the line to fix, with a caret.
 
     An unclosed bracket or quote is only noticed lines later, at the next key or at the end
-    of the file: the line of the opening bracket (the context mark) is what to fix.
+    of the file: the line of the opening bracket (the context mark) is what to fix, and the
+    message says where the parser gave up.
     """
     mark, context = error.problem_mark, error.context_mark
-    message = f"invalid YAML: {error.problem or error.context}"
-    if mark is not None:
-        message += f" at column {mark.column + 1}"
-    if error.context and error.problem:
-        message += f", {error.context}"
-        if context is not None and (mark is None or context.line != mark.line):
-            message += f" that starts at line {context.line + 1}, column {context.column + 1}"
-    where = mark or context
-    return Problem(file, message, where.line + 1 if where else None)
+    where, message = _explain(error, text)
+    if where is None:  # a problem segops has no words for: the parser's own
+        where = mark or context
+        message = f"{error.problem or error.context}"
+        if mark is not None:
+            message += f" at column {mark.column + 1}"
+        if error.context and error.problem:
+            message += f", {error.context}"
+            if context is not None and (mark is None or context.line != mark.line):
+                message += f" that starts at line {context.line + 1}, column {context.column + 1}"
+    if where is None:
+        return Problem(file, f"invalid YAML: {message}")
+    return Problem(file, f"invalid YAML: {message}\n{_caret(text, where)}", where.line + 1)
+
+
+def _explain(error: yaml.MarkedYAMLError, text: str) -> tuple[yaml.Mark | None, str]:
+    """Return where to point and what to say for the syntax errors people make most."""
+    problem, context = error.problem or "", error.context or ""
+    mark, start = error.problem_mark, error.context_mark
+    if mark is None:
+        return None, ""
+    char = _char_at(text, mark)
+    opened = f"line {start.line + 1}" if start is not None else "above"
+    gave_up = f"(the file reads on to line {mark.line + 1} without finding it)"
+    if "flow sequence" in context and start is not None:
+        return start, f"the list opened with `[` here is not closed: add `]` {gave_up}"
+    if "flow mapping" in context and start is not None:
+        return start, f"the mapping opened with `{{` here is not closed: add `}}` {gave_up}"
+    if "quoted scalar" in context and start is not None:
+        quote = _char_at(text, start) or '"'
+        return start, f"the value quoted with {quote} here is not closed: add the closing {quote}"
+    if "could not find expected ':'" in problem and start is not None:
+        return start, "a line that is not `key: value`: add the colon, with a space after it"
+    if "mapping values are not allowed" in problem:
+        return mark, (
+            "a `:` YAML cannot read here: put a value that holds `: ` in quotes, or indent this "
+            "key like the keys above it"
+        )
+    unaligned = "did not find expected key" in problem or "expected <block end>" in problem
+    if unaligned and "block mapping" in context:
+        if char == "-":
+            return mark, (
+                f"a list item where the mapping that starts at {opened} expects a key: indent "
+                "the item under the key it belongs to"
+            )
+        return mark, (
+            f"this line does not line up with the keys of the mapping that starts at {opened}: "
+            "indent it like them, with spaces"
+        )
+    if "expected '-' indicator" in problem or (unaligned and "block collection" in context):
+        return mark, (
+            f"this line does not line up with the items of the list that starts at {opened}: "
+            "start it with `- `, or indent it under an item"
+        )
+    if "tab character" in problem or ("cannot start any token" in problem and char == "\t"):
+        return mark, "a tab: YAML indents with spaces only"
+    if "cannot start any token" in problem:
+        if char == "\t":
+            return mark, "a tab: YAML indents with spaces only"
+        return mark, f"a value cannot start with {char!r}: put the value in quotes"
+    if "undefined alias" in problem:
+        return mark, "this alias (`*name`) is used before an anchor (`&name`) defines it"
+    if "expected <document start>" in problem:
+        return mark, "text after the end of the document: start a new one with `---`, or remove it"
+    return None, ""
+
+
+def _char_at(text: str, mark: yaml.Mark) -> str:
+    lines = text.splitlines()
+    if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
+        return ""
+    return lines[mark.line][mark.column]
+
+
+def _caret(text: str, mark: yaml.Mark, width: int = 100) -> str:
+    """Return the line of `mark` and a caret under its column, like a compiler does."""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    column = min(mark.column, len(line))
+    if len(line) > width:  # a window around the caret
+        start = max(0, min(column - width // 2, len(line) - width))
+        line, column = line[start : start + width], column - start
+    shown = "".join(c if c.isprintable() else " " for c in line)
+    number = str(mark.line + 1)
+    gutter = " " * len(number)
+    return f"  {number} | {shown}\n  {gutter} | {' ' * column}^"
 
 
 def _children(node: Node) -> Iterator[Node]:

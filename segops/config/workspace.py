@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from segops.config import environments
 from segops.config.checks import Placed, connection_problems, cross_check, engine_problems
 from segops.config.documents import MAX_FILE_BYTES, Document, load_documents
 from segops.config.regular import UnreadableFile, check_regular, read_regular
@@ -41,14 +42,24 @@ CONFIG_FILE = "segops.yaml"
 DEFAULT_MANIFEST_GLOBS = ("manifests/**/*.yaml", "manifests/**/*.yml")
 
 
-def load_workspace(root: Path) -> Workspace:
-    """Return the validated workspace whose segops.yaml is in `root`.
+def load_workspace(
+    root: Path, environment: str | None = None, variables: Mapping[str, str] | None = None
+) -> Workspace:
+    """Return the validated workspace whose segops.yaml is in `root`, for `environment`.
+
+    `variables` give `${VAR}` values (default: the process environment).
 
     Raises:
         ManifestError: every problem found, sorted by file and line.
     """
     files = _Files(root.resolve())
-    config = files.config()
+    config, environment = _effective(
+        files.config(check=False),
+        environment,
+        os.environ if variables is None else variables,
+        files,
+    )
+    files.external = _external_folders(config, files)
     connections = {c.name: c for c in _connections(config, files)}
     sources = {c.name: c for c in _source_connections(config)}
     state_path = _state_path(config, files)
@@ -82,6 +93,7 @@ def load_workspace(root: Path) -> Workspace:
         _workspace(files, config, connections, segments, state_path),
         source_connections=tuple(sources[name] for name in sorted(sources)),
         moved=moved,
+        environment=environment,
     )
 
 
@@ -107,6 +119,44 @@ def _moved(config: Document, addresses: set[str], files: _Files) -> tuple[MovedB
         files.problems.extend(problems)
         blocks.append(MovedBlock(old, new, config.line_of(path)))
     return tuple(blocks)
+
+
+def environment_names(root: Path) -> tuple[str, ...]:
+    """Return the environments segops.yaml in `root` declares (checked against its schema)."""
+    return environments.names(_Files(root.resolve()).config(check=False))
+
+
+def _effective(
+    raw: Document, name: str | None, variables: Mapping[str, str], files: _Files
+) -> tuple[Document, str]:
+    """Return segops.yaml with its `${VAR}` values and environment `name` applied."""
+    used = environments.uses_variables(raw)
+    config, problems = environments.interpolate(raw, variables) if used else (raw, [])
+    problems += validate_document(config, "segops")  # every environment, values as they came out
+    if not problems:
+        config, chosen, problems = environments.select(config, name)
+    if not problems and chosen:  # an environment's connections merged into the top level
+        problems += validate_document(config, "segops")
+    if problems:
+        raise ManifestError(sorted(set(problems), key=lambda p: (p.line or 0, p.path, p.message)))
+    label, digest = environments.effective_input(config, chosen, used)
+    if label:
+        files.inputs[label] = digest
+    return config, chosen
+
+
+def _external_folders(config: Document, files: _Files) -> tuple[Path, ...]:
+    """Return the folders outside the workspace that segops.yaml lets manifests and sources
+    be read from; each must exist."""
+    found = []
+    for index, given in enumerate(config.data.get("external_folders", [])):
+        path = (files.root / given).resolve()
+        if not path.is_dir():
+            message = f"{given}: not a folder (it must exist)"
+            files.problems.append(config.problem(("external_folders", index), message))
+        else:
+            found.append(path)
+    return tuple(found)
 
 
 def _state_path(config: Document, files: _Files) -> str:
@@ -182,13 +232,17 @@ class _Files:
         self.problems: list[Problem] = []
         self.inputs: dict[str, str] = {}  # workspace-relative posix path -> sha256
         self.data_files: set[str] = set()  # workspace-relative posix paths of source files
+        self.external: tuple[Path, ...] = ()  # segops.yaml's external_folders, resolved
 
-    def inside(self, path: Path) -> str | None:
-        """Return `path` relative to the workspace once resolved, or None when it is outside."""
+    def inside(self, path: Path, external: bool = False) -> str | None:
+        """Return `path` relative to the workspace once resolved, or None when it is outside
+        (and, with `external`, outside every external folder too: `../shared/a.yaml`)."""
         resolved = path.resolve()
-        if not resolved.is_relative_to(self.root):
-            return None
-        return resolved.relative_to(self.root).as_posix()
+        if resolved.is_relative_to(self.root):
+            return resolved.relative_to(self.root).as_posix()
+        if external and any(resolved.is_relative_to(f) for f in self.external):
+            return Path(os.path.relpath(resolved, self.root)).as_posix()
+        return None
 
     def folder(self, config: Document, key: tuple[str, ...], given: str) -> str:
         """Return the workspace-relative folder segops.yaml names at `key`, checked."""
@@ -207,8 +261,9 @@ class _Files:
                 self.problems.append(config.problem(key, f"{name} exists and is not a folder"))
         return path or given
 
-    def config(self) -> Document:
-        """Return the schema-checked segops.yaml document; raise at once when it is unusable."""
+    def config(self, check: bool = True) -> Document:
+        """Return the segops.yaml document, schema-checked unless `check` is False (its
+        `${VAR}` values are replaced first); raise at once when it is unusable."""
         path = self.root / CONFIG_FILE
         if not os.path.lexists(path):
             raise ManifestError([Problem(CONFIG_FILE, f"not found in {self.root}")])
@@ -217,7 +272,7 @@ class _Files:
             self.problems.append(Problem(CONFIG_FILE, "empty: it needs at least `version: 1`"))
         for extra in docs[1:]:
             self.problems.append(Problem(CONFIG_FILE, "holds more than one document", extra.line))
-        if docs:
+        if docs and check:
             self.problems.extend(validate_document(docs[0], "segops"))
         if self.problems:  # the rest of the workspace cannot be read without it
             raise ManifestError(self.problems)
@@ -244,9 +299,11 @@ class _Files:
             ValueError: the file is outside the workspace, missing, unreadable or not a
                 regular file (a directory, a named pipe, a socket, a device).
         """
-        name = self.inside(path)
+        name = self.inside(path, external=True)
         if name is None:
-            raise ValueError(f"{path.as_posix()} is outside the workspace {self.root}")
+            raise ValueError(
+                f"{path.as_posix()} is outside the workspace {self.root} (and its external_folders)"
+            )
         if not name.isprintable():  # through a symlink: it would break one-line messages
             raise ValueError(f"{json.dumps(name)}: rename it without line breaks")
         if name not in self.data_files:
@@ -301,9 +358,12 @@ def _manifest_files(config: Document, files: _Files) -> list[tuple[Path, str]]:
             files.problems.append(config.problem(("manifests", index), message))
             continue
         for match in matches:
-            name = files.inside(match)
+            name = files.inside(match, external=True)
             if name is None:
-                message = f"matches {match.as_posix()}, which is outside the workspace"
+                message = (
+                    f"matches {match.as_posix()}, which is outside the workspace: list its "
+                    "folder in external_folders to share manifests between workspaces"
+                )
                 files.problems.append(config.problem(("manifests", index), message))
             elif not name.isprintable():  # it would break the one-line messages naming it
                 message = f"matches {json.dumps(name)}: rename it without line breaks"

@@ -118,6 +118,9 @@ class ApplyContext:
     # Return this connection's `what`, made by `make` on first use and closed (when it has
     # a `close`) as the apply ends: HTTP clients, publishers, listeners, quota ledgers.
     shared: Callable[[str, Callable[[], Any]], Any] = lambda _what, make: make()
+    # True once Ctrl-C asked apply to stop: send no new operation and stop waiting for
+    # results; the operation in flight finishes and is journaled. `sleep` then returns early.
+    stop: Callable[[], bool] = lambda: False
 
 
 __all__ = [

@@ -7,6 +7,7 @@ made once per connection, on first use, and closed when the apply ends.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,6 +28,8 @@ class DestinationFactory:
         secrets: Mapping[str, Mapping[str, str]],
         resources: Resources,
         run: str,
+        stop: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._root = root
         self._records = records
@@ -34,6 +37,7 @@ class DestinationFactory:
         self._secrets = secrets
         self._resources = resources
         self._run = run
+        self._stop, self._sleep = stop, sleep
         self._stack = ExitStack()
         self._shared: dict[tuple[str, str], Any] = {}
 
@@ -52,9 +56,11 @@ class DestinationFactory:
             journal,
             self._resources,
             self._run,
+            sleep=self._sleep,
             root=self._root,
             records=self._records,
             shared=lambda what, make: self.shared(connection, what, make),
+            stop=self._stop,
         )
         return spec.open(connection, self._secrets.get(connection.name, {}), context)
 

@@ -8,10 +8,12 @@ destination's files are written and fsynced (see atomic.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segops import observe
 from segops.destinations import ADD, REMOVE, UPDATE, ApplyContext, ApplyResult, Sent
 from segops.destinations.atomic import AtomicFiles
 from segops.destinations.platform import FilesOut, PlatformSpec
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from segops.destinations import Destination
 
 DEFAULT_PATH = "out"
+_PROGRESS_EVERY = 10_000
+log = logging.getLogger("segops.files")
 
 
 class FilesPlatform(PlatformSpec):
@@ -68,13 +72,18 @@ class FilesDestination:
         """Write the files of `change` and return what they hold once they are durable."""
         target = self._target or _target_of(self._connection, change)
         tally = {REMOVE: 0, ADD: 0, UPDATE: 0}
+        total = change.members.add + change.members.remove + change.members.update
         try:
-            with AtomicFiles(self._output) as files:
+            with (
+                observe.step(f"Writing {change.address}", total, "members") as step,
+                AtomicFiles(self._output) as files,
+            ):
                 out = FilesOut(
                     self.run_dir, files, self._connection, self._run, self._max_file_bytes
                 )
-                written_rows = target.write_files(change, _tallied(rows(), tally), out)
+                written_rows = target.write_files(change, _tallied(rows(), tally, step), out)
                 written = tuple(self._relative(p) for p in files.commit())
+            log.info("%s: wrote %s", change.address, ", ".join(written) or "no file")
         except OSError as exc:
             raise DestinationError(f"{change.address}: cannot write files: {exc}") from exc
         sent = written_rows or Sent(add=tally[ADD], remove=tally[REMOVE], update=tally[UPDATE])
@@ -106,14 +115,22 @@ def _target_of(connection: Connection, change: DestinationChange) -> PlatformSpe
     return spec
 
 
-def _tallied(rows: Iterable[MemberRow], tally: dict[str, int]) -> Iterator[MemberRow]:
-    """Yield `rows`, counting them per operation in `tally`."""
+def _tallied(
+    rows: Iterable[MemberRow], tally: dict[str, int], step: observe.Step
+) -> Iterator[MemberRow]:
+    """Yield `rows`, counting them per operation in `tally` and on `step`."""
+    count = 0
     for row in rows:
         try:
             tally[row.op] += 1
         except KeyError:
             raise DestinationError(f"unknown member row operation {row.op!r}") from None
+        count += 1
+        if count == _PROGRESS_EVERY:  # one call per row would cost more than the writing
+            step.advance(count)
+            count = 0
         yield row
+    step.advance(count)
 
 
 PLATFORM = FilesPlatform()

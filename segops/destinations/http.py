@@ -12,6 +12,7 @@ Messages name the method and path only: never a header, a query string or a body
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ from segops.destinations.transport import (
 from segops.errors import DestinationError, RetryableDestinationError
 from segops.model import Connection
 
+log = logging.getLogger("segops.http")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MIB: Final = 1 << 20
 # An error answer is read for its message only: more than this is left unread.
@@ -131,7 +133,8 @@ def send(
     """
     start = clock()
     end = start + policy.deadline if until is None else min(start + policy.deadline, until)
-    where = f"{method} {_path(client, url)}"
+    path = _path(client, url)
+    where = f"{method} {path}"
     attempt = 0
     while True:
         attempt += 1
@@ -139,15 +142,19 @@ def send(
             on_attempt(attempt)
         response: httpx.Response | None = None
         budget = min(policy.timeout, end - clock())
+        began = time.monotonic()
         try:
             response = _attempt(client, method, url, budget, policy.max_response_bytes, kwargs)
         except httpx.RequestError as exc:  # transport errors, undecodable answers
             problem, transient = describe(exc)
+            _log_call(method, path, None, attempt, began, problem)
             if not transient:
                 raise DestinationError(f"{where}: {problem}") from None
         except AnswerTooSlow:
             problem = f"the answer did not arrive whole within {max(budget, 0):.3g} s"
+            _log_call(method, path, None, attempt, began, problem)
         else:
+            _log_call(method, path, response.status_code, attempt, began)
             if response.status_code not in RETRYABLE_STATUS:
                 return response
             if quota_429 and response.status_code == 429 and not _short_wait(response, policy):
@@ -155,15 +162,50 @@ def send(
             problem = f"HTTP {response.status_code}"
         delay = retry_after(response) if response is not None else None
         if attempt >= policy.max_attempts:
+            log.warning("%s: %s, giving up after %d attempts", where, problem, attempt)
             _give_up(f"{where}: {problem}, {attempt} attempts made", response, delay)
         if delay is None:
             delay = jitter() * min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
         if clock() + delay > end:
+            log.warning("%s: %s, no time left to retry", where, problem)
             if until is not None and until < start + policy.deadline:
                 raise OutOfTime(f"{where}: {problem}; the time allowed ran out")
             limit = f"{policy.deadline:g} s deadline"
             _give_up(f"{where}: {problem}; retrying would pass the {limit}", response, delay)
+        log.info(
+            "retrying %s in %.2f s: %s (attempt %d of %d)",
+            where,
+            delay,
+            problem,
+            attempt + 1,
+            policy.max_attempts,
+            extra={"event": "retry", "method": method, "path": path, "delay": round(delay, 3)},
+        )
         sleep(delay)
+
+
+def _log_call(
+    method: str, path: str, status: int | None, attempt: int, began: float, problem: str = ""
+) -> None:
+    """Log one HTTP attempt: method, path (never the query), status, attempt, duration."""
+    duration = time.monotonic() - began
+    outcome = str(status) if status is not None else problem
+    log.debug(
+        "%s %s -> %s in %.3f s (attempt %d)",
+        method,
+        path,
+        outcome,
+        duration,
+        attempt,
+        extra={
+            "event": "http",
+            "method": method,
+            "path": path,
+            "status": status,
+            "attempt": attempt,
+            "duration": round(duration, 4),
+        },
+    )
 
 
 def _attempt(

@@ -55,11 +55,18 @@ class EngineBase:
             self.con.execute(f"SET temp_directory = {quote_literal(str(work / 'spill'))}")
             # Row order is imposed with ORDER BY where it matters; elsewhere it costs memory.
             self.con.execute("SET preserve_insertion_order = false")
-        self._replaced: dict[str, Path] = {}  # CSV sources read through an LF-only copy
+        # CSV sources read through a copy: LF only, or without their trailing blank lines
+        self._replaced: dict[str, Path] = {}
+        self._normalised: set[str] = set()  # of those, the ones made LF only
+        self._checked_tails: set[str] = set()
         self.external = ExternalSources(self.con, connections, env or {})
 
     def close(self) -> None:
         self.con.close()
+
+    def interrupt(self) -> None:
+        """Stop the query under way (called from another thread, on Ctrl-C)."""
+        self.con.interrupt()
 
     def _count(self, parquet: Path) -> int:
         sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
@@ -91,6 +98,8 @@ class EngineBase:
         try:
             with quiet():
                 return call()
+        except duckdb.InterruptException:  # Ctrl-C (`interrupt`): not a problem of the data
+            raise KeyboardInterrupt from None
         except duckdb.Error as exc:
             error = exc
         if isinstance(subject, Destination) and self._uniform_line_endings(subject, error):
@@ -109,19 +118,39 @@ class EngineBase:
         names the line.
         """
         source = destination.source
-        if source.kind is not SourceKind.CSV or source.path in self._replaced or source.url:
+        if source.kind is not SourceKind.CSV or source.path in self._normalised or source.url:
             return False
         if failures.resource_problem(error, self.config.memory_limit):
             return False
-        path = sources.data_path(source, self.root)
+        assert source.path is not None
+        path = self._replaced.get(source.path) or sources.data_path(source, self.root)
         if not csv.has_crlf(path):
             return False
+        self._replaced[source.path] = csv.normalised_copy(path, self._copy_path())
+        self._normalised.add(source.path)
+        return True
+
+    def _trim_blank_tail(self, destination: Destination) -> None:
+        """Read a one-column CSV that ends with blank lines through a copy without them.
+
+        DuckDB would read each blank line of a one-column file as an empty value; blank
+        lines at the end of a file are no rows (an editor's or an export's last newline).
+        """
+        source = destination.source
+        if source.kind is not SourceKind.CSV or source.path is None:
+            return
+        if source.path in self._replaced or source.path in self._checked_tails:
+            return
+        self._checked_tails.add(source.path)
+        path = sources.data_path(source, self.root)
+        drop = csv.trailing_blank_bytes(path)
+        if drop and len(csv.header(path, source.delimiter, source.path)) == 1:
+            self._replaced[source.path] = csv.trimmed_copy(path, self._copy_path(), drop)
+
+    def _copy_path(self) -> Path:
         folder = self.work / "sources"
         folder.mkdir(mode=0o700, exist_ok=True)
-        assert source.path is not None
-        copy = folder / f"{len(self._replaced)}.csv"
-        self._replaced[source.path] = csv.normalised_copy(path, copy)
-        return True
+        return folder / f"{len(list(folder.iterdir()))}.csv"
 
     def _failure(
         self, subject: Destination | str, error: duckdb.Error, snapshot: Path | None

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from segops._text import plural
 from segops.engine import deltas, desired, failures, identifiers, sources
 from segops.engine.base import EngineBase
 from segops.engine.cells import JSON, TEXT
@@ -196,7 +197,9 @@ class MemberEngine(EngineBase):
                 [
                     Problem(
                         destination.source.name,
-                        f"{conflicts} member(s) appear more than once with different attributes "
+                        f"{plural(conflicts, 'member')} "
+                        f"{'appears' if conflicts == 1 else 'appear'} more than once "
+                        "with different attributes "
                         f"for destination {destination.address}; keep one row per member",
                     )
                 ]

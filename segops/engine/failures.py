@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from segops._fs import NotRegularFileError
+from segops._text import plural
 from segops.engine import desired, sources
 from segops.engine.sources.errors import UnreadableRow
 from segops.engine.sources.objects import LocatedUnreadable
@@ -141,10 +142,10 @@ def bad_row_problems(destination: Destination, rows: LocatedRows, invalid: int) 
     except (duckdb.Error, OSError, ValueError):  # a file replaced by a damaged one meanwhile
         problems.append(Problem(file, "changed while segops read it: run the command again"))
     for reason, count in sorted(reasons.items())[:MAX_REPORTED]:
-        problems.append(Problem(file, f"{count} row(s): {reason}"))
+        problems.append(Problem(file, f"{plural(count, 'row')}: {reason}"))
     shown = len(problems) if not reasons else sum(reasons.values())
     more = invalid - shown
-    tail = f"{invalid} bad row(s) for destination {destination.address}"
+    tail = f"{plural(invalid, 'bad row')} for destination {destination.address}"
     tail += f" ({more} more not listed)" if more > 0 else ""
     tail += "; fix them, or set `on_bad_rows: skip` on the source to leave them out"
     problems.append(Problem(destination.manifest, tail, source.line, "spec.source"))

@@ -25,6 +25,8 @@ from segops.errors import Problem, SourceError
 from segops.model import DataPin, InputFile, Workspace
 from segops.planning.selection import CONFIG_FILE
 
+_AS_READ = f"{CONFIG_FILE} ("
+
 
 class Pins(NamedTuple):
     definitions: tuple[InputFile, ...]  # sorted by path
@@ -42,7 +44,9 @@ def definitions(workspace: Workspace, segments: Collection[str]) -> tuple[InputF
     planned = [s for s in workspace.segments if s.name in segments]
     wanted = {CONFIG_FILE} | {s.manifest for s in planned}
     wanted |= {s.source.query_file for s in planned if s.source.query_file}
-    return tuple(sorted((f for f in workspace.inputs if f.path in wanted), key=lambda f: f.path))
+    # segops.yaml as read for an environment or with ${VAR} values (segops.config.environments)
+    chosen = [f for f in workspace.inputs if f.path in wanted or f.path.startswith(_AS_READ)]
+    return tuple(sorted(chosen, key=lambda f: f.path))
 
 
 class InputDigests:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from segops._text import plural
 from segops.model import Plan
 from segops.render.json import plan_to_dict
 
@@ -49,8 +50,8 @@ def render_text(plan: Plan) -> str:
     if stopped:
         allow = " ".join(f"--allow-removals {s}" for s in stopped)
         blocks.append(
-            f"⛔ Safety guards stop {data['summary']['guards_tripped']} change(s): apply will "
-            "refuse this plan.\n   After review, apply it with: "
+            f"⛔ Safety guards stop {plural(data['summary']['guards_tripped'], 'change')}: "
+            "apply will refuse this plan.\n   After review, apply it with: "
             f"segops apply <saved plan> {allow}\n"
         )
     return "\n".join(blocks)
@@ -78,7 +79,7 @@ def _block(change: Mapping[str, Any]) -> str:
         lines.append(f"      ⛔ stopped by safety guard {guard['guard']}: {guard['message']}")
     skipped = change["members"]["skipped"]
     if skipped:
-        lines.append(f"      ! {skipped:,} bad source row(s) skipped (on_bad_rows: skip)")
+        lines.append(f"      ! {plural(skipped, 'bad source row')} skipped (on_bad_rows: skip)")
     lines += [f"      ! {note}" for note in change["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -119,8 +120,7 @@ def _no_changes(data: Mapping[str, Any]) -> str:
     count = len(data["changes"])
     text = (
         "No changes. The state matches the manifests "
-        f"({count} destination{'s' if count != 1 else ''}, {total:,} member"
-        f"{'s' if total != 1 else ''}).\n"
+        f"({plural(count, 'destination')}, {plural(total, 'member')}).\n"
     )
     for change in data["changes"]:
         text += "".join(f"  ! {change['address']}: {note}\n" for note in change["notes"])

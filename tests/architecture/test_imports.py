@@ -2,11 +2,12 @@
 
     config -> engine -> planning -> render | apply -> destinations | state
 
-A module may import the shared base (errors, model, _fs, version), its own stage, and the stages
-after it; importing an earlier stage, or a sibling on the same step (render and apply,
-destinations and state), is an upward import and fails here. Only the shell on top
-(segops/__init__, cli, operations, lifecycle) may import everything. Every import counts: module
-level, inside functions, and under `if TYPE_CHECKING:`.
+A module may import the shared base (errors, model, _fs, _text, version, observe), its own
+stage, and the stages after it; importing an earlier stage, or a sibling on the same step
+(render and apply, destinations and state), is an upward import and fails here. Only the
+shell on top (segops/__init__, cli, operations, crash, lifecycle, and the terminal side in
+segops/ui/) may import everything. Every import counts: module level, inside functions, and
+under `if TYPE_CHECKING:`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "segops"
-BASE = ("segops.errors", "segops.model", "segops._fs", "segops.version")
+BASE = (
+    "segops.errors",
+    "segops.model",
+    "segops._fs",
+    "segops._text",
+    "segops.version",
+    "segops.observe",
+)
 SHELL = (
     "segops",
     "segops.__main__",
@@ -27,6 +35,13 @@ SHELL = (
     "segops.operations",
     "segops.lifecycle",
 )
+SHELL_PACKAGES = ("segops.ui.",)  # the terminal side of the shell: progress, logs, events
+
+
+def is_shell(module: str) -> bool:
+    return module in SHELL or module.startswith(SHELL_PACKAGES) or module == "segops.ui"
+
+
 # Each step of the flow; stages on one step are siblings and do not import each other.
 FLOW: tuple[tuple[str, ...], ...] = (
     ("config",),
@@ -44,7 +59,7 @@ def module_name(path: Path) -> str:
 
 def stage_of(module: str) -> str | None:
     """Return the stage a segops module belongs to; None for the base and the shell."""
-    if module in SHELL or module.startswith(BASE):
+    if is_shell(module) or module.startswith(BASE):
         return None
     stage = module.split(".")[1]
     assert any(stage in step for step in FLOW), f"{module} is in no stage: add it to FLOW"
@@ -88,7 +103,7 @@ def upward_imports(path: Path) -> list[str]:
     for line, target in imports(path):
         if target != "segops" and not target.startswith("segops."):
             continue
-        if target in SHELL and here not in SHELL:
+        if is_shell(target) and not is_shell(here):
             found.append(f"{here}:{line} imports {target}, the command shell")
             continue
         other = stage_of(target)
@@ -98,10 +113,10 @@ def upward_imports(path: Path) -> list[str]:
             kind = "a sibling stage" if step_of(other) == step_of(stage) else "an earlier stage"
             found.append(f"{here}:{line} ({stage}) imports {target} ({other}), {kind}")
         continue
-    if stage is None and here not in SHELL:  # the base imports only the base
+    if stage is None and not is_shell(here):  # the base imports only the base
         for line, target in imports(path):
             if target.startswith("segops.") and not target.startswith(BASE):
-                if stage_of(target) is not None or target in SHELL:
+                if stage_of(target) is not None or is_shell(target):
                     found.append(f"{here}:{line} (shared base) imports {target}")
     return found
 
@@ -141,3 +156,13 @@ def test_every_stage_is_a_package() -> None:
     for step in FLOW:
         for stage in step:
             assert (PACKAGE / stage / "__init__.py").is_file(), stage
+
+
+def test_a_stage_may_not_import_the_terminal_side() -> None:
+    planted = PACKAGE / "engine" / "_planted_ui_import.py"
+    planted.write_text("from segops.ui import progress\n")
+    try:
+        found = upward_imports(planted)
+    finally:
+        planted.unlink()
+    assert found and "the command shell" in found[0]

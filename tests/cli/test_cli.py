@@ -192,7 +192,7 @@ def test_skip_bad_rows_counts_them(cart: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (f"email_hash\n{A}\n{B},extra\n".encode(), "data/m.csv:3: has 2 field(s)"),
+        (f"email_hash\n{A}\n{B},extra\n".encode(), "data/m.csv:3: has 2 fields"),
         (b"email_hash\n" + A.encode() + b"\n\xe9t\xe9\n", "data/m.csv:3: is not UTF-8"),
     ],
     ids=["ragged", "latin-1"],

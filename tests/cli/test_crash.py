@@ -18,7 +18,9 @@ import pytest
 
 import segops.cli
 import segops.config.fmt
+import segops.config.workspace
 import segops.crash
+import segops.planning.planfile
 from segops.crash import report_text
 from segops.errors import GuardError, PlanError
 from tests.conftest import mics_manifest, run, write_tree
@@ -58,10 +60,10 @@ ERRORS = [
 ]
 # (command line, where to inject the failure)
 COMMANDS = [
-    (["validate"], (segops.cli, "load_workspace")),
-    (["plan"], (segops.cli, "load_workspace")),
-    (["apply", "--auto-approve"], (segops.cli, "load_workspace")),
-    (["show", "plan.zip"], (segops.cli, "read_plan")),
+    (["validate"], (segops.config.workspace, "load_workspace")),
+    (["plan"], (segops.config.workspace, "load_workspace")),
+    (["apply", "--auto-approve"], (segops.config.workspace, "load_workspace")),
+    (["show", "plan.zip"], (segops.planning.planfile, "read_plan")),
     (["fmt"], (segops.config.fmt, "find_reformats")),
 ]
 
@@ -98,7 +100,7 @@ def test_a_report_that_cannot_be_written_is_said_so(
     workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(segops.crash.tempfile, "mkstemp", _raiser(PermissionError(13, "denied")))
-    monkeypatch.setattr(segops.cli, "load_workspace", _raiser(RuntimeError("x")))
+    monkeypatch.setattr(segops.config.workspace, "load_workspace", _raiser(RuntimeError("x")))
     code, out, err = run(workspace, "validate")
     assert code == 1 and "Traceback" not in out + err
     assert err.strip() == "segops hit an unexpected error: RuntimeError; no report written (denied)"
@@ -116,7 +118,9 @@ def test_a_segops_error_outside_a_command_handler_is_still_a_message(
 ) -> None:
     write_tree(workspace, {"segments/a.yaml": ""})
     monkeypatch.setattr(segops.cli, "_render", _raiser(error))
-    monkeypatch.setattr(segops.cli, "read_plan", lambda file, key: SimpleNamespace(plan=None))
+    monkeypatch.setattr(
+        segops.planning.planfile, "read_plan", lambda file, key: SimpleNamespace(plan=None)
+    )
     found, out, err = run(workspace, "show", "plan.zip")
     assert (found, err.strip()) == (code, label)
 
@@ -157,9 +161,9 @@ def test_a_thread_that_dies_is_reported_like_the_command(
 def test_the_installed_entry_point_prints_no_traceback(workspace: Path, tmp_path: Path) -> None:
     """Through a real process: the console entry point, its exit code and its stderr."""
     script = (
-        "import sys, segops.cli as cli\n"
-        "def fail(root): raise LookupError('from a library')\n"
-        "cli.load_workspace = fail\n"
+        "import sys, segops.cli as cli, segops.config.workspace as ws\n"
+        "def fail(*args): raise LookupError('from a library')\n"
+        "ws.load_workspace = fail\n"
         "sys.argv = ['segops', '-C', sys.argv[1], 'validate']\n"
         "cli.main()\n"
     )

@@ -78,7 +78,7 @@ def test_invisible_characters_are_refused_by_line(workspace: Path, char: str, na
         ("[{id: crm-1}, {id: 7}]", "is a whole number, not text"),
         ("[{id: crm-1}, {other: x}]", "empty user_account_id"),
         ("[{id: crm-1, bag: '[1]'}]", "data_bag in column 'bag' is not a JSON object"),
-        ("[{id: crm-1, bag: {a: 1}}, {id: crm-1, bag: {a: 2}}]", "appear more than once"),
+        ("[{id: crm-1, bag: {a: 1}}, {id: crm-1, bag: {a: 2}}]", "appears more than once"),
     ],
 )
 def test_validate_checks_every_inline_row(workspace: Path, members: str, words: str) -> None:
@@ -175,3 +175,19 @@ def test_a_growing_source_of_a_destination_created_empty_is_no_create(workspace:
     (root / "data/m.csv").write_bytes(b"id\ncrm-1\n")
     assert run(root, "apply", "--auto-approve")[0] == 0
     assert sent(root) == ["crm-1"]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_blank_lines_at_the_end_of_a_csv_are_not_rows(workspace: Path, ending: str) -> None:
+    data = ending.join(["id", "crm-1", "crm-2", "", "", ""]).encode()
+    root = write_workspace(workspace, manifest(CSV), {"data/m.csv": data})
+    code, out, err = run(root, "plan", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["changes"][0]["members"]["add"] == 2
+
+
+def test_a_blank_line_between_rows_is_still_named(workspace: Path) -> None:
+    root = write_workspace(workspace, manifest(CSV), {"data/m.csv": b"id\ncrm-1\n\ncrm-2\n\n"})
+    code, _, err = run(root, "plan")
+    assert code == 1
+    assert "data/m.csv:3:" in err and "data/m.csv:5" not in err

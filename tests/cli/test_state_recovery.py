@@ -78,7 +78,8 @@ def test_a_lost_state_is_never_started_afresh(applied: Path, keep: str) -> None:
         err = refused(applied, *args)
         assert "state.json is missing" in err and keep in err
         assert "--allow-new-state" in err
-        assert ("segops state recover" in err) == (keep == "state.json.backup")
+        hinted = "state recover\n" in err or "state recover`" in err
+        assert hinted == (keep == "state.json.backup")
 
 
 def test_only_the_backup_left_recovers_the_state_before_the_last_write(applied: Path) -> None:
@@ -104,7 +105,7 @@ def test_only_the_backup_left_recovers_the_state_before_the_last_write(applied: 
 def test_a_damaged_state_is_refused_then_recovered(applied: Path, damage: bytes) -> None:
     (state_dir(applied) / "state.json").write_bytes(damage)
     err = refused(applied, "plan")
-    assert "state.json" in err and "segops state recover" in err
+    assert "state.json" in err and "state recover" in err
     assert run(applied, "state", "recover")[0] == 0
     assert [p.name for p in state_dir(applied).glob("state.json.damaged-*")] != []
     assert run(applied, "plan")[0] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -15,6 +16,7 @@ from urllib.parse import quote
 import pytest
 from typer.testing import CliRunner
 
+from emulators._server import Faults
 from emulators.postgres import PASSWORD as PG_PASSWORD
 from emulators.postgres import PostgresServer
 from segops.cli import app
@@ -27,7 +29,7 @@ from tests.crash.harness import (
     platforms,
     segops,
 )
-from tests.crash.workspace import Desired
+from tests.crash.workspace import UNIVERSE, Desired, email_hash
 from tests.s3server import S3Server
 from tests.s3state import SECRET_KEY, set_aws_env
 
@@ -207,3 +209,68 @@ def test_no_source_secret_anywhere(
     assert any(name.startswith(".segops/") for name, _ in seen)
     assert any(b"refused the user or the password" in data for _, data in seen)
     assert any(b"cannot connect" in data for _, data in seen)
+
+
+MEMBERS = {e for e in UNIVERSE} | {email_hash(e) for e in UNIVERSE}
+
+
+@pytest.mark.parametrize(
+    ("flags", "env"),
+    [
+        (["-vv"], {}),
+        (["-v"], {}),
+        ([], {"SEGOPS_LOG": "debug"}),
+        ([], {"SEGOPS_LOG": "info"}),
+        ([], {"SEGOPS_LOG": "warn"}),
+    ],
+    ids=["-vv", "-v", "debug", "info", "warn"],
+)
+def test_no_secret_and_no_member_in_the_logs(
+    tmp_path: Path, flags: list[str], env: dict[str, str]
+) -> None:
+    """Every log level, on stderr and in the JSON-lines file, with retries and a refused key."""
+    root = tmp_path / "ws"
+    log_file = tmp_path / "segops.log"
+    desired = Desired()
+    faults = Faults(error_rate=0.2, seed=3)  # retries are logged too
+    seen: list[tuple[str, bytes]] = []
+    with platforms(faults) as (mics, moe):
+        for seed, key in ((6, MOE_KEY), (7, WRONG_KEY)):
+            desired.change("add/remove", "add/remove", random.Random(seed))
+            desired.write(root, mics.base_url, moe.base_url)
+            child = subprocess.run(
+                [sys.executable, "-m", "segops", *flags, "-C", str(root)]
+                + ["apply", "--auto-approve"],
+                env={
+                    **ENV,
+                    "TRIAL_MOE_KEY": key,
+                    "PATH": "/usr/bin:/bin",
+                    "SEGOPS_LOG_FILE": str(log_file),
+                    **env,
+                },
+                capture_output=True,
+            )
+            assert child.returncode == (0 if key == MOE_KEY else 1), child.stderr.decode()
+            seen += [(f"stdout {seed}", child.stdout), (f"stderr {seed}", child.stderr)]
+        moe.wait_idle()
+    log = log_file.read_bytes()
+    seen.append(("log file", log))
+    found = {name: leaks(data) for name, data in seen if leaks(data)}
+    assert found == {}
+    members = {name: [m for m in MEMBERS if m.encode() in data] for name, data in seen}
+    assert {name: hits for name, hits in members.items() if hits} == {}
+    entries = [json.loads(line) for line in log.splitlines()]
+    assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    level = env.get("SEGOPS_LOG") or {1: "info", 2: "debug"}.get(len(flags[0]) - 1 if flags else 0)
+    calls = [e for e in entries if e.get("event") == "http"]
+    if level == "debug":
+        assert calls and {"method", "path", "status", "attempt", "duration"} <= set(calls[0])
+        assert any(e.get("event") == "poll" for e in entries)
+        assert "?" not in "".join(str(c["path"]) for c in calls)
+    else:
+        assert calls == []
+    if level in ("debug", "info"):
+        assert any(e.get("event") == "retry" for e in entries)
+        assert b"info" in b"".join(data for name, data in seen if name.startswith("stderr"))
+    else:
+        assert {e["level"] for e in entries} <= {"warn"}

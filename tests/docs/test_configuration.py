@@ -44,6 +44,9 @@ def leaf_paths(schema: dict, root: dict, prefix: str = "") -> set[str]:  # type:
     found: set[str] = set()
     for key, sub in schema.get("properties", {}).items():
         found.add(prefix + key)
+        if "x-same-as" in sub:  # the keys of another path, documented there once
+            assert sub["x-same-as"] in root["properties"], sub["x-same-as"]
+            continue
         found |= leaf_paths(sub, root, f"{prefix}{key}.")
         items = sub.get("items")
         if isinstance(items, dict):

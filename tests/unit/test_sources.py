@@ -76,15 +76,15 @@ def test_mixed_line_endings_read_as_the_same_rows_as_lf(tmp_path: Path, seed: in
 
 
 BROKEN_CSV = {
-    "ragged-short": (b"id,b\nx,1\ny\nz,3\n", 3, "has 1 field(s) where the header has 2"),
-    "ragged-long": (b"id,b\nx,1\nz,3,4\n", 3, "has 3 field(s) where the header has 2"),
-    "trailing-space-field": (b"id\nx\nsecret-member-77, \n", 3, "has 2 field(s)"),
+    "ragged-short": (b"id,b\nx,1\ny\nz,3\n", 3, "has 1 field where the header has 2"),
+    "ragged-long": (b"id,b\nx,1\nz,3,4\n", 3, "has 3 fields where the header has 2"),
+    "trailing-space-field": (b"id\nx\nsecret-member-77, \n", 3, "has 2 fields"),
     "latin-1": (b"id\nok\n\xe9t\xe9\n", 3, "is not UTF-8"),
     "bad-utf8-late": (b"id\n" + b"ok\n" * 50 + b"x\xff\n", 52, "is not UTF-8"),
     "unclosed-quote": (b'id,b\nx,1\n"secret-member-77,2\ny,3\n', 3, "never closed"),
     "text-after-quote": (b'id,b\nx,1\n"secret-member-77"x,2\n', 3, "quote inside a quoted"),
     "lone-cr": (b"id,b\nx,1\rsecret-member-77,2\n", 2, "carriage return"),
-    "multiline-then-ragged": (b'id,b\n"a\nb",1\nc\n', 4, "has 1 field(s)"),
+    "multiline-then-ragged": (b'id,b\n"a\nb",1\nc\n', 4, "has 1 field"),
     "huge-row": (b"id,b\nx,1\n" + b"y" * 3_000_000 + b",2\n", 3, "longer than 2 MiB"),
     "huge-quoted-row": (
         b'id,b\nx,1\n"' + (b"y" * 999 + b"\n") * 3000 + b'",2\n',
@@ -195,3 +195,37 @@ def test_an_overlong_ndjson_line_is_refused_without_reading_it_whole(
     with pytest.raises(UnreadableRow) as raised:
         list(ndjson.iter_rows(path))
     assert raised.value.line == 2 and "longer than" in raised.value.message
+
+
+TRAILING = {
+    "lf": (b"id\nx\ny\n\n", 1),
+    "lf-many": (b"id\nx\ny\n\n\n\n", 3),
+    "crlf": (b"id\r\nx\r\ny\r\n\r\n", 2),
+    "no-final-newline": (b"id\nx\ny", 0),
+    "one-final-newline": (b"id\nx\ny\n", 0),
+    "header-only-then-blank": (b"id\n\n", 1),
+}
+
+
+@pytest.mark.parametrize("case", TRAILING.values(), ids=TRAILING.keys())
+def test_blank_lines_that_end_a_csv_are_not_rows(tmp_path: Path, case: tuple[bytes, int]) -> None:
+    content, blank = case
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    assert csv.trailing_blank_bytes(path) == blank
+    rows = exact_csv(path)
+    copy = csv.trimmed_copy(path, tmp_path / "copy.csv", blank)
+    assert duck_rows(csv.relation_sql(copy, ",", "copy.csv")) == rows
+    assert rows == [("x",), ("y",)][: len(rows)] and None not in {r[0] for r in rows}
+    assert (copy.stat().st_mode & 0o077) == 0
+
+
+def test_a_blank_line_inside_a_one_column_csv_is_still_an_empty_value(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"id\nx\n\n\ny\n\n")
+    assert list(csv.iter_rows(path, ",")) == [
+        (2, {"id": "x"}),
+        (3, {"id": None}),
+        (4, {"id": None}),
+        (5, {"id": "y"}),
+    ]

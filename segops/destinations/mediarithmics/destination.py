@@ -16,6 +16,8 @@ refused token does (every call would fail the same way).
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -24,6 +26,7 @@ from typing import Any, Final
 
 import httpx
 
+from segops import observe
 from segops.destinations import ApplyContext, ApplyResult, Journal, MemberRow, killpoints
 from segops.destinations.http import RetryPolicy, make_client
 from segops.destinations.mediarithmics import commands as mics
@@ -39,6 +42,8 @@ from segops.errors import DestinationError
 from segops.model import Connection, DestinationChange
 
 DEFAULT_BASE_URL: Final = "https://api.mediarithmics.com"
+INTERRUPTED: Final = "apply was interrupted (Ctrl-C): the next `segops apply` sends the rest"
+log = logging.getLogger("segops.mediarithmics")
 
 
 def make_mediarithmics_client(
@@ -123,17 +128,22 @@ class MediarithmicsDestination:
         self, change: DestinationChange, rows: Callable[[], Iterable[MemberRow]]
     ) -> ApplyResult:
         """Send every batch of `change` not yet confirmed; return what the platform confirmed."""
-        run = _Run(change, self._options.concurrency)
-        try:
-            for batch in iter_batches(
-                change, rows(), self._options.mime_type, self._options.limits
-            ):
-                self._start(run, batch)
-                del batch  # drop the body before the next one is built
-        except DestinationError as exc:
-            run.stop(str(exc))
-        finally:
-            run.finish()
+        label = f"Sending {change.address}"
+        with observe.step(label, change.operations or None, "executions") as step:
+            run = _Run(change, self._options.concurrency, step)
+            try:
+                for batch in iter_batches(
+                    change, rows(), self._options.mime_type, self._options.limits
+                ):
+                    if self._context.stop():
+                        run.stop(INTERRUPTED)
+                        break
+                    self._start(run, batch)
+                    del batch  # drop the body before the next one is built
+            except DestinationError as exc:
+                run.stop(str(exc))
+            finally:
+                run.finish()
         return build_result(change.address, run.outcomes, run.stopped)
 
     def _start(self, run: _Run, batch: Batch) -> None:
@@ -141,6 +151,8 @@ class MediarithmicsDestination:
         entry = self._journal.get(op_id) or {}
         if entry.get("status") == "confirmed":
             run.outcomes.append(Outcome.of(batch, "confirmed", resumed=True))
+            run.step.advance()
+            log.info("%s: rows %d-%d confirmed by an earlier apply", op_id, batch.start, batch.end)
             return
         if run.stopped:
             run.outcomes.append(Outcome.of(batch, "not sent"))
@@ -156,10 +168,13 @@ class MediarithmicsDestination:
             # The API's text stays out of the journal: it could quote a command line.
             self._journal.record(op_id, run.change.address, "failed", reason="not uploaded")
             run.outcomes.append(Outcome.of(batch, "failed", detail=str(exc)))
+            run.step.advance()
             if isinstance(exc, AuthError):
                 run.stop("the API token was refused; the remaining batches were not sent")
             return
         pending = Outcome.of(batch, "pending", uploaded=uploaded)
+        run.step.advance(0, size=len(batch.body) if uploaded else 0)
+        run.step.note(f"execution {ref[2]} running")
         run.submit(self._poller.watch, run.change.address, op_id, ref, pending)
 
     def _upload(self, run: _Run, op_id: str, batch: Batch) -> tuple[str, str, str]:
@@ -176,6 +191,15 @@ class MediarithmicsDestination:
             import_id = self._document_import(datamart, replace=import_id)
             execution_id = self._api.upload(datamart, import_id, batch.body, mime)
         killpoints.reached("mics:uploaded")
+        log.info(
+            "%s: rows %d-%d uploaded (%d bytes) as execution %s",
+            address,
+            batch.start,
+            batch.end,
+            len(batch.body),
+            execution_id,
+            extra={"event": "upload", "address": address, "execution": execution_id},
+        )
         self._journal.record(
             op_id,
             address,
@@ -224,8 +248,9 @@ def _accepted(entry: Mapping[str, Any]) -> tuple[str, str, str] | None:
 class _Run:
     """One apply of one change: its outcomes, execution slots and polling threads."""
 
-    def __init__(self, change: DestinationChange, concurrency: int) -> None:
+    def __init__(self, change: DestinationChange, concurrency: int, step: observe.Step) -> None:
         self.change = change
+        self.step = step
         self.outcomes: list[Outcome] = []
         self.slots = threading.BoundedSemaphore(concurrency)
         self.stopped = ""  # why the remaining batches were not sent
@@ -235,7 +260,12 @@ class _Run:
 
     def submit(self, watch: Callable[..., Outcome], *args: Any) -> None:
         future = self._pool.submit(watch, *args)
-        future.add_done_callback(lambda _: self.slots.release())
+
+        def done(_: Future[Outcome]) -> None:
+            self.slots.release()
+            self.step.advance()
+
+        future.add_done_callback(done)
         self._futures.append(future)
 
     def barrier(self, batch: Batch) -> None:
@@ -252,6 +282,10 @@ class _Run:
         self.stopped = self.stopped or reason
 
     def finish(self) -> None:
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):  # a second Ctrl-C: at once
+            # Executions in flight stay "accepted" in the journal: the next apply polls them.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            return
         self._collect()
         self._pool.shutdown(wait=True)
 

@@ -9,6 +9,7 @@ journal: it may quote a command line, and command lines hold member identifiers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
@@ -25,6 +26,7 @@ from segops.destinations.mediarithmics.api import (
 from segops.destinations.mediarithmics.batches import Batch
 from segops.errors import DestinationError
 
+log = logging.getLogger("segops.mediarithmics")
 MAX_POLL_INTERVAL: Final = 30.0
 _LISTED_PROBLEMS: Final = 10  # batches named one by one in a message; the rest are counted
 _UNCONFIRMED: Final = "not confirmed: the next apply checks on it again or resends these rows"
@@ -82,7 +84,7 @@ class Poller:
         context: ApplyContext,
     ) -> None:
         self._api, self._journal, self._settings = api, journal, settings
-        self._sleep, self._clock = context.sleep, context.clock
+        self._sleep, self._clock, self._stop = context.sleep, context.clock, context.stop
 
     def watch(self, address: str, op_id: str, ref: Ref, pending: Outcome) -> Outcome:
         """Wait for the execution `ref` of one batch to end; return the batch's outcome."""
@@ -96,6 +98,18 @@ class Poller:
             detail = f"{where}: {exc}; {_UNCONFIRMED}"
             return replace(pending, state="unconfirmed", detail=detail)
         status = execution.status
+        if not finished and self._stop():
+            detail = f"{where} still {status} when apply was interrupted; {_UNCONFIRMED}"
+            return replace(pending, state="unconfirmed", detail=detail)
+        log.info(
+            "%s: execution %s %s (%s lines succeeded, %s failed)",
+            address,
+            ref[2],
+            status if finished else f"still {status}, no longer watched",
+            execution.total_success,
+            execution.total_failure,
+            extra={"event": "execution", "address": address, "execution": ref[2]},
+        )
         if not finished:
             detail = f"{where} still {status} after {self._settings.timeout:g} s; {_UNCONFIRMED}"
             return replace(pending, state="unconfirmed", detail=detail)
@@ -130,6 +144,7 @@ class Poller:
         deadline = self._clock() + self._settings.timeout
         interval = self._settings.interval
         execution: Execution | None = None
+        polls = 0
         while True:
             try:
                 execution = self._api.execution(*ref, until=deadline)
@@ -137,12 +152,22 @@ class Poller:
                 if execution is None:
                     raise
                 return execution, False
+            polls += 1
+            log.debug(
+                "execution %s: %s (poll %d)",
+                ref[2],
+                execution.status,
+                polls,
+                extra={"event": "poll", "execution": ref[2], "status": execution.status},
+            )
             if execution.terminal:
                 return execution, True
             left = deadline - self._clock()
-            if left <= 0:
+            if left <= 0 or self._stop():
                 return execution, False
             self._sleep(min(interval, left))
+            if self._stop():  # Ctrl-C: the journal keeps it accepted, the next apply polls it
+                return execution, False
             interval = min(interval * 2, MAX_POLL_INTERVAL)
 
 

@@ -70,15 +70,17 @@ class CallbackReceiver:
         timeout: float,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        stop: Callable[[], bool] = lambda: False,
     ) -> dict[str, dict[str, Any]]:
-        """Return the results of `op_ids` that arrive within `timeout` seconds (maybe not all)."""
+        """Return the results of `op_ids` that arrive within `timeout` seconds (maybe not all),
+        or by the time `stop()` says to stop waiting."""
         wanted = set(op_ids)
         deadline = clock() + timeout
         while True:
             with self._lock:
                 found = {i: self._results[i] for i in wanted if i in self._results}
             remaining = deadline - clock()
-            if len(found) == len(wanted) or remaining <= 0:
+            if len(found) == len(wanted) or remaining <= 0 or stop():
                 return found
             sleep(min(_POLL, remaining))
 

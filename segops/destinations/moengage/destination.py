@@ -37,11 +37,12 @@ Confirmation rule:
   expires after `url_ttl` and the bucket's lifecycle rule removes the object; the HTTP
   publisher deletes everything when it is closed.
 
-Nothing here logs. Messages name operations and counts: never a URL, a credential or a member.
+Messages and logs name operations and counts: never a URL, a credential or a member.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -50,6 +51,8 @@ from typing import Any
 
 import httpx
 
+from segops import observe
+from segops._text import plural
 from segops.destinations import ApplyContext, ApplyResult, MemberRow, Sent, killpoints
 from segops.destinations.http import RetryPolicy, ThrottledError, api_error, retry_after, send
 from segops.destinations.moengage import requests as moe
@@ -76,6 +79,8 @@ _URL = re.compile(r"https?://\S+")
 
 
 _GONE = "gone"  # remove-users found no segment: nothing to remove
+INTERRUPTED = "apply was interrupted (Ctrl-C): the next `segops apply` sends the rest"
+log = logging.getLogger("segops.moengage")
 
 
 class MoEngageDestination:
@@ -110,16 +115,30 @@ class MoEngageDestination:
         skipped: list[tuple[int, int]] = []
         users_per_file = self._ledger.limits.users_per_day
         steps = plan_steps(change, rows(), strategy, users_per_file, self._max_file_bytes, skipped)
-        try:
-            for step in steps:
-                if not self._step(change.address, step, run):
-                    if run.pending:
-                        run.pending += [s.users for s in steps]
-                    break
-        except DestinationError as exc:  # a member key no file can carry: keep what landed
-            run.error = str(exc)
-        run.confirmed += skipped
-        outstanding = self._collect(change, run)
+        label = f"Sending {change.address}"
+        with observe.step(label, change.operations or None, "file operations") as progress:
+            try:
+                for step in steps:
+                    if self._context.stop():
+                        run.error = INTERRUPTED
+                        break
+                    if not self._step(change.address, step, run):
+                        if run.pending:
+                            run.pending += [s.users for s in steps]
+                        break
+                    progress.advance(1, size=len(step.data))
+            except DestinationError as exc:  # a member key no file can carry: keep what landed
+                run.error = str(exc)
+            run.confirmed += skipped
+            if run.pending:
+                clock = self._context.clock()
+                when = eta_text(self._ledger.times(run.pending, clock), clock)
+                left = plural(len(run.pending), "operation")
+                progress.note(f"{left} left for the quota, next {when}")
+                log.info("%s: %s left for the quota, next %s", change.address, left, when)
+            if run.awaiting:
+                progress.note(f"waiting up to {self._wait:g} s for MoEngage's results")
+            outstanding = self._collect(change, run)
         now = self._context.clock()
         times = self._ledger.times(run.pending, now)
         callbacks = self._callbacks is not None
@@ -157,6 +176,7 @@ class MoEngageDestination:
                 self._delete(key, run)
             if isinstance(exc, ThrottledError):  # MoEngage's quota is spent
                 refusal = self._ledger.refuse(self._context.clock(), exc.retry_after)
+                log.warning("%s: MoEngage refused %s: %s", address, step.request, refusal.note)
                 run.pending.append(step.users)
                 run.notes.append(refusal.note)
                 return False
@@ -262,6 +282,13 @@ class MoEngageDestination:
             self._delete(key, run)
             return
         self._ledger.record(request, step.users, now)
+        log.info(
+            "%s: %s of %s accepted",
+            address,
+            request,
+            plural(step.users, "user"),
+            extra={"event": "operation", "address": address, "request": request},
+        )
         cs_id = body.get("cs_id")
         if isinstance(cs_id, str) and cs_id:
             self._context.resources.put(self._resource(step.segment.name), cs_id)
@@ -285,7 +312,7 @@ class MoEngageDestination:
             ops = [journal.get(op) or {} for op in entry.get("ops", [])]
             keys = {str(e["callback"]): e for e in ops if _awaits(e)}
             results = self._callbacks.wait_for(
-                keys, self._wait, self._context.sleep, self._context.clock
+                keys, self._wait, self._context.sleep, self._context.clock, self._context.stop
             )
             for key, payload in results.items():
                 op = keys[key]
@@ -297,7 +324,7 @@ class MoEngageDestination:
         if self._callbacks is None or not run.awaiting:
             return []
         results = self._callbacks.wait_for(
-            run.awaiting, self._wait, self._context.sleep, self._context.clock
+            run.awaiting, self._wait, self._context.sleep, self._context.clock, self._context.stop
         )
         for callback, (step, key) in run.awaiting.items():
             if callback in results:

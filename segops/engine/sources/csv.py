@@ -5,6 +5,10 @@ wants one line ending per file, so a file that mixes them is read through a copy
 only (`normalised_copy`), made only after DuckDB refused the file (the usual file pays
 nothing). The exact reader (`iter_rows`) reads the same bytes the same way, so the lines it
 names are the lines of the file.
+
+Blank lines at the end of a file are not rows: editors and exports often leave one. In a
+one-column file DuckDB would read each as an empty value, so such a file is read through a
+copy that stops at its last row (`trimmed_copy`); elsewhere DuckDB skips blank lines.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from segops._fs import open_regular
+from segops._text import plural
 from segops.engine.sources.errors import UnreadableRow
 from segops.engine.sources.sql import quote_literal
 from segops.errors import Problem, SourceError
@@ -88,7 +93,8 @@ def parse_rows(
     """Parse CSV lines (LF-terminated text) into (line, row) pairs, as DuckDB reads them.
 
     Empty cells become None. An empty line is a row of one empty cell in a one-column file
-    and is skipped otherwise. `sizes` (bytes of each line, filled while reading) bounds rows.
+    and is skipped otherwise; blank lines that end the file are never rows. `sizes` (bytes
+    of each line, filled while reading) bounds rows.
     """
     if _csv.field_size_limit() < MAX_ROW_BYTES:  # 128 KiB by default; rows are bounded below
         _csv.field_size_limit(MAX_ROW_BYTES)
@@ -99,13 +105,18 @@ def parse_rows(
         if names is None:
             return
         start = reader.line_num + 1
+        blank: list[int] = []  # blank lines of a one-column file, until a row follows them
         for values in reader:
             if sizes and sum(sizes[start : reader.line_num + 1]) > MAX_ROW_BYTES:
                 raise UnreadableRow(start, _TOO_LONG)
-            if values or len(names) == 1:
-                cells = values or [""]
-                _check_width(cells, names, start, delimiter)
-                yield start, {k: v or None for k, v in zip(names, cells, strict=True)}
+            if not values and len(names) == 1:
+                blank.append(start)
+            elif values:
+                for line in blank:  # not trailing after all: each is an empty value
+                    yield line, {names[0]: None}
+                blank = []
+                _check_width(values, names, start, delimiter)
+                yield start, {k: v or None for k, v in zip(names, values, strict=True)}
             start = reader.line_num + 1
     except _csv.Error as error:
         raise UnreadableRow(start, _quoting_message(str(error), start, reader.line_num)) from None
@@ -117,7 +128,7 @@ def _check_width(values: list[str], names: list[str], line: int, delimiter: str)
     if len(values) != len(names):
         raise UnreadableRow(
             line,
-            f"has {len(values)} field(s) where the header has {len(names)}: quote values "
+            f"has {plural(len(values), 'field')} where the header has {len(names)}: quote values "
             f"that contain the delimiter {delimiter!r}, and give every row every column",
         )
 
@@ -179,6 +190,38 @@ def has_crlf(path: Path) -> bool:
                 return True
             tail = chunk[-1:]
     return False
+
+
+def trailing_blank_bytes(path: Path) -> int:
+    """Return how many bytes of blank lines (LF or CRLF) end the file after its last row."""
+    with open_regular(path) as handle:
+        end = handle.seek(0, os.SEEK_END)
+        position, blank = end, 0
+        while position > 0:
+            size = min(_CHUNK, position)
+            position -= size
+            handle.seek(position)
+            chunk = handle.read(size)
+            kept = chunk.rstrip(b"\r\n")
+            if kept:
+                cut = position + len(kept)
+                # the last row keeps its own line ending; what follows it is blank lines
+                ending = 2 if chunk[len(kept) : len(kept) + 2] == b"\r\n" else 1
+                return max(0, end - cut - ending)
+            blank = end - position
+    return blank
+
+
+def trimmed_copy(path: Path, out: Path, drop: int) -> Path:
+    """Write `path` without its last `drop` bytes to `out` (private to this user); return it."""
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open_regular(path) as source, os.fdopen(fd, "wb") as target:
+        left = source.seek(0, os.SEEK_END) - drop
+        source.seek(0)
+        while left > 0 and (chunk := source.read(min(_CHUNK, left))):
+            target.write(chunk)
+            left -= len(chunk)
+    return out
 
 
 def normalised_copy(path: Path, out: Path) -> Path:

@@ -1,0 +1,164 @@
+"""Ctrl-C: the first finishes what is in flight, the second stops at once, never a traceback.
+
+While apply sends (`Interrupts.sending`), the first SIGINT only sets `stop`: destinations
+send no new operation, stop waiting for results, the one in flight finishes and is
+journaled, apply records the state of what the platforms confirmed and releases the lock,
+and segops exits 130 saying so. A second SIGINT raises KeyboardInterrupt: the run unwinds
+at once (its journal makes the next apply exact), releases the lock and exits 130; a
+third ends the process outright. Outside of sending, the first SIGINT raises
+KeyboardInterrupt: nothing was changed yet.
+
+A long DuckDB query does not return to Python until it ends, so Python's handler would run
+only then: a watcher thread, woken through `signal.set_wakeup_fd`, interrupts the member
+engine's query at once (`watch`), unless apply is sending (the engine then only merges the
+snapshot of what was confirmed, which must finish).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Final
+
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
+NOTICE: Final = (
+    "\nInterrupt received: finishing the operation in flight, then recording what the "
+    "platforms confirmed. Press Ctrl-C again to stop at once."
+)
+
+
+class Interrupts:
+    """SIGINT handling of one segops process (installed by `segops.cli.main`)."""
+
+    def __init__(self, write: Callable[[str], None] | None = None) -> None:
+        self.count = 0  # SIGINTs Python's handler has seen
+        self.stop = threading.Event()  # the first one while sending: stop after in-flight work
+        self.hard = False  # the run was stopped at once (second SIGINT while sending)
+        self._sending = False
+        self._write = write or _stderr
+        self._targets: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._seen = 0  # SIGINTs the watcher thread has seen
+
+    def install(self) -> None:
+        """Take over SIGINT for this process."""
+        signal.signal(signal.SIGINT, self._handle)
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(read,), daemon=True).start()
+
+    def hard_requested(self) -> bool:
+        """Return whether a second Ctrl-C asked to stop at once (seen by either handler)."""
+        return self.hard or self.count >= 2 or self._seen >= 2
+
+    def requested(self) -> bool:
+        """Return whether a Ctrl-C asked apply to stop after what is in flight."""
+        return self.stop.is_set()
+
+    @contextmanager
+    def sending(self) -> Iterator[Interrupts]:
+        """Within the block, the first Ctrl-C stops apply gracefully (see the module doc)."""
+        self._sending = True
+        try:
+            yield self
+        finally:
+            self._sending = False
+
+    @contextmanager
+    def stopping(self, target: Callable[[], None]) -> Iterator[None]:
+        """Within the block, Ctrl-C also calls `target` (interrupts a DuckDB query)."""
+        with self._lock:
+            self._targets.append(target)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._targets.remove(target)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, or less when a Ctrl-C asks apply to stop."""
+        self.stop.wait(max(0.0, seconds))
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self._sending and self.count == 1:
+            self.stop.set()
+            self._write(NOTICE)
+            return
+        if self.count >= 3 or (self.count == 2 and not self._sending and not self.stop.is_set()):
+            self._write("\nStopped at once.")
+            _flush()
+            os._exit(EXIT_INTERRUPTED)
+        if self.stop.is_set():
+            self.hard = True
+        raise KeyboardInterrupt
+
+    def _watch(self, read: int) -> None:
+        while True:
+            try:
+                data = os.read(read, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for number in data:
+                if number != signal.SIGINT:
+                    continue
+                self._seen += 1
+                if not self._sending or self._seen >= 2:
+                    with self._lock:
+                        targets = list(self._targets)
+                    for target in targets:
+                        try:
+                            target()
+                        except Exception:  # nothing left to interrupt
+                            pass
+
+
+_current: list[Interrupts] = []
+
+
+def current() -> Interrupts | None:
+    """Return the process's Interrupts once `segops.cli.main` installed them."""
+    return _current[-1] if _current else None
+
+
+def install() -> Interrupts:
+    """Install SIGINT handling for this process and return it."""
+    interrupts = Interrupts()
+    interrupts.install()
+    _current.append(interrupts)
+    return interrupts
+
+
+@contextmanager
+def engine_stopped_by_ctrl_c(interrupt: Callable[[], None]) -> Iterator[None]:
+    """Within the block, Ctrl-C interrupts the member engine's query (see the module doc)."""
+    interrupts = current()
+    if interrupts is None:
+        yield
+        return
+    with interrupts.stopping(interrupt):
+        yield
+
+
+def _stderr(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass

@@ -1,0 +1,103 @@
+"""Start-up stays light: heavy libraries are imported only by the commands that use them.
+
+Wall time is measured by `make bench` (bench/startup.py), not here; these tests pin what
+makes it: which modules `import segops.cli` and the quick commands load.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+
+REPO = Path(__file__).resolve().parents[2]
+# Libraries a start-up must not pay for: each costs tens of milliseconds to import.
+HEAVY = (
+    "duckdb",
+    "httpx",
+    "httpcore",
+    "jsonschema",
+    "pyarrow",
+    "boto3",
+    "botocore",
+    "rich",
+    "yaml",
+    "ruamel",
+    "deepdiff",
+    "pydantic",
+)
+_IMPORTED = re.compile(r"import time:\s+\d+ \|\s+\d+ \|\s*(\S+)")
+
+
+def imported(*args: str) -> set[str]:
+    """Return the top-level packages a `python -m segops ARGS` process imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "segops", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {name.split(".")[0] for name in _IMPORTED.findall(done.stderr)}
+
+
+def test_importing_the_cli_loads_no_heavy_library() -> None:
+    code = "import sys, segops.cli; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    loaded = {name.split(".")[0] for name in done.stdout.split()}
+    assert loaded & set(HEAVY) == set()
+
+
+def test_the_check_sees_a_heavy_import() -> None:
+    """The import scan works: a command that reads sources does load DuckDB."""
+    assert "duckdb" in imported("-C", str(REPO / "manifests"), "validate")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["version"], ["--help"], ["plan", "--help"]])
+def test_quick_commands_load_no_heavy_library(args: list[str]) -> None:
+    assert imported(*args) & set(HEAVY) == set()
+
+
+def test_validate_loads_neither_http_nor_aws_nor_rich() -> None:
+    loaded = imported("-C", str(REPO / "manifests"), "validate")
+    unused = {"httpx", "httpcore", "boto3", "botocore", "rich", "pyarrow", "pydantic"}
+    assert loaded & unused == set()
+
+
+def test_version_option_and_command_agree(workspace: Path) -> None:
+    from segops.version import version
+
+    assert run(workspace, "--version")[:2] == (0, f"segops {version()}\n")
+    assert run(workspace, "version")[:2] == (0, f"segops {version()}\n")
+
+
+def test_completion_script_is_offered() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "segops", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "_SEGOPS_COMPLETE" in done.stdout and "complete" in done.stdout
+
+
+def test_completion_completes_commands_and_options() -> None:
+    env = {"PATH": "/usr/bin:/bin", "_SEGOPS_COMPLETE": "complete_bash"}
+    words = {"COMP_WORDS": "segops pl", "COMP_CWORD": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "segops"], capture_output=True, text=True, env={**env, **words}
+    )
+    assert "plan" in done.stdout.split()
+    words = {"COMP_WORDS": "segops plan --det", "COMP_CWORD": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "segops"], capture_output=True, text=True, env={**env, **words}
+    )
+    assert "--detailed-exitcode" in done.stdout.split()

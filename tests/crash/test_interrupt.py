@@ -1,0 +1,180 @@
+"""Ctrl-C with real signals: a child `segops apply` against the emulated platforms.
+
+First SIGINT: the operation in flight finishes, what was confirmed is recorded, the lock is
+released, exit 130 with one line; the next apply converges. Second SIGINT: stopped at once,
+same guarantees from the journal. At any moment of a plan: exit 130, nothing changed. Never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from emulators._server import Faults
+from tests.crash.harness import ENV, check, converge, platforms
+from tests.crash.workspace import Desired
+
+
+def start(root: Path, *args: str, tmp: Path | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, **ENV, "SEGOPS_PROGRESS_INTERVAL": "0"}
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
+    return subprocess.Popen(
+        [sys.executable, "-m", "segops", "-C", str(root), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_journal(
+    root: Path, process: subprocess.Popen[str], status: str, address: str = "trial_mics.mics"
+) -> None:
+    """Wait until the child journaled an operation of `address` with `status`."""
+    journal = root / ".segops" / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "apply ended before it was interrupted"
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        for line in lines:
+            entry = json.loads(line) if line.endswith("}") else {}
+            if entry.get("address") == address and entry.get("status") == status:
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"no {status} operation of {address} in the journal")
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+def slow_platforms() -> Faults:
+    return Faults(latency=0.15)
+
+
+def desired_with_many_batches(root: Path, mics_url: str, moe_url: str) -> Desired:
+    desired = Desired()
+    rng = random.Random(11)
+    desired.change("create", "create", rng)
+    while len(desired.mics) < 30:  # at batch_lines 7, several executions
+        desired.change("create", "create", rng)
+    desired.write(root, mics_url, moe_url)
+    return desired
+
+
+def test_the_first_ctrl_c_finishes_what_is_in_flight_and_records_it(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    faults = slow_platforms()
+    with platforms(faults) as (mics, moe):
+        desired = desired_with_many_batches(root, mics.base_url, moe.base_url)
+        process = start(root, "apply", "--auto-approve")
+        wait_for_journal(root, process, "accepted")
+        process.send_signal(signal.SIGINT)
+        code, out, err = finish(process)
+        assert code == 130, out + err
+        assert "Traceback" not in out + err
+        assert "Interrupt received: finishing the operation in flight" in err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("Interrupted: ") and "stopped part-way" in last, err
+        assert last.endswith(f"Run `segops -C {root} apply` to resume."), last
+        assert not (root / ".segops" / "lock.json").exists(), "the lock was released"
+        state = json.loads((root / ".segops" / "state.json").read_text())
+        assert state["serial"] >= 1, "what was confirmed is recorded"
+        journal = (root / ".segops" / "journal.jsonl").read_text()
+        assert '"status":"intent"' not in journal.splitlines()[-1], "nothing left half-sent"
+        faults.latency = 0
+        assert converge(root) == 1
+        check(root, desired, mics, moe)
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    faults = slow_platforms()
+    with platforms(faults) as (mics, moe):
+        desired = desired_with_many_batches(root, mics.base_url, moe.base_url)
+        process = start(root, "apply", "--auto-approve")
+        wait_for_journal(root, process, "accepted")
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        code, out, err = finish(process)
+        assert code == 130, out + err
+        assert "Traceback" not in out + err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("Interrupted: ") and "resume" in last, err
+        assert "the one under way was stopped at once" in last
+        assert "the journal records what was sent" in last
+        assert not (root / ".segops" / "lock.json").exists()
+        faults.latency = 0
+        converge(root)
+        check(root, desired, mics, moe)
+
+
+def test_apply_json_reports_the_interrupt(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    faults = slow_platforms()
+    with platforms(faults) as (mics, moe):
+        desired_with_many_batches(root, mics.base_url, moe.base_url)
+        process = start(root, "apply", "--auto-approve", "--json")
+        wait_for_journal(root, process, "accepted")
+        process.send_signal(signal.SIGINT)
+        code, out, err = finish(process)
+    assert code == 130 and "Traceback" not in out + err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[-2]["type"] == "interrupt" and events[-2]["hard"] is False
+    assert (events[-1]["status"], events[-1]["exit_code"]) == ("interrupted", 130)
+
+
+def big_workspace(root: Path, rows: int) -> None:
+    (root / "segments").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "segops.yaml").write_text(
+        'version: 1\nmanifests: ["segments/*.yaml"]\nengine: {threads: 1}\n'
+        "connections:\n  f: {platform: files, target: mediarithmics, path: out}\n"
+    )
+    (root / "segments" / "big.yaml").write_text(
+        "apiVersion: segops/v1\nkind: Segment\nmetadata: {name: big}\n"
+        "spec:\n  source: {csv: {path: ../data/big.csv}}\n  destinations:\n"
+        '    - connection: f\n      datamart_id: "1"\n      segment_technical_name: big\n'
+        "      identifier: {kind: user_account_id, column: id}\n"
+        '      compartment_id: "1"\n'
+    )
+    with (root / "data" / "big.csv").open("w") as handle:
+        handle.write("id\n")
+        handle.writelines(f"user-{n:09d}\n" for n in range(rows))
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.8, 1.5])
+def test_ctrl_c_while_planning_changes_nothing(tmp_path: Path, delay: float) -> None:
+    """Wherever it lands (start-up, reading, the DuckDB diff, writing the plan), one line."""
+    root = tmp_path / "ws"
+    big_workspace(root, 2_000_000)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = start(root, "plan", "-out", str(tmp_path / "p.segplan"), tmp=scratch)
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("segops-*")) and process.poll() is None:  # handlers installed
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    code, out, err = finish(process)
+    assert "Traceback" not in out + err and "unexpected error" not in err
+    if code == 0:  # it finished first
+        return
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == "Interrupted: nothing was changed."
+    assert not (tmp_path / "p.segplan").exists()
+    assert list(scratch.iterdir()) == [], "the scratch folder is removed"
+    assert not (root / ".segops").exists()
