@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from segops.apply.journal import ApplyJournal, JournalResources
@@ -32,10 +32,18 @@ from segops.errors import (
     StateError,
     UsageError,
 )
-from segops.model import DestinationChange, DiffResult, MemberRow, Plan, S3StateSettings, Workspace
-from segops.planning import planner
+from segops.model import (
+    DestinationChange,
+    DiffResult,
+    MemberRow,
+    Plan,
+    S3StateSettings,
+    SourceRead,
+    Workspace,
+)
+from segops.planning import planner, reuse
 from segops.planning.guards import with_guards
-from segops.planning.inputs import InputDigests, definitions
+from segops.planning.inputs import InputDigests, Pins, definitions
 from segops.planning.planfile import PLAN_KEY_ENV, SavedPlan, plan_key, read_plan
 from segops.planning.schedule import with_schedule
 from segops.planning.selection import Selection
@@ -65,6 +73,8 @@ class Context:
     work: Path
     # --allow-new-state: plan against no state, and let apply set a lost state's traces aside
     allow_new_state: bool = False
+    # What the last plan's diffs read, by address: apply records it for the next no-change plan.
+    reads: dict[str, SourceRead] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -230,6 +240,8 @@ def make_plan(
     state = planning_state(ctx)
     ws = ctx.workspace
     desired = [d for d in ws.destinations if selection.includes(d.segment)]
+    files = [d.source.path for d in desired if d.source.path is not None]
+    looked = reuse.identities(ctx.root, files)  # before the digests start
     # runs beside the diff, which reads the same files
     digests = InputDigests(ws, {d.segment for d in desired})
     considered = state
@@ -237,16 +249,53 @@ def make_plan(
         kept = tuple(d for d in state.destinations if selection.includes(d.segment))
         considered = replace(state, destinations=kept)
     decisions = planner.decide(desired, considered, {c.name for c in ws.connections})
+    engine.prepare([d.desired for d in decisions if d.desired is not None])
     results: dict[str, DiffResult] = {}
+    readings: dict[str, str] = {}
     for decision in decisions:
         request = decision.request
+        want = decision.desired
+        reading = engine.reading(want) if want is not None and want.source.path else None
+        # checked against its digest even when the diff is skipped: damage is never hidden
         snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
+        prior = reuse.candidate(decision, reading)
+        if prior is not None and want is not None and want.source.path is not None:
+            if digests.pin(want.source.path) == prior.pin:
+                results[decision.address] = reuse.unchanged(request, prior)
+                readings[decision.address] = prior.reading
+                continue
         results[decision.address] = engine.diff(request, snapshot, ctx.work / "deltas")
-    plan = planner.build_plan(decisions, results, state, digests.result(), version)
+        if reading is not None:
+            readings[decision.address] = reading
+    pins = digests.result()
+    _record_reads(ctx, decisions, results, readings, pins, looked)
+    plan = planner.build_plan(decisions, results, state, pins, version)
     plan = replace(plan, selection=selection.text)
     counters = estimators(ws, ctx.store.records, time.time())
     plan = with_schedule(plan, counters, _rows_of(ctx, engine))
     return with_guards(plan, {s.name: s.safety for s in ws.segments}, ws.safety)
+
+
+def _record_reads(
+    ctx: Context,
+    decisions: Sequence[planner.Decision],
+    results: Mapping[str, DiffResult],
+    readings: Mapping[str, str],
+    pins: Pins,
+    looked: Mapping[str, reuse.FileIdentity | None],
+) -> None:
+    """Keep, for apply, what each diff read, when its source file stayed untouched."""
+    unchanged = reuse.stable(looked, reuse.identities(ctx.root, looked))
+    pin_of = {(p.segment, p.source): p.pin for p in pins.data}
+    for decision in decisions:
+        want, address = decision.desired, decision.address
+        ctx.reads.pop(address, None)
+        if want is None or want.source.path not in unchanged or address not in readings:
+            continue
+        pin = pin_of.get((want.segment, want.source.path))
+        if pin is not None:
+            skipped = results[address].counts.skipped
+            ctx.reads[address] = SourceRead(pin, readings[address], skipped)
 
 
 def _rows_of(
@@ -374,6 +423,7 @@ def run_apply(
             factory.destination_for,
             version,
             on_result,
+            ctx.reads,
         )
     finally:
         factory.close()

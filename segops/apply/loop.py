@@ -27,7 +27,14 @@ from typing import Any, Protocol
 from segops.apply.journal import ApplyJournal
 from segops.destinations import ApplyResult, Destination, Sent, killpoints
 from segops.errors import DestinationError
-from segops.model import DestinationChange, KeyEncoding, MemberRow, Plan, SnapshotRef
+from segops.model import (
+    DestinationChange,
+    KeyEncoding,
+    MemberRow,
+    Plan,
+    SnapshotRef,
+    SourceRead,
+)
 from segops.state import StateStore
 from segops.state.model import DestinationState, State
 
@@ -101,11 +108,15 @@ def apply_plan(
     destination_for: OpenDestination,
     segops_version: str,
     on_result: Callable[[ApplyResult], None] = lambda _: None,
+    reads: Mapping[str, SourceRead] | None = None,
 ) -> ApplyReport:
     """Apply every change of `plan`; return each destination's result and the final state.
 
-    The caller holds the state lock and has checked that the plan is not stale.
+    The caller holds the state lock and has checked that the plan is not stale. `reads` says
+    which source bytes each change's diff read: a change that lands whole records it, so the
+    next plan of the same bytes against the new snapshot can skip the diff.
     """
+    reads = reads or {}
     state = store.read()
     killpoints.reached("apply:start")
     results = []
@@ -118,6 +129,7 @@ def apply_plan(
         if result.ok or result.confirmed:
             killpoints.reached("apply:confirmed")
             entry = _recorded(change, result, state, store, engine, deltas)
+            entry = _with_read(entry, result, reads.get(change.address))
             state = (
                 state.without(change.address) if entry is None else state.with_destination(entry)
             )
@@ -149,6 +161,16 @@ def _send(
         return destination_for(change, ScopedJournal(journal, change)).apply(change, rows)
     except DestinationError as exc:
         return ApplyResult(change.address, False, Sent(), message=str(exc))
+
+
+def _with_read(
+    entry: DestinationState | None, result: ApplyResult, read: SourceRead | None
+) -> DestinationState | None:
+    """Return `entry` with the read its snapshot now holds exactly; none when partly landed."""
+    if entry is None:
+        return None
+    whole = result.ok and result.confirmed is None and not result.pending
+    return replace(entry, source=read if whole else None)
 
 
 def _recorded(

@@ -45,6 +45,24 @@ class MemberEngine(EngineBase):
         super().__init__(root, work, config)
         self._inline_tables: dict[tuple[str, ...], str] = {}
         self._types: dict[tuple[str, ...], dict[str, str]] = {}
+        self._shared: set[str] = set()  # readings that more than one destination diffs
+        self._shared_tables: dict[str, str] = {}  # reading -> temp table of its desired members
+
+    def reading(self, destination: Destination) -> str:
+        """Return the digest of how the destination's members are read from its source."""
+        return desired.reading_digest(destination)
+
+    def prepare(self, destinations: Sequence[Destination]) -> None:
+        """Note the destinations about to be diffed: a source read the same way by several of
+        them is read and checked once, into a temporary table of its desired members."""
+        seen: set[str] = set()
+        for destination in destinations:
+            if destination.source.kind is SourceKind.INLINE:
+                continue
+            reading = self.reading(destination)
+            if reading in seen:
+                self._shared.add(reading)
+            seen.add(reading)
 
     # -- reading sources -------------------------------------------------------------
 
@@ -109,11 +127,23 @@ class MemberEngine(EngineBase):
             self._check_conflicts(destination)
 
     def desired_sql(self, destination: Destination) -> str:
-        """Return SQL for the desired members: key (NULL when invalid), bad flag, attributes."""
+        """Return SQL for the desired members: key (NULL when invalid), bad flag, attributes.
+
+        Run inside `_run`: a source several destinations share is read here, once.
+        """
+        reading = self.reading(destination) if self._shared else ""
+        if reading in self._shared_tables:
+            return f"SELECT * FROM {self._shared_tables[reading]}"
         self.check_columns(destination)
-        return desired.desired_sql(
+        sql = desired.desired_sql(
             destination, self.source_sql(destination), self.columns(destination)
         )
+        if reading not in self._shared:
+            return sql
+        name = f"shared_{len(self._shared_tables)}"
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        self._shared_tables[reading] = name
+        return f"SELECT * FROM {name}"
 
     # -- the diff ----------------------------------------------------------------------
 

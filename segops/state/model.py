@@ -19,7 +19,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from segops.errors import StateError
-from segops.model import KeyEncoding, Platform, Settings, SnapshotRef, settings_digest
+from segops.model import (
+    KeyEncoding,
+    Platform,
+    Settings,
+    SnapshotRef,
+    SourceRead,
+    settings_digest,
+)
 
 STATE_FORMAT_VERSION = 2
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -44,6 +51,8 @@ class DestinationState:
     # plan sends them; these fields only tell people how far along the destination is.
     pending: int = 0
     pending_eta: str = ""
+    # The source bytes and reading whose members the snapshot holds exactly (None: unknown).
+    source: SourceRead | None = None
 
     @property
     def settings_digest(self) -> str:
@@ -162,7 +171,18 @@ def _destination_body(entry: DestinationState) -> dict[str, Any]:
             if entry.pending
             else {}
         ),
+        **({"source": _source_to_dict(entry.source)} if entry.source else {}),
     }
+
+
+def _source_to_dict(read: SourceRead) -> dict[str, Any]:
+    return {"pin": read.pin, "reading": read.reading, "skipped": read.skipped}
+
+
+def _source_from_dict(raw: Any) -> SourceRead | None:
+    if raw is None:
+        return None
+    return SourceRead(str(raw["pin"]), str(raw["reading"]), int(raw["skipped"]))
 
 
 def state_from_dict(data: Mapping[str, Any], origin: str) -> State:
@@ -245,6 +265,7 @@ def _destination_from_dict(address: str, raw: Mapping[str, Any]) -> DestinationS
         ),
         pending=int(raw.get("pending", {}).get("operations", 0)),
         pending_eta=str(raw.get("pending", {}).get("eta", "")),
+        source=_source_from_dict(raw.get("source")),
     )
     if raw.get("settings_digest") not in (None, entry.settings_digest):
         raise ValueError(f"settings_digest of {address} does not match its settings")
