@@ -77,16 +77,18 @@ def column_problems(
     return problems
 
 
-def desired_sql(destination: Destination, relation: str, types: Mapping[str, str]) -> str:
+def desired_sql(
+    destination: Destination, relation: str, types: Mapping[str, str], optimistic: bool = False
+) -> str:
     """Return SQL for the desired members: key (NULL when invalid), bad flag, attributes.
 
-    The columns must have passed `column_problems`.
+    The columns must have passed `column_problems`; `optimistic`: see identifiers.key_sql.
     """
     ident = destination.identifier
     cell = quote_ident(ident.column)
     text = _cell_sql(destination, "identifier", cell, types[ident.column])
     inner = [f"{text} AS {_ID}"]
-    middle = [f"{identifiers.key_sql(ident, _ID)} AS k"]
+    middle = [f"{identifiers.key_sql(ident, _ID, optimistic)} AS k"]
     bad = ["k IS NULL"]
     attributes = (
         ("data_bag", _BAG, destination.data_bag_column),

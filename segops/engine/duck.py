@@ -12,12 +12,15 @@ through `EngineBase._run` (segops.engine.base): no DuckDB exception leaves the e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+import duckdb
 
 from segops.engine import deltas, desired, failures, identifiers, sources
 from segops.engine.base import EngineBase
 from segops.engine.cells import JSON, TEXT
+from segops.engine.connection import quiet
 from segops.engine.sources import csv, inline, ndjson
 from segops.engine.sources.errors import UnreadableRow
 from segops.engine.sources.sql import quote_ident, quote_literal
@@ -47,6 +50,7 @@ class MemberEngine(EngineBase):
         self._types: dict[tuple[str, ...], dict[str, str]] = {}
         self._shared: set[str] = set()  # readings that more than one destination diffs
         self._shared_tables: dict[str, str] = {}  # reading -> temp table of its desired members
+        self._optimistic = False  # hash keys decoded without `try` (see identifiers.key_sql)
 
     def reading(self, destination: Destination) -> str:
         """Return the digest of how the destination's members are read from its source."""
@@ -136,7 +140,7 @@ class MemberEngine(EngineBase):
             return f"SELECT * FROM {self._shared_tables[reading]}"
         self.check_columns(destination)
         sql = desired.desired_sql(
-            destination, self.source_sql(destination), self.columns(destination)
+            destination, self.source_sql(destination), self.columns(destination), self._optimistic
         )
         if reading not in self._shared:
             return sql
@@ -169,7 +173,8 @@ class MemberEngine(EngineBase):
                 "GROUP BY ALL"
             )
 
-        self._run(want or f"the snapshot of {request.address}", run, snapshot)
+        if not (want is not None and want.identifier.format and self._first_try(run)):
+            self._run(want or f"the snapshot of {request.address}", run, snapshot)
         counts = dict(
             self._run(
                 "the member diff",
@@ -189,6 +194,22 @@ class MemberEngine(EngineBase):
         member_counts = MemberCounts(before, before + add - remove, add, remove, update, invalid)
         delta = self._write_delta(out_dir, attrs) if member_counts.changed else None
         return DiffResult(request.address, member_counts, delta)
+
+    def _first_try(self, run: Callable[[], object]) -> bool:
+        """Run the diff with hash keys decoded optimistically; False when DuckDB refused it.
+
+        Any refusal (a value that is not hex, a CSV that mixes line endings) is left to the
+        ordinary run, which gives bad rows their NULL key and every error segops' words.
+        """
+        self._optimistic = True
+        try:
+            with quiet():
+                run()
+        except duckdb.Error:
+            return False
+        finally:
+            self._optimistic = False
+        return True
 
     def _write_delta(self, out_dir: Path, attrs: Sequence[str]) -> DeltaFile:
         cols = "".join(f", {a}" for a in attrs)

@@ -147,3 +147,12 @@ def test_a_source_read_the_same_way_by_two_destinations_is_read_once(
     assert reads == ["data/cart.csv"]
     counts = {c["address"]: c["members"]["add"] for c in got["changes"]}
     assert counts == {"cart.files-mics": 20, "cart.files-mics-csv": 20}
+
+
+def test_a_value_of_64_characters_that_are_not_hex_is_a_skipped_row(workspace: Path) -> None:
+    """Hash keys are decoded without `try` first; a non-hex value makes segops decode again."""
+    source = "csv: {path: ../data/cart.csv}\n    on_bad_rows: skip"
+    write_tree(workspace, {"segments/cart.yaml": mics_manifest("cart", source)})
+    members(workspace, [HASHES[0], "g" * 64, HASHES[1], HASHES[1][:63] + "G", "é" * 32])
+    change = plan_json(workspace)["changes"][0]
+    assert change["members"]["add"] == 2 and change["members"]["skipped"] == 3
