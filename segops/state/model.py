@@ -11,6 +11,7 @@ the entries' digests. A damaged or edited state.json is refused with how to reco
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -149,6 +150,12 @@ def _document_digest(data: Mapping[str, Any]) -> str:
 
 
 def _destination_to_dict(entry: DestinationState) -> dict[str, Any]:
+    return dict(_entry_dict(entry))
+
+
+@functools.lru_cache(maxsize=8192)
+def _entry_dict(entry: DestinationState) -> dict[str, Any]:
+    # Entries are frozen values: a state write re-serialises only those that changed.
     body = _destination_body(entry)
     return {**body, "digest": _entry_digest(entry.address, body)}
 
