@@ -192,7 +192,8 @@ class MemberEngine(EngineBase):
         before = request.applied.count if request.applied else 0
         add, remove, update = (int(counts.get(op, 0)) for op in ("add", "remove", "update"))
         member_counts = MemberCounts(before, before + add - remove, add, remove, update, invalid)
-        delta = self._write_delta(out_dir, attrs) if member_counts.changed else None
+        rows = add + remove + update  # the delta's rows: one per key of those operations
+        delta = self._write_delta(out_dir, attrs, rows) if member_counts.changed else None
         return DiffResult(request.address, member_counts, delta)
 
     def _first_try(self, run: Callable[[], object]) -> bool:
@@ -211,11 +212,11 @@ class MemberEngine(EngineBase):
             self._optimistic = False
         return True
 
-    def _write_delta(self, out_dir: Path, attrs: Sequence[str]) -> DeltaFile:
+    def _write_delta(self, out_dir: Path, attrs: Sequence[str], rows: int) -> DeltaFile:
         cols = "".join(f", {a}" for a in attrs)
         sql = f"SELECT op, k{cols} FROM delta WHERE op <> 'invalid' ORDER BY {deltas.OP_ORDER}, k"
-        path, digest = self._copy_addressed(sql, out_dir)
-        return DeltaFile(digest, self._count(path))
+        _, digest = self._copy_addressed(sql, out_dir)
+        return DeltaFile(digest, rows)
 
     def _check_conflicts(self, destination: Destination) -> None:
         attrs = ", ".join(destination.attributes) or "NULL"
