@@ -260,6 +260,9 @@ class SourceRead:
     pin: str  # the DataPin of the source bytes: "sha256:<hex>"
     reading: str  # sha256 of how the engine reads them (columns, rules, bad-row handling)
     skipped: int = 0  # bad rows left out of those bytes (on_bad_rows: skip)
+    # "<size>:<sha256 of the first and last MiB>": a file whose probe differs cannot have the
+    # pin, so the plan diffs at once instead of waiting for the whole file's digest.
+    probe: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,6 +252,7 @@ def make_plan(
     engine.prepare([d.desired for d in decisions if d.desired is not None])
     results: dict[str, DiffResult] = {}
     readings: dict[str, str] = {}
+    probes: dict[str, str] = {}
     for decision in decisions:
         request = decision.request
         want = decision.desired
@@ -260,7 +261,8 @@ def make_plan(
         snapshot = ctx.store.snapshot_path(request.applied.sha256) if request.applied else None
         prior = reuse.candidate(decision, reading)
         if prior is not None and want is not None and want.source.path is not None:
-            if digests.pin(want.source.path) == prior.pin:
+            same = probes.setdefault(want.source.path, reuse.probe(ctx.root / want.source.path))
+            if same == prior.probe and digests.pin(want.source.path) == prior.pin:
                 results[decision.address] = reuse.unchanged(request, prior)
                 readings[decision.address] = prior.reading
                 continue
@@ -268,7 +270,7 @@ def make_plan(
         if reading is not None:
             readings[decision.address] = reading
     pins = digests.result()
-    _record_reads(ctx, decisions, results, readings, pins, looked)
+    _record_reads(ctx, decisions, results, readings, pins, looked, probes)
     plan = planner.build_plan(decisions, results, state, pins, version)
     plan = replace(plan, selection=selection.text)
     counters = estimators(ws, ctx.store.records, time.time())
@@ -283,6 +285,7 @@ def _record_reads(
     readings: Mapping[str, str],
     pins: Pins,
     looked: Mapping[str, reuse.FileIdentity | None],
+    probes: dict[str, str],
 ) -> None:
     """Keep, for apply, what each diff read, when its source file stayed untouched."""
     unchanged = reuse.stable(looked, reuse.identities(ctx.root, looked))
@@ -293,9 +296,10 @@ def _record_reads(
         if want is None or want.source.path not in unchanged or address not in readings:
             continue
         pin = pin_of.get((want.segment, want.source.path))
-        if pin is not None:
+        probe = probes.get(want.source.path) or reuse.probe(ctx.root / want.source.path)
+        if pin is not None and probe:
             skipped = results[address].counts.skipped
-            ctx.reads[address] = SourceRead(pin, readings[address], skipped)
+            ctx.reads[address] = SourceRead(pin, readings[address], skipped, probe)
 
 
 def _rows_of(

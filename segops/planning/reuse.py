@@ -11,6 +11,7 @@ pin is the digest of the bytes that were read.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -34,6 +35,27 @@ def identities(root: Path, paths: Iterable[str]) -> dict[str, FileIdentity | Non
     return found
 
 
+_PROBE_BYTES = 1 << 20
+
+
+def probe(path: Path) -> str:
+    """Return "<size>:<sha256 of the first and last MiB>" of a file ("" when unreadable).
+
+    A cheap necessary condition: two files with different probes differ, so a plan need not
+    wait for the whole file's digest to know that it must diff. Equal probes decide nothing.
+    """
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            digest = hashlib.sha256(handle.read(_PROBE_BYTES))
+            if size > _PROBE_BYTES:
+                handle.seek(max(_PROBE_BYTES, size - _PROBE_BYTES))
+                digest.update(handle.read(_PROBE_BYTES))
+    except OSError:
+        return ""
+    return f"{size}:{digest.hexdigest()}"
+
+
 def candidate(decision: Decision, reading: str | None) -> SourceRead | None:
     """Return the recorded read a plain merge diff may reuse (its pin is still to compare)."""
     want, have = decision.desired, decision.applied
@@ -41,7 +63,9 @@ def candidate(decision: Decision, reading: str | None) -> SourceRead | None:
         return None
     if want.source.path is None or have.source is None or have.pending:
         return None
-    return have.source if have.source.reading == reading else None
+    if have.source.reading != reading or not have.source.probe:
+        return None
+    return have.source
 
 
 def unchanged(request: DiffRequest, read: SourceRead) -> DiffResult:

@@ -183,13 +183,15 @@ def _destination_body(entry: DestinationState) -> dict[str, Any]:
 
 
 def _source_to_dict(read: SourceRead) -> dict[str, Any]:
-    return {"pin": read.pin, "reading": read.reading, "skipped": read.skipped}
+    return {"pin": read.pin, "reading": read.reading, "skipped": read.skipped, "probe": read.probe}
 
 
 def _source_from_dict(raw: Any) -> SourceRead | None:
     if raw is None:
         return None
-    return SourceRead(str(raw["pin"]), str(raw["reading"]), int(raw["skipped"]))
+    return SourceRead(
+        str(raw["pin"]), str(raw["reading"]), int(raw["skipped"]), str(raw.get("probe", ""))
+    )
 
 
 def state_from_dict(data: Mapping[str, Any], origin: str) -> State:
