@@ -1,28 +1,41 @@
-"""Benchmark: `segops plan` against an ad-hoc DuckDB anti-join of the same two CSV files,
-and the same plan with the source on the S3 server and in PostgreSQL.
+"""Benchmark: every figure of issue 12, each next to its target and the ad-hoc baseline.
 
-For each size N it generates two seeded membership files of N 64-hex email hashes (the
-second with 1% churn: 0.5% of members gone, as many new), applies the first to a `files`
-connection, then times `segops plan` of the second and an ad-hoc two-way DuckDB
-anti-join of the two CSV files, in the same run, each in its own process. It prints wall
-time (median of --repeat runs) and peak RSS (largest of the runs) for both, and their
-ratio. Targets at 1e7: segops <= 0.8x the ad-hoc anti-join, peak RSS <= 1.5 GiB.
+The baseline is an ad-hoc two-way DuckDB anti-join of the same two CSV files, timed in the
+same run as segops, each in its own process (ratios stay meaningful on a busy machine).
+For each size N it generates two seeded files of N 64-hex email hashes (the second with 1%
+churn: 0.5% of members gone, as many new) and measures:
 
-With `--sources` naming s3 and/or postgres (default both), the same two membership lists
-are then read from elsewhere, and `segops plan` timed beside the local-file plan: from the
-S3-compatible server of the tests (emulators/s3.py, moto, in its own process: the CSV as one
-object, `csv: {url: s3://...}`), and from a PostgreSQL table (emulators/postgres.py:
-`sql: {query: SELECT email_hash FROM members}`).
+- first apply of the base file to a `files` connection (mediarithmics lines per second);
+- `segops plan -out` of the churned file (whole CLI) against the ad-hoc anti-join;
+- the no-change plan: the churned file applied, then planned again;
+- at the fan-out size, one source read by F destinations against the same plan with one;
+- 1,000 small segments of ~100 members: plan, first apply, second plan.
 
-    python bench/bench.py                              # 1e6 and 1e7, local, s3, postgres
-    python bench/bench.py --sizes 100000 --repeat 1    # quick
-    python bench/bench.py --sources none               # local files only
+Wall times are medians of the runs, peak RSS the largest. Sizes and counts come from the
+command line or the environment (a quick run: SEGOPS_BENCH_SIZES=1e5 SEGOPS_BENCH_SMALL=50):
+
+    SEGOPS_BENCH_SIZES      plan sizes                      default 1e6,1e7
+    SEGOPS_BENCH_REPEAT     runs per figure                 default 3
+    SEGOPS_BENCH_FANOUT     destinations of the fan-out     default 3 (0: skip)
+    SEGOPS_BENCH_FANOUT_N   members of the fan-out source   default 1e6
+    SEGOPS_BENCH_SMALL      small segments                  default 1000 (0: skip)
+    SEGOPS_BENCH_WORKDIR    where files are generated       default .bench
+
+The slope is the growth of plan time between consecutive sizes, as an exponent
+(1.00: linear); put 3e7 and 1e8 in SEGOPS_BENCH_SIZES for the scale figures.
+
+With `--sources` naming s3 and/or postgres (default both; SEGOPS_BENCH_SOURCES), the same
+two membership lists are then read from elsewhere, and `segops plan` timed beside the
+local-file plan: from the S3-compatible server of the tests (emulators/s3.py, moto, in its
+own process: the CSV as one object, `csv: {url: s3://...}`), and from a PostgreSQL table
+(emulators/postgres.py: `sql: {query: SELECT email_hash FROM members}`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
 import statistics
@@ -30,10 +43,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+GIB = 1024**3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emulators.postgres import postgres_server  # noqa: E402
 
@@ -58,18 +73,27 @@ connections:
     path: out
 """
 
+DESTINATION = """    - connection: files
+      name: {name}
+      datamart_id: "1"
+      segment_technical_name: {segment}_{name}
+      identifier: {{kind: email_hash, column: email_hash, format: sha256}}
+"""
+
 MANIFEST = """apiVersion: segops/v1
 kind: Segment
-metadata: {name: bench_members}
+metadata: {{name: {segment}}}
 spec:
   source:
-    csv: {path: ../data/members.csv}
+    csv: {{path: ../data/{file}}}
   destinations:
-    - connection: files
-      datamart_id: "1"
-      segment_technical_name: bench_members
-      identifier: {kind: email_hash, column: email_hash, format: sha256}
-"""
+{destinations}"""
+
+
+def manifest(segment: str, file: str, destinations: int = 1) -> str:
+    names = ["files"] + [f"files{i}" for i in range(1, destinations)]
+    body = "".join(DESTINATION.format(name=n, segment=segment) for n in names)
+    return MANIFEST.format(segment=segment, file=file, destinations=body)
 
 
 def generate(n: int, folder: Path) -> tuple[Path, Path]:
@@ -77,6 +101,7 @@ def generate(n: int, folder: Path) -> tuple[Path, Path]:
     base, churned = folder / "base.csv", folder / "churned.csv"
     if base.exists() and churned.exists():
         return base, churned
+    folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     gone = n // 200  # 0.5% leave, as many join: 1% churn
     con.execute(
@@ -105,30 +130,85 @@ def measure(cmd: list[str], cwd: Path) -> tuple[float, int]:
     return wall, usage.ru_maxrss * 1024
 
 
-def run_size(n: int, root: Path, repeat: int) -> dict[str, float]:
-    folder = root / f"n{n}"
-    (folder / "segments").mkdir(parents=True, exist_ok=True)
-    (folder / "data").mkdir(exist_ok=True)
-    base, churned = generate(n, folder)
-    (folder / "segops.yaml").write_text(SEGOPS_YAML)
-    (folder / "segments" / "bench.yaml").write_text(MANIFEST)
-    for stale in (folder / ".segops", folder / "out"):
+@dataclass
+class Figure:
+    wall: float
+    rss: int
+
+
+def repeated(cmd: list[str], cwd: Path, repeat: int) -> Figure:
+    runs = [measure(cmd, cwd) for _ in range(repeat)]
+    return Figure(statistics.median(w for w, _ in runs), max(r for _, r in runs))
+
+
+def segops(folder: Path) -> list[str]:
+    return [sys.executable, "-m", "segops", "-C", str(folder)]
+
+
+def workspace(folder: Path, manifests: dict[str, str]) -> None:
+    """Lay a fresh workspace at `folder` (data/ is kept)."""
+    for stale in (folder / ".segops", folder / "out", folder / "segments"):
         shutil.rmtree(stale, ignore_errors=True)
-    segops = [sys.executable, "-m", "segops", "-C", str(folder)]
-    shutil.copyfile(base, folder / "data" / "members.csv")
-    apply_wall, apply_rss = measure([*segops, "apply", "--auto-approve"], folder)
-    shutil.copyfile(churned, folder / "data" / "members.csv")
-    plan = [measure([*segops, "plan"], folder) for _ in range(repeat)]
+    (folder / "segments").mkdir(parents=True)
+    (folder / "data").mkdir(exist_ok=True)
+    (folder / "segops.yaml").write_text(SEGOPS_YAML)
+    for name, text in manifests.items():
+        (folder / "segments" / f"{name}.yaml").write_text(text)
+
+
+def run_size(n: int, root: Path, repeat: int) -> dict[str, Figure]:
+    """Time first apply, plan, ad-hoc join and the no-change plan at n members."""
+    folder = root / f"n{n}"
+    base, churned = generate(n, folder)
+    workspace(folder, {"bench": manifest("bench_members", "members.csv")})
+    members = folder / "data" / "members.csv"
+    shutil.copyfile(base, members)
+    cli = segops(folder)
+    apply = repeated([*cli, "apply", "--auto-approve"], folder, 1)
+    shutil.copyfile(churned, members)
+    plan = repeated([*cli, "plan", "-out", str(folder / "plan.segplan")], folder, repeat)
     adhoc_cmd = [sys.executable, "-c", ADHOC, str(base), str(churned), str(folder / "adhoc.csv")]
-    adhoc = [measure(adhoc_cmd, folder) for _ in range(repeat)]
-    return {
-        "apply_wall": apply_wall,
-        "apply_rss": apply_rss,
-        "plan_wall": statistics.median(w for w, _ in plan),
-        "plan_rss": max(r for _, r in plan),
-        "adhoc_wall": statistics.median(w for w, _ in adhoc),
-        "adhoc_rss": max(r for _, r in adhoc),
-    }
+    adhoc = repeated(adhoc_cmd, folder, repeat)
+    measure([*cli, "apply", "--auto-approve"], folder)
+    shutil.copyfile(churned, members)  # the same bytes again, a newer file
+    unchanged = repeated([*cli, "plan", "-out", str(folder / "plan.segplan")], folder, repeat)
+    return {"apply": apply, "plan": plan, "adhoc": adhoc, "unchanged": unchanged}
+
+
+def run_fanout(n: int, fanout: int, root: Path, repeat: int) -> tuple[Figure, Figure]:
+    """Time the churned plan of one source with one destination, then with `fanout`."""
+    folder = root / f"n{n}"
+    base, churned = generate(n, folder)
+    found = []
+    for count in (1, fanout):
+        workspace(folder, {"bench": manifest("bench_members", "members.csv", count)})
+        shutil.copyfile(base, folder / "data" / "members.csv")
+        measure([*segops(folder), "apply", "--auto-approve"], folder)
+        shutil.copyfile(churned, folder / "data" / "members.csv")
+        found.append(repeated([*segops(folder), "plan", "-out", "p.segplan"], folder, repeat))
+    return found[0], found[1]
+
+
+def run_small(count: int, root: Path, repeat: int) -> dict[str, Figure]:
+    """1,000 segments of ~100 members: plan, first apply, second plan (after 1% churn)."""
+    folder = root / f"small{count}"
+    shutil.rmtree(folder, ignore_errors=True)
+    workspace(folder, {f"s{i:04d}": manifest(f"s{i:04d}", f"s{i:04d}.csv") for i in range(count)})
+    con = duckdb.connect()
+    for i in range(count):
+        con.execute(
+            f"COPY (SELECT sha256('small-{i}-' || j::VARCHAR) AS email_hash FROM range(100) t(j)) "
+            f"TO '{folder / 'data' / f's{i:04d}.csv'}' (HEADER)"
+        )
+    cli = segops(folder)
+    plan = repeated([*cli, "plan"], folder, repeat)
+    apply = repeated([*cli, "apply", "--auto-approve"], folder, 1)
+    second = repeated([*cli, "plan"], folder, repeat)
+    return {"plan": plan, "apply": apply, "second": second}
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(f"SEGOPS_BENCH_{name}", default)
 
 
 BUCKET = "bench"
@@ -216,29 +296,62 @@ def run_remote(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000000,10000000")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=Path(".bench"))
-    parser.add_argument("--sources", default="s3,postgres", help="s3, postgres, or none")
+    parser.add_argument("--sizes", default=env("SIZES", "1e6,1e7"))
+    parser.add_argument("--repeat", type=int, default=int(env("REPEAT", "3")))
+    parser.add_argument("--fanout", type=int, default=int(env("FANOUT", "3")))
+    parser.add_argument("--fanout-size", default=env("FANOUT_N", "1e6"))
+    parser.add_argument("--small", type=int, default=int(env("SMALL", "1000")))
+    parser.add_argument("--workdir", type=Path, default=Path(env("WORKDIR", ".bench")))
+    parser.add_argument(
+        "--sources", default=env("SOURCES", "s3,postgres"), help="s3, postgres, or none"
+    )
     args = parser.parse_args()
-    sizes = [int(float(s)) for s in args.sizes.split(",")]
     remote = [k for k in args.sources.split(",") if k in REMOTE]
-    gib = 1024**3
+    gib = GIB
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s]
+    root = args.workdir.resolve()
     print(
-        f"{'members':>12} {'first apply':>12} {'segops plan':>12} {'ad-hoc join':>12} "
-        f"{'ratio':>6} {'plan RSS':>9} {'ad-hoc RSS':>10}"
+        f"{'members':>12} {'first apply':>11} {'lines/s':>10} {'plan -out':>10} {'ad-hoc':>8} "
+        f"{'ratio':>6} {'plan RSS':>9} {'ad-hoc RSS':>10} {'no-change':>9} {'slope':>6}",
+        flush=True,
     )
     local: dict[int, float] = {}
+    previous: tuple[int, float] | None = None
     for n in sizes:
-        r = run_size(n, args.workdir.resolve(), args.repeat)
-        local[n] = r["plan_wall"]
+        r = run_size(n, root, args.repeat)
+        slope = ""
+        if previous is not None:
+            slope = f"{math.log(r['plan'].wall / previous[1]) / math.log(n / previous[0]):.2f}"
+        previous = (n, r["plan"].wall)
+        local[n] = r["plan"].wall
         print(
-            f"{n:>12,} {r['apply_wall']:>11.2f}s {r['plan_wall']:>11.2f}s "
-            f"{r['adhoc_wall']:>11.2f}s {r['plan_wall'] / r['adhoc_wall']:>5.2f}x "
-            f"{r['plan_rss'] / gib:>7.2f}GiB {r['adhoc_rss'] / gib:>8.2f}GiB",
+            f"{n:>12,} {r['apply'].wall:>10.2f}s {n / r['apply'].wall:>10,.0f} "
+            f"{r['plan'].wall:>9.2f}s {r['adhoc'].wall:>7.2f}s "
+            f"{r['plan'].wall / r['adhoc'].wall:>5.2f}x {r['plan'].rss / GIB:>6.2f}GiB "
+            f"{r['adhoc'].rss / GIB:>7.2f}GiB {r['unchanged'].wall:>8.2f}s {slope:>6}",
             flush=True,
         )
-    print("targets at 1e7: ratio <= 0.80x, segops plan peak RSS <= 1.50 GiB")
+    print(
+        "targets: 1e7 plan <= 0.50x ad-hoc and <= 1.20 GiB; no-change plan <= 1 s at 1e7; "
+        "1e8 plan <= 30 s and <= 10 GiB; files apply >= 1,000,000 lines/s"
+    )
+    if args.fanout > 1:
+        n = int(float(args.fanout_size))
+        one, many = run_fanout(n, args.fanout, root, args.repeat)
+        print(
+            f"fan-out, {n:,} members: plan with 1 destination {one.wall:.2f}s, with "
+            f"{args.fanout} {many.wall:.2f}s ({many.wall / one.wall:.2f}x; target: the source "
+            f"read once, so well under {args.fanout}x)",
+            flush=True,
+        )
+    if args.small:
+        s = run_small(args.small, root, args.repeat)
+        print(
+            f"{args.small:,} small segments (100 members): plan {s['plan'].wall:.2f}s "
+            f"(target 5 s), first apply {s['apply'].wall:.2f}s (target 10 s), second plan "
+            f"{s['second'].wall:.2f}s (target 3 s)",
+            flush=True,
+        )
     if not remote:
         return
     heads = " ".join(f"{k:>11} {k + ' RSS':>13}" for k in remote)

@@ -297,6 +297,22 @@ class DataPin:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceRead:
+    """What an applied snapshot holds exactly: the members of these bytes, read this way.
+
+    Recorded in state only when every member of a diff landed; a plan that finds the same
+    pin and reading against that snapshot skips the diff (the digests decide, nothing else).
+    """
+
+    pin: str  # the DataPin of the source bytes: "sha256:<hex>"
+    reading: str  # sha256 of how the engine reads them (columns, rules, bad-row handling)
+    skipped: int = 0  # bad rows left out of those bytes (on_bad_rows: skip)
+    # "<size>:<sha256 of the first and last MiB>": a file whose probe differs cannot have the
+    # pin, so the plan diffs at once instead of waiting for the whole file's digest.
+    probe: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     # Past about 1.2 GB of hash table, 10 million hashes no longer fit and the join partitions
     # (measured: 3.2 s at 1GB, 2.8 s at 1.25GB); peak RSS stays near 1.1 GB either way.

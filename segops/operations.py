@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,12 @@ from segops.model import (
     MemberRow,
     Plan,
     S3StateSettings,
+    SourceRead,
     Workspace,
 )
-from segops.planning import planner
+from segops.planning import planner, reuse
 from segops.planning.guards import with_guards
-from segops.planning.inputs import InputDigests, definitions
+from segops.planning.inputs import InputDigests, Pins, definitions
 from segops.planning.moves import Move, find_moves, selected_moves
 from segops.planning.planfile import PLAN_KEY_ENV, SavedPlan, plan_key, read_plan
 from segops.planning.schedule import with_schedule
@@ -81,6 +82,8 @@ class Context:
     work: Path
     # --allow-new-state: plan against no state, and let apply set a lost state's traces aside
     allow_new_state: bool = False
+    # What the last plan's diffs read, by address: apply records it for the next no-change plan.
+    reads: dict[str, SourceRead] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -276,6 +279,8 @@ def make_plan(
             "one too (the old address is not destroyed: its platform segment is still wanted)"
         )
     _check_replace(replace_addresses, desired, applied, planned)
+    files = [d.source.path for d in desired if d.source.path is not None]
+    looked = reuse.identities(ctx.root, files)  # before the digests start
     # runs beside the diff, which reads the same files
     digests = InputDigests(ws, {d.segment for d in picked})
     considered = state
@@ -295,17 +300,37 @@ def make_plan(
         frozenset(replace_addresses),
         destroy,
     )
+    engine.prepare([d.desired for d in decisions if d.desired is not None])
     results: dict[str, DiffResult] = {}
+    readings: dict[str, str] = {}
+    probes: dict[str, str] = {}
+    resend = set(replace_addresses)  # a full resend is never skipped
     sizes = {d.address: _source_size(ctx, d.request.desired) for d in decisions}
     total = sum(sizes.values())
     with observe.step("Diffing members", len(decisions), "destinations", total) as step:
         for decision in decisions:
             request = decision.request
+            want = decision.desired
+            reading = engine.reading(want) if want is not None and want.source.path else None
+            # checked against its digest even when the diff is skipped: damage is never hidden
             base = request.applied
             snapshot = ctx.store.snapshot_path(base.sha256) if base else None
+            prior = reuse.candidate(decision, reading) if decision.address not in resend else None
+            if prior is not None and want is not None and want.source.path is not None:
+                path = want.source.path
+                same = probes.setdefault(path, reuse.probe(ctx.root / path))
+                if same == prior.probe and digests.pin(path) == prior.pin:
+                    results[decision.address] = reuse.unchanged(request, prior)
+                    readings[decision.address] = prior.reading
+                    log.info("%s: source and snapshot as last applied: diff skipped",
+                             decision.address)  # fmt: skip
+                    step.advance(1, size=sizes[decision.address])
+                    continue
             began = time.monotonic()
             result = engine.diff(request, snapshot, ctx.work / "deltas")
             results[decision.address] = result
+            if reading is not None:
+                readings[decision.address] = reading
             log.info(
                 "%s: diffed in %.2f s",
                 decision.address,
@@ -313,8 +338,9 @@ def make_plan(
                 extra={"event": "diff", "address": decision.address},
             )
             step.advance(1, size=sizes[decision.address])
-    external = _external_pins(engine, desired)
-    plan = planner.build_plan(decisions, results, state, digests.result(external), version)
+    pins = digests.result(_external_pins(engine, desired))
+    _record_reads(ctx, decisions, results, readings, pins, looked, probes)
+    plan = planner.build_plan(decisions, results, state, pins, version)
     plan = replace(
         plan,
         selection=selection.text,
@@ -364,6 +390,30 @@ def _source_size(ctx: Context, destination: Destination | None) -> int:
         return (ctx.root / path).stat().st_size if path else 0
     except OSError:
         return 0
+
+
+def _record_reads(
+    ctx: Context,
+    decisions: Sequence[planner.Decision],
+    results: Mapping[str, DiffResult],
+    readings: Mapping[str, str],
+    pins: Pins,
+    looked: Mapping[str, reuse.FileIdentity | None],
+    probes: dict[str, str],
+) -> None:
+    """Keep, for apply, what each diff read, when its source file stayed untouched."""
+    unchanged = reuse.stable(looked, reuse.identities(ctx.root, looked))
+    pin_of = {(p.segment, p.source): p.pin for p in pins.data}
+    for decision in decisions:
+        want, address = decision.desired, decision.address
+        ctx.reads.pop(address, None)
+        if want is None or want.source.path not in unchanged or address not in readings:
+            continue
+        pin = pin_of.get((want.segment, want.source.path))
+        probe = probes.get(want.source.path) or reuse.probe(ctx.root / want.source.path)
+        if pin is not None and probe:
+            skipped = results[address].counts.skipped
+            ctx.reads[address] = SourceRead(pin, readings[address], skipped, probe)
 
 
 def _rows_of(
@@ -526,6 +576,7 @@ def run_apply(
             run=run,
             vias=vias,
             stop=stop,
+            reads=ctx.reads,
         )
     finally:
         factory.close()

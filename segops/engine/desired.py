@@ -8,12 +8,15 @@ column, a LIST data bag) is refused as a whole by `column_problems`, before any 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 
 from segops.engine import cells, identifiers
 from segops.engine.sources.sql import quote_ident
 from segops.errors import Problem
 from segops.model import Destination, IdentifierKind
+from segops.version import version
 
 _ID, _BAG, _TS = "_segops_id", "_segops_bag", "_segops_ts"
 _TS_ACCEPT = frozenset({cells.STRING, cells.INTEGER})
@@ -27,6 +30,29 @@ def roles(destination: Destination) -> list[tuple[str, str]]:
     if destination.expiration_ts_column:
         found.append(("expiration_ts", destination.expiration_ts_column))
     return found
+
+
+def reading_digest(destination: Destination) -> str:
+    """Return the sha256 of everything that decides which members a source's bytes give.
+
+    Two destinations with the same digest get the same desired members from the same bytes;
+    segops' version is in it, so a release that changes a rule never trusts an older read.
+    """
+    source, ident = destination.source, destination.identifier
+    fields = {
+        "segops": version(),
+        "source": [source.kind.value, source.path, source.delimiter, source.on_bad_rows.value],
+        "identifier": [
+            ident.kind.value,
+            ident.column,
+            ident.format,
+            ident.attribute_type,
+            ident.integers,
+        ],
+        "attributes": [destination.data_bag_column, destination.expiration_ts_column],
+    }
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def column_problems(
@@ -51,16 +77,18 @@ def column_problems(
     return problems
 
 
-def desired_sql(destination: Destination, relation: str, types: Mapping[str, str]) -> str:
+def desired_sql(
+    destination: Destination, relation: str, types: Mapping[str, str], optimistic: bool = False
+) -> str:
     """Return SQL for the desired members: key (NULL when invalid), bad flag, attributes.
 
-    The columns must have passed `column_problems`.
+    The columns must have passed `column_problems`; `optimistic`: see identifiers.key_sql.
     """
     ident = destination.identifier
     cell = quote_ident(ident.column)
     text = _cell_sql(destination, "identifier", cell, types[ident.column])
     inner = [f"{text} AS {_ID}"]
-    middle = [f"{identifiers.key_sql(ident, _ID)} AS k"]
+    middle = [f"{identifiers.key_sql(ident, _ID, optimistic)} AS k"]
     bad = ["k IS NULL"]
     attributes = (
         ("data_bag", _BAG, destination.data_bag_column),

@@ -12,13 +12,16 @@ through `EngineBase._run` (segops.engine.base): no DuckDB exception leaves the e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+
+import duckdb
 
 from segops._text import plural
 from segops.engine import deltas, desired, failures, identifiers, sources
 from segops.engine.base import EngineBase
 from segops.engine.cells import JSON, TEXT
+from segops.engine.connection import quiet
 from segops.engine.sources import csv, inline, ndjson
 from segops.engine.sources.errors import UnreadableRow
 from segops.engine.sources.sql import quote_ident, quote_literal
@@ -54,6 +57,25 @@ class MemberEngine(EngineBase):
         super().__init__(root, work, config, connections, env)
         self._inline_tables: dict[tuple[str, ...], str] = {}
         self._types: dict[tuple[str, ...], dict[str, str]] = {}
+        self._shared: set[str] = set()  # readings that more than one destination diffs
+        self._shared_tables: dict[str, str] = {}  # reading -> temp table of its desired members
+        self._optimistic = False  # hash keys decoded without `try` (see identifiers.key_sql)
+
+    def reading(self, destination: Destination) -> str:
+        """Return the digest of how the destination's members are read from its source."""
+        return desired.reading_digest(destination)
+
+    def prepare(self, destinations: Sequence[Destination]) -> None:
+        """Note the destinations about to be diffed: a source read the same way by several of
+        them is read and checked once, into a temporary table of its desired members."""
+        seen: set[str] = set()
+        for destination in destinations:
+            if destination.source.kind is SourceKind.INLINE:
+                continue
+            reading = self.reading(destination)
+            if reading in seen:
+                self._shared.add(reading)
+            seen.add(reading)
 
     # -- reading sources -------------------------------------------------------------
 
@@ -124,11 +146,23 @@ class MemberEngine(EngineBase):
             self._check_conflicts(destination)
 
     def desired_sql(self, destination: Destination) -> str:
-        """Return SQL for the desired members: key (NULL when invalid), bad flag, attributes."""
+        """Return SQL for the desired members: key (NULL when invalid), bad flag, attributes.
+
+        Run inside `_run`: a source several destinations share is read here, once.
+        """
+        reading = self.reading(destination) if self._shared else ""
+        if reading in self._shared_tables:
+            return f"SELECT * FROM {self._shared_tables[reading]}"
         self.check_columns(destination)
-        return desired.desired_sql(
-            destination, self.source_sql(destination), self.columns(destination)
+        sql = desired.desired_sql(
+            destination, self.source_sql(destination), self.columns(destination), self._optimistic
         )
+        if reading not in self._shared:
+            return sql
+        name = f"shared_{len(self._shared_tables)}"
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        self._shared_tables[reading] = name
+        return f"SELECT * FROM {name}"
 
     # -- the diff ----------------------------------------------------------------------
 
@@ -154,7 +188,8 @@ class MemberEngine(EngineBase):
                 "GROUP BY ALL"
             )
 
-        self._run(want or f"the snapshot of {request.address}", run, snapshot)
+        if not (want is not None and want.identifier.format and self._first_try(run)):
+            self._run(want or f"the snapshot of {request.address}", run, snapshot)
         counts = dict(
             self._run(
                 "the member diff",
@@ -172,14 +207,31 @@ class MemberEngine(EngineBase):
         before = request.applied.count if request.applied else 0
         add, remove, update = (int(counts.get(op, 0)) for op in ("add", "remove", "update"))
         member_counts = MemberCounts(before, before + add - remove, add, remove, update, invalid)
-        delta = self._write_delta(out_dir, attrs) if member_counts.changed else None
+        rows = add + remove + update  # the delta's rows: one per key of those operations
+        delta = self._write_delta(out_dir, attrs, rows) if member_counts.changed else None
         return DiffResult(request.address, member_counts, delta)
 
-    def _write_delta(self, out_dir: Path, attrs: Sequence[str]) -> DeltaFile:
+    def _first_try(self, run: Callable[[], object]) -> bool:
+        """Run the diff with hash keys decoded optimistically; False when DuckDB refused it.
+
+        Any refusal (a value that is not hex, a CSV that mixes line endings) is left to the
+        ordinary run, which gives bad rows their NULL key and every error segops' words.
+        """
+        self._optimistic = True
+        try:
+            with quiet():
+                run()
+        except duckdb.Error:
+            return False
+        finally:
+            self._optimistic = False
+        return True
+
+    def _write_delta(self, out_dir: Path, attrs: Sequence[str], rows: int) -> DeltaFile:
         cols = "".join(f", {a}" for a in attrs)
         sql = f"SELECT op, k{cols} FROM delta WHERE op <> 'invalid' ORDER BY {deltas.OP_ORDER}, k"
-        path, digest = self._copy_addressed(sql, out_dir)
-        return DeltaFile(digest, self._count(path))
+        _, digest = self._copy_addressed(sql, out_dir)
+        return DeltaFile(digest, rows)
 
     def _check_conflicts(self, destination: Destination) -> None:
         attrs = ", ".join(destination.attributes) or "NULL"

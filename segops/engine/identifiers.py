@@ -109,20 +109,21 @@ def accepted(identifier: Identifier) -> frozenset[str]:
     return frozenset({cells.STRING})
 
 
-def key_sql(identifier: Identifier, value: str) -> str:
+def key_sql(identifier: Identifier, value: str, optimistic: bool = False) -> str:
     """Return SQL giving the member key of text expression `value`, or NULL when it is invalid.
 
     Hash formats become raw bytes (`unhex`): half the size and fixed width, which makes the
     join cheaper. The checks are ordered cheapest first; RE2 is avoided on the hash path.
+    `optimistic` drops the `try` around `unhex` (a third of the key's cost): a value with a
+    character that is not hex then fails the whole query instead of giving NULL, and the
+    caller runs the query again without it. A query that succeeds gives the same keys.
     """
     if identifier.encoding is KeyEncoding.HEX:
         assert identifier.format is not None
         length = HASH_FORMATS[identifier.format]
         no_upper = " OR ".join(f"contains({value}, '{c}')" for c in _UPPER_HEX)
-        return (
-            f"CASE WHEN strlen({value}) = {length} AND NOT ({no_upper}) "
-            f"THEN try(unhex({value})) END"
-        )
+        decoded = f"unhex({value})" if optimistic else f"try(unhex({value}))"
+        return f"CASE WHEN strlen({value}) = {length} AND NOT ({no_upper}) THEN {decoded} END"
     return f"CASE WHEN {rule(identifier).sql(value)} THEN {value} END"
 
 

@@ -67,6 +67,10 @@ class InputDigests:
         }
         self._pool.shutdown(wait=False)
 
+    def pin(self, path: str) -> str:
+        """Return the data pin of one source file, waiting for its digest only."""
+        return f"sha256:{_wait(path, self._pending[path])}"
+
     def result(self, external: Sequence[DataPin] = ()) -> Pins:
         """Return the definitions and the data pins, every digest computed.
 

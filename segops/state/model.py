@@ -11,6 +11,7 @@ the entries' digests. A damaged or edited state.json is refused with how to reco
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -19,7 +20,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from segops.errors import StateError
-from segops.model import KeyEncoding, Platform, Settings, SnapshotRef, settings_digest
+from segops.model import (
+    KeyEncoding,
+    Platform,
+    Settings,
+    SnapshotRef,
+    SourceRead,
+    settings_digest,
+)
 
 STATE_FORMAT_VERSION = 2
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -52,6 +60,8 @@ class DestinationState:
     # configured): the platform may hold fewer members than the snapshot.
     unconfirmed: bool = False
     last: LastWrite | None = None  # what wrote the entry last; None in older entries
+    # The source bytes and reading whose members the snapshot holds exactly (None: unknown).
+    source: SourceRead | None = None
 
     @property
     def settings_digest(self) -> str:
@@ -157,6 +167,12 @@ def _document_digest(data: Mapping[str, Any]) -> str:
 
 
 def _destination_to_dict(entry: DestinationState) -> dict[str, Any]:
+    return dict(_entry_dict(entry))
+
+
+@functools.lru_cache(maxsize=8192)
+def _entry_dict(entry: DestinationState) -> dict[str, Any]:
+    # Entries are frozen values: a state write re-serialises only those that changed.
     body = _destination_body(entry)
     return {**body, "digest": _entry_digest(entry.address, body)}
 
@@ -187,7 +203,20 @@ def _destination_body(entry: DestinationState) -> dict[str, Any]:
             if entry.last
             else {}
         ),
+        **({"source": _source_to_dict(entry.source)} if entry.source else {}),
     }
+
+
+def _source_to_dict(read: SourceRead) -> dict[str, Any]:
+    return {"pin": read.pin, "reading": read.reading, "skipped": read.skipped, "probe": read.probe}
+
+
+def _source_from_dict(raw: Any) -> SourceRead | None:
+    if raw is None:
+        return None
+    return SourceRead(
+        str(raw["pin"]), str(raw["reading"]), int(raw["skipped"]), str(raw.get("probe", ""))
+    )
 
 
 def state_from_dict(data: Mapping[str, Any], origin: str) -> State:
@@ -279,6 +308,7 @@ def _destination_from_dict(address: str, raw: Mapping[str, Any]) -> DestinationS
         via=str(raw.get("via", "")),
         unconfirmed=raw.get("unconfirmed", False) is True,
         last=_last(raw.get("last")),
+        source=_source_from_dict(raw.get("source")),
     )
     if raw.get("settings_digest") not in (None, entry.settings_digest):
         raise ValueError(f"settings_digest of {address} does not match its settings")
