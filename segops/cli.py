@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -916,8 +917,20 @@ def _scratch() -> Iterator[Path]:
     leaves its folder behind: each run first removes those of dead processes.
     """
     remove_stale_scratch(Path(tempfile.gettempdir()))
-    with tempfile.TemporaryDirectory(prefix=scratch_prefix()) as tmp:
-        yield Path(tmp)
+    # SIGTERM and SIGHUP are held while the folder is made: one that came between its
+    # creation and the `try` below would leave it behind. Held, it is raised inside the try.
+    held = {signal.SIGTERM, signal.SIGHUP}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=scratch_prefix()))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager

@@ -85,6 +85,7 @@ class MemberEngine(EngineBase):
         wanted = [column for _, column in desired.roles(destination)]
         if self.external.handles(source):
             return self.external.relation_sql(source, wanted)
+        self._trim_blank_tail(destination)
         table = self._inline_table(destination) if source.kind is SourceKind.INLINE else None
         replaced = self._replaced.get(source.path or "")
         return sources.relation_sql(source, self.root, wanted, table, replaced)

@@ -99,7 +99,7 @@ def test_counts_of_one_are_singular(workspace: Path) -> None:
     assert "one.files-mics: done (+1 ~0 -0 sent; 2 files written)" in out
     assert out.endswith("Apply complete! 1 destination applied.\n")
     assert run(workspace, "plan")[1] == (
-        "No changes. The platforms match the manifests (1 destination, 1 member).\n"
+        "No changes. The state matches the manifests (1 destination, 1 member).\n"
     )
     plan = json.loads(run(workspace, "plan", "--format", "json")[1])
     assert plan["summary"]["destinations"]["create"] == 0

@@ -135,7 +135,7 @@ def test_bad_rows_name_the_object_and_its_line(
     assert f"\n{where}" in err or err.startswith(f"Error: {where}"), err
     if kind == "parquet":
         assert "(row 4)" in err, err
-    assert "1 bad row(s) for destination cart.out" in err
+    assert "1 bad row for destination cart.out" in err
     assert "Traceback" not in err
 
 
@@ -287,5 +287,5 @@ def test_a_csv_row_of_too_many_fields_names_the_object_and_its_line(
     root = workspace(tmp_path / "ws", lake.endpoint_url, {"cart": url_source("csv", url)})
     code, _, err = run(root, "plan")
     assert code == 1
-    assert err.startswith(f"Error: {url}:5: has 2 field(s) where the header has 1"), err
+    assert err.startswith(f"Error: {url}:5: has 2 fields where the header has 1"), err
     assert HASHES[3] not in err  # never a member's value

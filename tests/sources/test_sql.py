@@ -253,11 +253,11 @@ def test_bad_rows_of_a_result_are_counted_by_reason(
     assert code == 1
     lines = err.splitlines()
     assert any(
-        line.startswith("Error: the query of segments/mixed.yaml: 2 row(s): ") for line in lines
+        line.startswith("Error: the query of segments/mixed.yaml: 2 rows: ") for line in lines
     ), err
-    assert any(": 1 row(s): " in line for line in lines), err
+    assert any(": 1 row: " in line for line in lines), err
     assert lines[-1].startswith(
-        "segments/mixed.yaml:5: spec.source: 3 bad row(s) for destination mixed.out; fix them"
+        "segments/mixed.yaml:5: spec.source: 3 bad rows for destination mixed.out; fix them"
     )
     assert "NOT-A-HASH" not in err
     manifest = root / "segments" / "mixed.yaml"

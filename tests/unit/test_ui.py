@@ -136,7 +136,7 @@ def test_sizes_and_durations_for_people() -> None:
 def test_plan_colours() -> None:
     text = (
         "  # a.m will be created\n  + a.m  (mediarithmics via m)\n      members: +3 -2  (0 → 1)\n"
-        "Plan: 1 to create.\n⛔ Safety guards stop 1 change\nNo changes. The platforms match\n"
+        "Plan: 1 to create.\n⛔ Safety guards stop 1 change\nNo changes. The state matches\n"
     )
     painted = colour.plan_text(text)
     assert "\x1b[1m  # a.m will be created\x1b[0m" in painted
