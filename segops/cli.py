@@ -36,7 +36,7 @@ from segops.version import version as segops_version
 # that use them. tests/cli/test_startup.py keeps it so.
 if TYPE_CHECKING:
     from segops.destinations import ApplyResult
-    from segops.engine.duck import MemberEngine
+    from segops.engine.interface import MemberEngine
     from segops.model import Plan
     from segops.operations import Context
     from segops.planning.selection import Selection
@@ -1121,13 +1121,13 @@ def _samples(engine: MemberEngine, plan: Plan, deltas: Path) -> dict[str, list[s
 
 def _saved_samples(file: Path, saved: Plan, key: bytes | None) -> dict[str, list[str]]:
     """Return samples from the deltas of a plan file, extracted (and verified) in a scratch dir."""
-    from segops.engine.duck import MemberEngine
+    from segops.engine.duck import DuckDBEngine
     from segops.model import EngineConfig
     from segops.planning.planfile import open_plan
 
     with _scratch() as work:
         open_plan(file, work / "deltas", key)
-        engine = MemberEngine(work, work, EngineConfig())
+        engine = DuckDBEngine(work, work, EngineConfig())  # the plan file's deltas, read here
         try:
             return _samples(engine, saved, work / "deltas")
         finally:

@@ -4,6 +4,7 @@
      ├── UsageError                 the command cannot work as called (no TTY, no --auto-approve)
      ├── ManifestError              segops.yaml or a manifest is malformed or inconsistent
      ├── SourceError                a source file cannot be read or holds bad rows
+ ├── EngineError                the member engine cannot run (Spark cannot start or failed)
      ├── StateError                 the state cannot be read or written
      │    ├── StateLockedError      another process holds the state lock
      │    └── LostStateError        state.json is gone but traces of it remain
@@ -59,6 +60,10 @@ class SourceError(SegopsError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class EngineError(SegopsError):
+    """The member engine cannot run: Spark is not installed, cannot start or failed."""
 
 
 class StateError(SegopsError):

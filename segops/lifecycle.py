@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from segops.apply.journal import ApplyJournal
-from segops.engine.duck import MemberEngine
-from segops.engine.lookup import find_in_source, snapshot_holds
+from segops.engine.interface import MemberEngine
+from segops.engine.lookup import find_in_source
 from segops.engine.sources import location_word
 from segops.errors import Problem, SourceError, StateError, UsageError
 from segops.model import (
@@ -139,7 +139,7 @@ def explain(ctx: Context, engine: MemberEngine, value: str) -> list[Finding]:
         held = None
         if entry is not None:
             path = ctx.store.snapshot_path(entry.snapshot.sha256)
-            held = snapshot_holds(engine, path, value, entry.snapshot.encoding)
+            held = engine.holds(path, value, entry.snapshot.encoding)
         busy = any(e["status"] in ("sent", "accepted") for e in journal.operations(address))
         findings.append(Finding(address, desired, where, held, entry.last if entry else None, busy))
     return findings

@@ -312,12 +312,25 @@ class SourceRead:
     probe: str = ""
 
 
+class EngineKind(StrEnum):
+    """Which member engine computes diffs (segops.yaml `engine.kind`)."""
+
+    DUCKDB = "duckdb"
+    SPARK = "spark"
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
+    """segops.yaml `engine`: DuckDB's limits, and the Spark cluster when `kind` is spark."""
+
     # Past about 1.2 GB of hash table, 10 million hashes no longer fit and the join partitions
     # (measured: 3.2 s at 1GB, 2.8 s at 1.25GB); peak RSS stays near 1.1 GB either way.
     memory_limit: str = "1.25GB"
     threads: int | None = None  # None: DuckDB's default, one per core
+    kind: EngineKind = EngineKind.DUCKDB
+    master: str | None = None  # a Spark master URL (local[*], spark://..., yarn, k8s://...)
+    remote: str | None = None  # a Spark Connect URL (sc://host:port)
+    conf: tuple[tuple[str, str], ...] = ()  # Spark settings, sorted by name
 
 
 @dataclass(frozen=True, slots=True)

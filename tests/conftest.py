@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from emulators.postgres import PostgresServer, postgres_server
 from segops.cli import app
 from tests.s3server import S3Server
+from tests.sparkserver import spark_connect_server
 
 UPDATE_GOLDEN = os.environ.get("SEGOPS_UPDATE_GOLDEN") == "1"
 
@@ -110,6 +111,22 @@ REPO = Path(__file__).resolve().parents[1]
 def pg() -> Iterator[PostgresServer]:
     with postgres_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def spark_remote() -> Iterator[str]:
+    """A Spark Connect server in local mode (a real Spark), started once: its sc:// URL."""
+    with spark_connect_server() as url:
+        yield url
+
+
+def with_engine(segops_yaml: str, engine: Mapping[str, object]) -> str:
+    """Return segops.yaml text whose `engine` section also holds `engine`'s keys."""
+    import yaml
+
+    data = yaml.safe_load(segops_yaml)
+    data["engine"] = {**data.get("engine", {}), **engine}
+    return str(yaml.safe_dump(data, sort_keys=False))
 
 
 @pytest.fixture(scope="session")

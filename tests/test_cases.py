@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import SEGOPS_YAML, check_golden, run, write_tree
+from tests.conftest import SEGOPS_YAML, check_golden, run, with_engine, write_tree
 
 CASES = Path(__file__).parent / "cases" / "plan"
 
@@ -28,9 +29,32 @@ def _cases() -> list[Path]:
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda p: p.name)
 def test_plan_case(case: Path, tmp_path: Path) -> None:
+    _plan_case(case, tmp_path, {})
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda p: p.name)
+def test_plan_case_on_spark(case: Path, tmp_path: Path, spark_remote: str) -> None:
+    """The same case on the Spark engine gives the golden plan, and the very plan the DuckDB
+    engine gives: the same text, the same delta files and snapshots (their sha256 names)."""
+    on_duckdb = _plan_case(case, tmp_path / "duckdb", {})
+    on_spark = _plan_case(case, tmp_path / "spark", {"kind": "spark", "remote": spark_remote})
+    assert "Spark could not" not in on_spark.log, on_spark.log  # no fallback to DuckDB
+    assert on_spark.text == on_duckdb.text
+    assert on_spark.plan == on_duckdb.plan
+
+
+@dataclass
+class _Planned:
+    plan: dict[str, Any]  # the JSON plan, lineage and workspace paths aside
+    text: str
+    log: str  # stderr of the plan
+
+
+def _plan_case(case: Path, tmp_path: Path, engine: dict[str, str]) -> _Planned:
     spec = yaml.safe_load((case / "case.yaml").read_text())
     root = tmp_path / "ws"
-    write_tree(root, {"segops.yaml": spec.get("segops", SEGOPS_YAML)})
+    segops_yaml = spec.get("segops", SEGOPS_YAML)
+    write_tree(root, {"segops.yaml": with_engine(segops_yaml, engine) if engine else segops_yaml})
     if "before" in spec:
         write_tree(root, spec["before"])
         code, _, err = run(root, "apply", "--auto-approve")
@@ -42,18 +66,23 @@ def test_plan_case(case: Path, tmp_path: Path) -> None:
         path = root / name
         path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
     plan_file = tmp_path / "case.segplan"
-    plan_code, text, err = run(root, "plan", "-out", str(plan_file))
-    assert plan_code in (0, 3), err  # 3: a safety guard stops the plan (recorded in expected.json)
+    plan_code, text, log = run(root, "plan", "-out", str(plan_file))
+    assert plan_code in (0, 3), log  # 3: a safety guard stops the plan (recorded in expected.json)
     code, out, err = run(root, "show", str(plan_file), "--format", "json")
     assert code == 0, err
     plan = json.loads(out)
+    raw = json.loads(out)
+    raw["state"]["lineage"] = None
+    raw["inputs"]["definitions"] = [f["path"] for f in raw["inputs"]["definitions"]]
     check_golden(
         case / "expected.json",
         json.dumps(_normalised(plan, plan_file, tmp_path, root), indent=2) + "\n",
     )
     assert (plan_code == 3) == any(c["guards"] for c in plan["changes"])
     text = text.replace(f"segops -C {root} ", "segops ")  # hints repeat -C: not in golden files
-    check_golden(case / "expected.txt", text.split("\nSaved the plan to:")[0])
+    text = text.split("\nSaved the plan to:")[0]
+    check_golden(case / "expected.txt", text)
+    return _Planned(raw, text, log)
 
 
 def _normalised(plan: dict[str, Any], plan_file: Path, tmp: Path, root: Path) -> dict[str, Any]:

@@ -102,8 +102,29 @@ def connection_problems(config: Document, name: str, raw: Mapping[str, Any]) -> 
 
 
 def engine_problems(config: Document) -> list[Problem]:
-    """Return a problem when the schema-checked engine.memory_limit is outside its range."""
-    text = config.data.get("engine", {}).get("memory_limit")
+    """Return the problems of the schema-checked `engine`: a memory_limit out of range, Spark
+    keys without `kind: spark`, both a master and a remote, a secret in the remote URL."""
+    engine = config.data.get("engine", {})
+    problems = _memory_limit_problems(config, engine.get("memory_limit"))
+    spark_keys = [key for key in ("master", "remote", "conf") if key in engine]
+    if engine.get("kind", "duckdb") != "spark":
+        problems += [
+            config.problem(("engine", key), "is read only with `kind: spark`") for key in spark_keys
+        ]
+    elif "master" in engine and "remote" in engine:
+        message = "give a master URL or a Spark Connect remote, not both"
+        problems.append(config.problem(("engine", "remote"), message))
+    remote = engine.get("remote")
+    if isinstance(remote, str) and ";" in remote:
+        message = (
+            "holds parameters (`;token=...`, `;user_id=...`): a token is a secret; segops adds "
+            "it from the environment variable SEGOPS_SPARK_TOKEN"
+        )
+        problems.append(config.problem(("engine", "remote"), message))
+    return problems
+
+
+def _memory_limit_problems(config: Document, text: object) -> list[Problem]:
     found = re.fullmatch(r"([0-9.]+) ?([KMGT]?i?B)", text) if isinstance(text, str) else None
     if found is None:  # absent, or refused by the schema already
         return []

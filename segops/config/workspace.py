@@ -26,6 +26,7 @@ from segops.errors import ManifestError, Problem
 from segops.model import (
     Connection,
     EngineConfig,
+    EngineKind,
     InputFile,
     MovedBlock,
     Platform,
@@ -207,7 +208,6 @@ def _workspace(
     segments: list[Segment],
     state_path: str,
 ) -> Workspace:
-    engine = config.data.get("engine", {})
     return Workspace(
         root=str(files.root),
         connections=tuple(connections[name] for name in sorted(connections)),
@@ -218,10 +218,27 @@ def _workspace(
         state_backend=config.data.get("state", {}).get("backend", "local"),
         state_path=state_path,
         state_s3=_state_s3(config.data.get("state", {})),
-        engine=EngineConfig(
-            engine.get("memory_limit", EngineConfig().memory_limit), engine.get("threads")
-        ),
+        engine=_engine(config.data.get("engine", {})),
     )
+
+
+def _engine(engine: Mapping[str, Any]) -> EngineConfig:
+    conf = engine.get("conf", {})
+    return EngineConfig(
+        memory_limit=engine.get("memory_limit", EngineConfig().memory_limit),
+        threads=engine.get("threads"),
+        kind=EngineKind(engine.get("kind", EngineKind.DUCKDB.value)),
+        master=engine.get("master"),
+        remote=engine.get("remote"),
+        conf=tuple(sorted((str(k), _conf_text(v)) for k, v in conf.items())),
+    )
+
+
+def _conf_text(value: object) -> str:
+    """Return a Spark setting as Spark reads it: true/false for booleans, numbers as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class _Files:

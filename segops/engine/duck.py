@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from segops._text import plural
-from segops.engine import deltas, desired, failures, identifiers, sources
+from segops.engine import deltas, desired, failures, identifiers, lookup, sources
 from segops.engine.base import EngineBase
 from segops.engine.cells import JSON, TEXT
 from segops.engine.connection import quiet
@@ -43,8 +43,8 @@ from segops.model import (
 _FETCH = 50_000
 
 
-class MemberEngine(EngineBase):
-    """One DuckDB connection with segops' limits; used for one command, then closed."""
+class DuckDBEngine(EngineBase):
+    """The member engine on one DuckDB connection; used for one command, then closed."""
 
     def __init__(
         self,
@@ -191,6 +191,15 @@ class MemberEngine(EngineBase):
 
         if not (want is not None and want.identifier.format and self._first_try(run)):
             self._run(want or f"the snapshot of {request.address}", run, snapshot)
+        return self._diff_result(request, attrs, out_dir)
+
+    def _diff_result(self, request: DiffRequest, attrs: Sequence[str], out_dir: Path) -> DiffResult:
+        """Count the temporary table `delta`, check it, and write the delta file from it.
+
+        `delta` holds (op, k, attrs..., n): one row per operation and member, 'invalid' rows
+        for bad source rows, n the source rows each row stands for.
+        """
+        want = request.desired
         counts = dict(
             self._run(
                 "the member diff",
@@ -269,6 +278,10 @@ class MemberEngine(EngineBase):
         return self._run(destination, lambda: self.external.pins(destination.source))
 
     # -- snapshots and deltas --------------------------------------------------------------
+
+    def holds(self, snapshot: Path, value: str, encoding: KeyEncoding) -> bool:
+        """Return whether the snapshot holds the member whose identifier is `value`."""
+        return lookup.snapshot_holds(self, snapshot, value, encoding)
 
     def merge_snapshot(
         self,

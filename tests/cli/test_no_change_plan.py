@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from segops.engine import sources
-from segops.engine.duck import MemberEngine
+from segops.engine.duck import DuckDBEngine
 from segops.state import model
 from tests.conftest import mics_manifest, plan_json, run, write_tree
 
@@ -51,13 +51,13 @@ def ws(workspace: Path) -> Path:
 def diffs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Count the diffs the engine runs."""
     seen: list[str] = []
-    real = MemberEngine.diff
+    real = DuckDBEngine.diff
 
-    def counted(self: MemberEngine, request: Any, *args: Any) -> Any:
+    def counted(self: DuckDBEngine, request: Any, *args: Any) -> Any:
         seen.append(request.address)
         return real(self, request, *args)
 
-    monkeypatch.setattr(MemberEngine, "diff", counted)
+    monkeypatch.setattr(DuckDBEngine, "diff", counted)
     return seen
 
 

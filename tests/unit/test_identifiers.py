@@ -321,10 +321,10 @@ def test_hash_keys_are_stored_as_bytes_and_sent_as_lowercase_hex() -> None:
 
 
 def test_merge_keeps_only_confirmed_delta_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from segops.engine.duck import MemberEngine
+    from segops.engine.duck import DuckDBEngine
     from segops.model import EngineConfig, KeyEncoding
 
-    engine = MemberEngine(tmp_path, tmp_path / "work", EngineConfig(memory_limit="256MB"))
+    engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig(memory_limit="256MB"))
     snap = tmp_path / "snap.parquet"
     delta = tmp_path / "delta.parquet"
     duckdb.execute(f"COPY (SELECT * FROM (VALUES ('a'), ('b'), ('c')) t(k)) TO '{snap}'")

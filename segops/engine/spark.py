@@ -1,0 +1,398 @@
+"""The member engine on Apache Spark: the same plan as DuckDB's, computed by a cluster.
+
+Chosen with `engine: {kind: spark}` in segops.yaml, with a `master` URL (a driver of
+segops' own, `local[*]` by default) or a Spark Connect `remote`. Spark does the work that
+grows with the audience:
+
+- reading a file source: each executor task runs segops' own DuckDB query over it
+  (segops.engine.spark_tasks), so keys, bad rows and attributes are the DuckDB engine's;
+- the diff: the same FULL OUTER JOIN text as DuckDB's (segops.engine.deltas.delta_query),
+  run as Spark SQL between those rows and the applied snapshot (read by Spark);
+- the snapshot merge after a confirmed apply (an anti-join and a union).
+
+Spark writes the rows it found as Parquet parts into the command's scratch folder; the
+canonical file (sorted, content-addressed) is then written by the same DuckDB COPY as the
+DuckDB engine's. A delta holds the churn only, so that last step stays small for a plan;
+for a snapshot it is one sort on this machine, spilled to disk past `memory_limit`.
+
+What stays in DuckDB on this machine: columns, inline sources, sources on S3 or
+PostgreSQL (read through segops' connections), error reports (segops' exact reader names
+the line), reading a delta for apply. When Spark refuses a source (a file DuckDB reads
+only through a copy, say), the diff runs again in DuckDB, whose result is the same and
+whose errors are segops' own words; the log says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from itertools import count
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from segops.engine import deltas, desired
+from segops.engine.duck import DuckDBEngine
+from segops.engine.sources.sql import quote_literal
+from segops.engine.spark_tasks import desired_batches
+from segops.errors import EngineError, SegopsError
+from segops.model import (
+    Destination,
+    DiffRequest,
+    DiffResult,
+    EngineConfig,
+    KeyEncoding,
+    SourceConnection,
+    SourceKind,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+TOKEN_VARIABLE = "SEGOPS_SPARK_TOKEN"
+# Settings segops starts its own driver with, unless segops.yaml `engine.conf` gives them.
+_DRIVER_DEFAULTS = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    # a plan's shuffles are a join and an aggregation: adaptive execution sizes them
+    "spark.sql.adaptive.enabled": "true",
+}
+_ATTR_TYPES = {"data_bag": ("string", pa.string()), "expiration_ts": ("bigint", pa.int64())}
+_DUCK_TYPES = {"data_bag": "VARCHAR", "expiration_ts": "BIGINT"}
+_FILE_KINDS = (SourceKind.CSV, SourceKind.NDJSON, SourceKind.PARQUET)
+
+
+class SparkEngine(DuckDBEngine):
+    """The member engine whose member-scale work runs on Spark; one per command."""
+
+    def __init__(
+        self,
+        root: Path,
+        work: Path,
+        config: EngineConfig,
+        connections: Iterable[SourceConnection] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(root, work, config, connections, env)
+        self._env = dict(env or {})
+        self._spark: SparkSession | None = None
+        self._names = count()
+        self._frames: dict[str, DataFrame] = {}  # reading -> desired rows, kept when shared
+        self._current: tuple[Destination, str] | None = None  # (destination, view) being diffed
+        self._interrupted = False  # Ctrl-C: a Spark job that fails now was cancelled
+
+    # -- the session -------------------------------------------------------------------
+
+    @property
+    def spark(self) -> SparkSession:
+        """Return the Spark session, started on first use."""
+        if self._spark is None:
+            self._spark = _start(self.config, self._env, self.work)
+        return self._spark
+
+    def close(self) -> None:
+        try:
+            if self._spark is not None:
+                for frame in self._frames.values():
+                    frame.unpersist()
+                self._spark.stop()
+        except Exception as exc:  # a session already gone: nothing left to release
+            log.debug("the Spark session did not stop cleanly: %s", exc)
+        finally:
+            self._spark = None
+            super().close()
+
+    def interrupt(self) -> None:
+        """Cancel Spark's jobs and DuckDB's query (from another thread, on Ctrl-C)."""
+        self._interrupted = True
+        spark = self._spark
+        if spark is not None:
+            try:
+                if _is_connect(spark):
+                    spark.interruptAll()
+                else:
+                    spark.sparkContext.cancelAllJobs()
+            except Exception as exc:  # the session is stopping: nothing left to cancel
+                log.debug("Spark jobs could not be cancelled: %s", exc)
+        super().interrupt()
+
+    # -- the diff ------------------------------------------------------------------------
+
+    def diff(self, request: DiffRequest, snapshot: Path | None, out_dir: Path) -> DiffResult:
+        """Compare desired and applied members on Spark; the delta file is DuckDB's bytes."""
+        want = request.desired
+        if want is None or not self._on_spark(want):
+            return super().diff(request, snapshot, out_dir)
+        attrs = deltas.union(want.attributes, request.applied.attributes if request.applied else ())
+        self.check_columns(want)  # before any Spark job: a missing column is a plain error
+        try:
+            self._spark_delta(request, snapshot, attrs)
+        except (SegopsError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if self._interrupted:
+                raise KeyboardInterrupt from None
+            log.warning(
+                "Spark could not diff %s (%s): the DuckDB engine diffs it on this machine",
+                request.address,
+                _first_line(exc),
+            )
+            self._current = None
+            return super().diff(request, snapshot, out_dir)
+        try:
+            return self._diff_result(request, attrs, out_dir)
+        finally:
+            self._current = None
+
+    def _on_spark(self, destination: Destination) -> bool:
+        """Whether the destination's source is a file Spark's executors read."""
+        source = destination.source
+        return (
+            source.kind in _FILE_KINDS
+            and source.path is not None
+            and not self.external.handles(source)
+        )
+
+    def _spark_delta(
+        self, request: DiffRequest, snapshot: Path | None, attrs: Sequence[str]
+    ) -> None:
+        """Write the diff's rows with Spark; load them into DuckDB's temporary table `delta`."""
+        want = request.desired
+        assert want is not None
+        view = self._desired_view(want)
+        self._current = (want, view)
+        s_sql = None
+        if snapshot is not None and request.applied is not None:
+            s_sql = self._parquet_view(snapshot, ["k", *attrs], request.applied.encoding)
+        query = deltas.delta_query(
+            request.mode, f"SELECT * FROM {view}", s_sql, want, request.applied, attrs
+        )
+        typed = "".join(f", CAST({a} AS {_ATTR_TYPES[a][0]}) AS {a}" for a in attrs)
+        rows = self.spark.sql(f"SELECT op, k{typed}, count(*) AS n FROM ({query}) GROUP BY ALL")
+        parts = self._write_parts(rows, "delta")
+        key = _duck_key(want.identifier.encoding)
+        duck_attrs = "".join(f", {a}::{_DUCK_TYPES[a]} AS {a}" for a in attrs)
+        empty = "".join(f", NULL::{_DUCK_TYPES[a]} AS {a}" for a in attrs)
+        source = (
+            f"SELECT op::VARCHAR AS op, k::{key} AS k{duck_attrs}, n::BIGINT AS n "
+            f"FROM read_parquet({quote_literal(str(parts / '*.parquet'))})"
+            if any(parts.glob("*.parquet"))
+            else f"SELECT NULL::VARCHAR AS op, NULL::{key} AS k{empty}, 0::BIGINT AS n WHERE FALSE"
+        )
+        self._run(
+            "the rows Spark wrote",
+            lambda: self.con.execute(f"CREATE OR REPLACE TEMP TABLE delta AS {source}"),
+        )
+
+    def _desired_view(self, destination: Destination) -> str:
+        """Return a Spark view of the destination's desired members (k, bad, attributes)."""
+        reading = self.reading(destination)
+        frame = self._frames.get(reading)
+        if frame is None:
+            sql = desired.desired_sql(
+                destination, self.source_sql(destination), self.columns(destination)
+            )
+            key_type = "binary" if destination.identifier.encoding is KeyEncoding.HEX else "string"
+            fields = [("k", key_type, _arrow_key(destination.identifier.encoding))]
+            fields.append(("bad", "boolean", pa.bool_()))
+            fields += [(a, *_ATTR_TYPES[a]) for a in destination.attributes]
+            ddl = ", ".join(f"{name} {spark_type}" for name, spark_type, _ in fields)
+            schema = pa.schema([(name, arrow_type) for name, _, arrow_type in fields])
+            task = partial(
+                desired_batches, sql, schema, self.config.memory_limit, self.config.threads
+            )
+            frame = self.spark.range(0, 1, 1, 1).mapInArrow(task, ddl)
+            if reading in self._shared:  # several destinations diff it: read it once
+                frame = frame.persist()
+                self._frames[reading] = frame
+        view = f"segops_desired_{next(self._names)}"
+        frame.createOrReplaceTempView(view)
+        return view
+
+    def _parquet_view(self, path: Path, columns: Sequence[str], encoding: KeyEncoding) -> str:
+        """Return Spark SQL over a snapshot or delta file, missing attributes as typed NULLs."""
+        present = set(self._run(f"the file {path.name}", lambda: self._columns_of(path)))
+        view = f"segops_file_{next(self._names)}"
+        self.spark.read.parquet(str(path)).createOrReplaceTempView(view)
+        key = "binary" if encoding is KeyEncoding.HEX else "string"
+        types = {"op": "string", "k": key, **{a: t for a, (t, _) in _ATTR_TYPES.items()}}
+        cols = ", ".join(c if c in present else f"CAST(NULL AS {types[c]}) AS {c}" for c in columns)
+        return f"SELECT {cols} FROM {view}"
+
+    def _columns_of(self, path: Path) -> list[str]:
+        return deltas.parquet_columns(self.con, path)
+
+    def _write_parts(self, rows: DataFrame, what: str) -> Path:
+        """Write a Spark result as Parquet parts into a new folder of the scratch folder."""
+        parts = self.work / "spark" / f"{what}-{next(self._names)}"
+        shutil.rmtree(parts, ignore_errors=True)
+        parts.parent.mkdir(parents=True, exist_ok=True)
+        rows.write.mode("overwrite").parquet(str(parts))
+        return parts
+
+    def _check_conflicts(self, destination: Destination) -> None:
+        """Count members given twice with different attributes, on Spark while it diffs them."""
+        current = self._current
+        if current is None or current[0] is not destination or not destination.attributes:
+            super()._check_conflicts(destination)
+            return
+        attrs = destination.attributes
+        # DuckDB's count(DISTINCT (a, b)) counts pairs holding NULLs; Spark's struct does too
+        value = attrs[0] if len(attrs) == 1 else f"struct({', '.join(attrs)})"
+        found = self.spark.sql(
+            f"SELECT count(*) AS c FROM (SELECT k FROM {current[1]} WHERE NOT bad GROUP BY k "
+            f"HAVING count(DISTINCT {value}) > 1)"
+        ).collect()
+        conflicts = int(found[0][0]) if found else 0
+        if conflicts:
+            self._current = None
+            super()._check_conflicts(destination)  # the same count, in segops' words
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def merge_snapshot(
+        self,
+        snapshot: Path | None,
+        delta: Path | None,
+        attrs: Sequence[str],
+        encoding: KeyEncoding,
+        out_dir: Path,
+        confirmed: Sequence[tuple[int, int]] | None = None,
+    ) -> tuple[Path, str, int]:
+        """Merge on Spark (old members not in the delta, and the delta's adds and updates);
+        the snapshot file is written sorted by DuckDB, the same bytes as the DuckDB engine's."""
+        if snapshot is None or delta is None:
+            return super().merge_snapshot(snapshot, delta, attrs, encoding, out_dir, confirmed)
+        if confirmed is not None:  # the confirmed rows only: a small file, written by DuckDB
+            delta = self._confirmed_rows(delta, attrs, confirmed)
+        old = self._parquet_view(snapshot, ["k", *attrs], encoding)
+        changes = self._parquet_view(delta, ["op", "k", *attrs], encoding)
+        cols = "".join(f", {a}" for a in attrs)
+        merged = self.spark.sql(
+            f"SELECT o.k{''.join(f', o.{a}' for a in attrs)} FROM ({old}) o "
+            f"LEFT ANTI JOIN ({changes}) c ON o.k = c.k "
+            f"UNION ALL SELECT k{cols} FROM ({changes}) WHERE op IN ('add', 'update')"
+        )
+        try:
+            parts = self._write_parts(merged, "snapshot")
+        except (SegopsError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if self._interrupted:
+                raise KeyboardInterrupt from None
+            log.warning("Spark could not merge a snapshot (%s): DuckDB merges it", _first_line(exc))
+            return super().merge_snapshot(snapshot, delta, attrs, encoding, out_dir)
+        key = _duck_key(encoding)
+        typed = "".join(f", {a}::{_DUCK_TYPES[a]} AS {a}" for a in attrs)
+        files = quote_literal(str(parts / "*.parquet"))
+        if not any(parts.glob("*.parquet")):
+            return super().merge_snapshot(None, None, attrs, encoding, out_dir)
+        sql = f"SELECT k::{key} AS k{typed} FROM read_parquet({files}) ORDER BY k"
+        path, digest = self._copy_addressed(sql, out_dir)
+        return path, digest, self._count(path)
+
+    def _confirmed_rows(
+        self, delta: Path, attrs: Sequence[str], confirmed: Sequence[tuple[int, int]]
+    ) -> Path:
+        folder = self.work / "spark"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"confirmed-{next(self._names)}.parquet"
+        sql = deltas.delta_sql(delta, attrs, confirmed)
+        self._run(
+            "the delta file",
+            lambda: self.con.execute(
+                f"COPY ({sql}) TO {quote_literal(str(target))} (FORMAT parquet)"
+            ),
+        )
+        return target
+
+
+def _start(config: EngineConfig, env: Mapping[str, str], work: Path) -> SparkSession:
+    """Start a Spark driver (`master`) or a Spark Connect session (`remote`)."""
+    if importlib.util.find_spec("pyspark") is None:
+        raise EngineError(
+            "engine.kind is spark but pyspark is not installed: install segops with its "
+            "spark extra (pip install -e '.[spark]' in the segops repository)"
+        )
+    log_file = work / "spark" / "driver.log"
+    try:
+        if config.remote:
+            return _connect(config, env)
+        return _driver(config, log_file)
+    except Exception as exc:
+        where = f"the Spark Connect server {config.remote}" if config.remote else "a Spark driver"
+        message = _first_line(exc)
+        if log_file.exists() and not config.remote:
+            lines = log_file.read_text(errors="replace").strip().splitlines()
+            message = f"{message} (the driver's last words: {lines[-1][:300] if lines else ''})"
+        token = env.get(TOKEN_VARIABLE)
+        if token:
+            message = message.replace(token, "***")
+        raise EngineError(
+            f"the Spark engine could not start on {where} (engine in segops.yaml): {message}"
+        ) from None
+
+
+def _connect(config: EngineConfig, env: Mapping[str, str]) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    assert config.remote is not None
+    url = config.remote
+    if env.get(TOKEN_VARIABLE):
+        url += f";token={env[TOKEN_VARIABLE]}"
+    spark = SparkSession.builder.remote(url).getOrCreate()
+    for key, value in config.conf:
+        spark.conf.set(key, value)
+    spark.range(0, 1).collect()  # reach the server now: an unreachable one fails here
+    return spark
+
+
+def _driver(config: EngineConfig, log_file: Path) -> SparkSession:
+    """Start a driver in this process; the JVM's output goes to `log_file`, not the terminal."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+    from pyspark.sql import SparkSession
+
+    master = config.master or "local[*]"
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if master.startswith("local"):  # nothing leaves this machine
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = SparkConf().setMaster(master).setAppName("segops")
+    cores = os.cpu_count() or 2
+    settings = {**_DRIVER_DEFAULTS, "spark.sql.shuffle.partitions": str(4 * cores)}
+    for key, value in {**settings, **dict(config.conf)}.items():
+        conf.set(key, value)
+    gateway = None
+    if SparkContext._gateway is None:  # one JVM per process; a later session reuses it
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as output:  # the JVM keeps its own descriptor
+            streams = {"stdout": output, "stderr": output}
+            gateway = launch_gateway(conf, popen_kwargs=streams)  # type: ignore[no-untyped-call]
+    context = SparkContext(conf=conf, gateway=gateway)
+    return SparkSession(context)
+
+
+def _is_connect(spark: Any) -> bool:
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def _duck_key(encoding: KeyEncoding) -> str:
+    return "BLOB" if encoding is KeyEncoding.HEX else "VARCHAR"
+
+
+def _arrow_key(encoding: KeyEncoding) -> pa.DataType:
+    return pa.binary() if encoding is KeyEncoding.HEX else pa.string()
