@@ -28,12 +28,14 @@ import importlib.util
 import logging
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOKEN_VARIABLE = "SEGOPS_SPARK_TOKEN"
+DEFAULT_CONNECT_PORT = 15002
 # Settings segops starts its own driver with, unless segops.yaml `engine.conf` gives them.
 _DRIVER_DEFAULTS = {
     "spark.ui.enabled": "false",
@@ -295,8 +298,17 @@ class SparkEngine(DuckDBEngine):
         files = quote_literal(str(parts / "*.parquet"))
         if not any(parts.glob("*.parquet")):
             return super().merge_snapshot(None, None, attrs, encoding, out_dir)
-        sql = f"SELECT k::{key} AS k{typed} FROM read_parquet({files}) ORDER BY k"
-        path, digest = self._copy_addressed(sql, out_dir)
+        # Through a table: DuckDB marks a Parquet column REQUIRED when it knows it holds no
+        # NULL, which it knows of a table and of one file, not of a folder of parts.
+        self._run(
+            "the snapshot Spark merged",
+            lambda: self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE merged AS "
+                f"SELECT k::{key} AS k{typed} FROM read_parquet({files})"
+            ),
+        )
+        path, digest = self._copy_addressed("SELECT * FROM merged ORDER BY k", out_dir)
+        self.con.execute("DROP TABLE merged")
         return path, digest, self._count(path)
 
     def _confirmed_rows(
@@ -346,13 +358,25 @@ def _connect(config: EngineConfig, env: Mapping[str, str]) -> SparkSession:
 
     assert config.remote is not None
     url = config.remote
+    _reachable(url)  # the client retries for minutes: a server that is not there fails now
     if env.get(TOKEN_VARIABLE):
-        url += f";token={env[TOKEN_VARIABLE]}"
+        url = f"{url.rstrip('/')}/;token={env[TOKEN_VARIABLE]}"
     spark = SparkSession.builder.remote(url).getOrCreate()
     for key, value in config.conf:
         spark.conf.set(key, value)
     spark.range(0, 1).collect()  # reach the server now: an unreachable one fails here
     return spark
+
+
+def _reachable(url: str) -> None:
+    """Raise OSError unless something listens at the Spark Connect URL's host and port."""
+    place = urlsplit(url.replace("sc://", "http://", 1))
+    try:
+        port = place.port or DEFAULT_CONNECT_PORT
+    except ValueError:
+        raise OSError(f"{url} has no valid port") from None
+    with socket.create_connection((place.hostname or "localhost", port), timeout=10):
+        pass
 
 
 def _driver(config: EngineConfig, log_file: Path) -> SparkSession:
@@ -362,6 +386,8 @@ def _driver(config: EngineConfig, log_file: Path) -> SparkSession:
     from pyspark.sql import SparkSession
 
     master = config.master or "local[*]"
+    for variable in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):  # segops.yaml decides
+        os.environ.pop(variable, None)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if master.startswith("local"):  # nothing leaves this machine

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,13 +191,22 @@ def check(root: Path, desired: Desired, mics: MediarithmicsEmulator, moe: MoEnga
 
 
 def run_trials(
-    root: Path, trials: int, seed: int, faults: Faults | None = None, timed: int = 0
+    root: Path,
+    trials: int,
+    seed: int,
+    faults: Faults | None = None,
+    timed: int = 0,
+    points: Sequence[str] = POINTS,
+    engine: Mapping[str, str] | None = None,
 ) -> Stats:
-    """Run `trials` kills at named points (each point in turn), then `timed` timed kills."""
+    """Run `trials` kills at named points (each of `points` in turn), then `timed` timed kills.
+
+    `engine`: segops.yaml engine keys (the Spark engine's, say); DuckDB's by default.
+    """
     rng = random.Random(seed)
     stats = Stats()
     with platforms(faults) as (mics, moe):
-        desired = Desired()
+        desired = Desired(engine=dict(engine or {}))
         desired.change("create", "create", rng)
         desired.write(root, mics.base_url, moe.base_url)
         converge(root)
@@ -208,9 +217,9 @@ def run_trials(
             desired.change(mics_action, moe_action, rng)
             desired.write(root, mics.base_url, moe.base_url)
             if i < trials:
-                point = POINTS[i % len(POINTS)]
+                point = points[i % len(points)]
                 most = MAX_HIT.get(point, 2 if point.startswith("moe:") else 3)
-                hit = 1 if i < len(POINTS) else rng.randint(1, most)
+                hit = 1 if i < len(points) else rng.randint(1, most)
                 landed = point if kill_at_point(root, point, hit) else None
                 if landed is None:
                     stats.not_reached[f"{point}#{hit}"] += 1

@@ -1,0 +1,240 @@
+"""The Spark member engine: chosen by one line of segops.yaml, the same results as DuckDB's.
+
+The planner cases run on both engines in tests/test_cases.py and a kill during apply on
+Spark in tests/crash/test_kill_apply.py; here: applies in sequence (Spark merges the
+snapshots) give the same state and the same files sent, a driver of segops' own in local
+mode, and the engine settings' errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import REPO, SEGOPS_YAML, mics_manifest, run, with_engine, write_tree
+
+
+def _hash(i: int) -> str:
+    return hashlib.sha256(f"user{i}@example.com".encode()).hexdigest()
+
+
+def _generation(root: Path, members: dict[int, int]) -> None:
+    """Write the sources of one generation: member i with its basket size (NDJSON, CSV,
+    Parquet), so that a later generation adds, removes and updates members."""
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    lines = [
+        json.dumps({"email_hash": _hash(i), "bag": {"items": n}, "ts": 1_900_000_000_000 + i})
+        for i, n in sorted(members.items())
+    ]
+    (data / "carts.ndjson").write_text("".join(f"{line}\n" for line in lines))
+    rows = "".join(f"{_hash(i)},{n}\n" for i, n in sorted(members.items()))
+    (data / "carts.csv").write_text("email_hash,items\n" + rows)
+    duckdb.execute(
+        f"COPY (SELECT email_hash FROM read_csv('{data / 'carts.csv'}', all_varchar = true) "
+        f"WHERE NOT contains(email_hash, '0a')) TO '{data / 'carts.parquet'}' (FORMAT parquet)"
+    )
+
+
+def _workspace(root: Path, engine: dict[str, str]) -> None:
+    bags = """\
+    - connection: files-mics-csv
+      datamart_id: "1509"
+      segment_technical_name: basket_csv
+      identifier: {kind: email_hash, column: email_hash, format: sha256}
+"""
+    write_tree(
+        root,
+        {
+            "segops.yaml": with_engine(SEGOPS_YAML, engine) if engine else SEGOPS_YAML,
+            "segments/bags.yaml": mics_manifest(
+                "bags",
+                "ndjson: {path: ../data/carts.ndjson}",
+                extra="      data_bag: {column: bag}\n      expiration_ts: {column: ts}\n",
+            ),
+            # one CSV source read by two destinations (read once, kept by Spark)
+            "segments/basket.yaml": mics_manifest("basket", "csv: {path: ../data/carts.csv}")
+            + bags,
+            "segments/pq.yaml": mics_manifest("pq", "parquet: {path: ../data/carts.parquet}"),
+        },
+    )
+
+
+def _state(root: Path) -> list[tuple[str, str, int]]:
+    state = json.loads((root / ".segops" / "state.json").read_text())
+    return sorted(
+        (address, d["snapshot"]["sha256"], d["member_count"])
+        for address, d in state["destinations"].items()
+    )
+
+
+def _sent(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root / "out")): p.read_bytes()
+        for p in sorted((root / "out").rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_applies_in_sequence_give_the_same_state_and_files_on_both_engines(
+    tmp_path: Path, spark_remote: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segops.engine import spark
+
+    fallbacks: list[str] = []
+    monkeypatch.setattr(spark.log, "warning", lambda text, *args: fallbacks.append(text % args))
+    rng = random.Random(7)
+    generations = [{i: rng.randint(1, 3) for i in range(300)}]
+    for _ in range(2):  # each: some leave, some join, some baskets change
+        members = {i: n for i, n in generations[-1].items() if rng.random() > 0.1}
+        members.update({i: rng.randint(1, 3) for i in rng.sample(range(300, 600), 40)})
+        for i in rng.sample(sorted(members), 30):
+            members[i] += 1
+        generations.append(members)
+    engines = {"duckdb": {}, "spark": {"kind": "spark", "remote": spark_remote}}
+    states: dict[str, list[list[tuple[str, str, int]]]] = {name: [] for name in engines}
+    for name, engine in engines.items():
+        root = tmp_path / name
+        _workspace(root, engine)
+        for members in generations:
+            _generation(root, members)
+            code, _, err = run(root, "apply", "--auto-approve")
+            assert code == 0, err
+            states[name].append(_state(root))
+        code, out, err = run(root, "plan", "--detailed-exitcode")
+        assert code == 0, out + err  # converged: nothing left to send
+    assert fallbacks == []  # every diff and merge of the Spark side ran on Spark
+    assert states["spark"] == states["duckdb"]
+    assert len(states["spark"][-1]) == 4
+    assert _sent(tmp_path / "spark") == _sent(tmp_path / "duckdb")
+    snapshots = sorted((tmp_path / "duckdb" / ".segops" / "snapshots").iterdir())
+    spark_snapshots = sorted((tmp_path / "spark" / ".segops" / "snapshots").iterdir())
+    assert [p.name for p in snapshots] == [p.name for p in spark_snapshots]
+
+
+def test_a_driver_of_segops_own_in_local_mode_keeps_the_terminal_clean(tmp_path: Path) -> None:
+    """`master: local[1]`: segops starts Spark itself; nothing of the JVM reaches the
+    terminal, and the plan is DuckDB's, byte for byte."""
+    outputs = {}
+    for name, engine in {"duckdb": {}, "spark": {"kind": "spark", "master": "local[1]"}}.items():
+        root = tmp_path / name
+        _workspace(root, engine)
+        _generation(root, {i: 1 + i % 3 for i in range(50)})
+        result = subprocess.run(
+            [sys.executable, "-m", "segops", "-C", str(root), "plan", "--format", "json"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr
+        for line in result.stderr.splitlines():  # segops' progress, nothing of the JVM's
+            assert line.startswith("Diffing members: "), result.stderr
+        plan = json.loads(result.stdout)
+        plan["state"]["lineage"] = None
+        definitions = plan["inputs"]["definitions"]  # segops.yaml differs by its engine line
+        plan["inputs"]["definitions"] = [d for d in definitions if d["path"] != "segops.yaml"]
+        outputs[name] = plan
+    assert outputs["spark"] == outputs["duckdb"]
+    assert {c["address"] for c in outputs["spark"]["changes"]} == {
+        "bags.files-mics",
+        "basket.files-mics",
+        "basket.files-mics-csv",
+        "pq.files-mics",
+    }
+
+
+@pytest.mark.parametrize(
+    "engine,key,message",
+    [
+        ({"master": "local[1]"}, "engine.master", "is read only with `kind: spark`"),
+        ({"conf": {"spark.executor.memory": "2g"}}, "engine.conf", "only with `kind: spark`"),
+        (
+            {"kind": "spark", "master": "local[1]", "remote": "sc://127.0.0.1:15002"},
+            "engine.remote",
+            "give a master URL or a Spark Connect remote, not both",
+        ),
+        (
+            {"kind": "spark", "remote": "sc://127.0.0.1:15002/;token=abc"},
+            "engine.remote",
+            "SEGOPS_SPARK_TOKEN",
+        ),
+        ({"kind": "spark", "remote": "http://127.0.0.1:15002"}, "engine.remote", "sc://"),
+        ({"kind": "flink"}, "engine.kind", "duckdb"),
+        ({"kind": "spark", "conf": {"executor.memory": "2g"}}, "engine.conf", "spark"),
+    ],
+)
+def test_engine_settings_are_checked(
+    workspace: Path, engine: dict[str, object], key: str, message: str
+) -> None:
+    write_tree(
+        workspace,
+        {
+            "segops.yaml": with_engine(SEGOPS_YAML, engine),
+            "segments/s.yaml": mics_manifest("s", "csv: {path: ../data/m.csv}"),
+            "data/m.csv": f"email_hash\n{_hash(1)}\n",
+        },
+    )
+    code, out, err = run(workspace, "validate")
+    assert code == 1, out + err
+    assert "segops.yaml" in err and key in err and message in err, err
+    assert "abc" not in err  # a token given in the file is not repeated
+
+
+def test_an_unreachable_spark_server_is_one_clear_error_and_changes_nothing(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    write_tree(
+        workspace,
+        {
+            "segops.yaml": with_engine(
+                SEGOPS_YAML, {"kind": "spark", "remote": f"sc://127.0.0.1:{port}"}
+            ),
+            "segments/s.yaml": mics_manifest("s", "csv: {path: ../data/m.csv}"),
+            "data/m.csv": f"email_hash\n{_hash(1)}\n",
+        },
+    )
+    monkeypatch.setenv("SEGOPS_SPARK_TOKEN", "CANARY-spark-token")
+    code, out, err = run(workspace, "apply", "--auto-approve")
+    assert code == 1
+    assert (
+        f"the Spark engine could not start on the Spark Connect server sc://127.0.0.1:{port}" in err
+    )
+    assert "CANARY" not in out + err
+    assert not (workspace / "out").exists()
+    assert not (workspace / ".segops" / "state.json").exists()
+
+
+def test_without_pyspark_the_error_says_how_to_install_it(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyspark" else real(name, *a)
+    )
+    write_tree(
+        workspace,
+        {
+            "segops.yaml": with_engine(SEGOPS_YAML, {"kind": "spark"}),
+            "segments/s.yaml": mics_manifest("s", "csv: {path: ../data/m.csv}"),
+            "data/m.csv": f"email_hash\n{_hash(1)}\n",
+        },
+    )
+    code, _, err = run(workspace, "plan")
+    assert code == 1
+    assert "pyspark is not installed" in err and "pip install -e '.[spark]'" in err
