@@ -33,9 +33,17 @@ def test_plan_case(case: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda p: p.name)
-def test_plan_case_on_spark(case: Path, tmp_path: Path, spark_remote: str) -> None:
+def test_plan_case_on_spark(
+    case: Path, tmp_path: Path, spark_remote: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same case on the Spark engine gives the golden plan, and the very plan the DuckDB
-    engine gives: the same text, the same delta files and snapshots (their sha256 names)."""
+    engine gives: the same text, the same delta files and snapshots (their sha256 names).
+
+    Files are cut into pieces of 64 bytes, one Spark task each, as a large file would be.
+    """
+    from segops.engine import spark_tasks
+
+    monkeypatch.setattr(spark_tasks, "PIECE_BYTES", 64)
     on_duckdb = _plan_case(case, tmp_path / "duckdb", {})
     on_spark = _plan_case(case, tmp_path / "spark", {"kind": "spark", "remote": spark_remote})
     assert "Spark could not" not in on_spark.log, on_spark.log  # no fallback to DuckDB

@@ -39,10 +39,10 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from segops.engine import deltas, desired
+from segops.engine import deltas, desired, sources
 from segops.engine.duck import DuckDBEngine
 from segops.engine.sources.sql import quote_literal
-from segops.engine.spark_tasks import desired_batches
+from segops.engine.spark_tasks import Piece, byte_pieces, desired_batches, row_pieces
 from segops.errors import EngineError, SegopsError
 from segops.model import (
     Destination,
@@ -137,7 +137,15 @@ class SparkEngine(DuckDBEngine):
         attrs = deltas.union(want.attributes, request.applied.attributes if request.applied else ())
         self.check_columns(want)  # before any Spark job: a missing column is a plain error
         try:
-            self._spark_delta(request, snapshot, attrs)
+            try:
+                self._spark_delta(request, snapshot, attrs, split=True)
+            except (SegopsError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # a CSV piece with quotes, say: read it as one piece
+                if self._interrupted:
+                    raise KeyboardInterrupt from None
+                log.info("%s: read as one piece (%s)", request.address, _first_line(exc))
+                self._spark_delta(request, snapshot, attrs, split=False)
         except (SegopsError, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -165,12 +173,12 @@ class SparkEngine(DuckDBEngine):
         )
 
     def _spark_delta(
-        self, request: DiffRequest, snapshot: Path | None, attrs: Sequence[str]
+        self, request: DiffRequest, snapshot: Path | None, attrs: Sequence[str], split: bool
     ) -> None:
         """Write the diff's rows with Spark; load them into DuckDB's temporary table `delta`."""
         want = request.desired
         assert want is not None
-        view = self._desired_view(want)
+        view = self._desired_view(want, split)
         self._current = (want, view)
         s_sql = None
         if snapshot is not None and request.applied is not None:
@@ -195,14 +203,13 @@ class SparkEngine(DuckDBEngine):
             lambda: self.con.execute(f"CREATE OR REPLACE TEMP TABLE delta AS {source}"),
         )
 
-    def _desired_view(self, destination: Destination) -> str:
-        """Return a Spark view of the destination's desired members (k, bad, attributes)."""
+    def _desired_view(self, destination: Destination, split: bool = True) -> str:
+        """Return a Spark view of the destination's desired members (k, bad, attributes),
+        read by one task per piece of the source (`split`) or by one task."""
         reading = self.reading(destination)
-        frame = self._frames.get(reading)
+        frame = self._frames.get(f"{reading}:{split}")
         if frame is None:
-            sql = desired.desired_sql(
-                destination, self.source_sql(destination), self.columns(destination)
-            )
+            pieces = self._pieces(destination, split)
             key_type = "binary" if destination.identifier.encoding is KeyEncoding.HEX else "string"
             fields = [("k", key_type, _arrow_key(destination.identifier.encoding))]
             fields.append(("bad", "boolean", pa.bool_()))
@@ -210,15 +217,44 @@ class SparkEngine(DuckDBEngine):
             ddl = ", ".join(f"{name} {spark_type}" for name, spark_type, _ in fields)
             schema = pa.schema([(name, arrow_type) for name, _, arrow_type in fields])
             task = partial(
-                desired_batches, sql, schema, self.config.memory_limit, self.config.threads
+                desired_batches, pieces, schema, self.config.memory_limit, self.config.threads
             )
-            frame = self.spark.range(0, 1, 1, 1).mapInArrow(task, ddl)
+            count = len(pieces)
+            frame = self.spark.range(0, count, 1, count).mapInArrow(task, ddl)
             if reading in self._shared:  # several destinations diff it: read it once
                 frame = frame.persist()
-                self._frames[reading] = frame
+                self._frames[f"{reading}:{split}"] = frame
         view = f"segops_desired_{next(self._names)}"
         frame.createOrReplaceTempView(view)
         return view
+
+    def _pieces(self, destination: Destination, split: bool) -> list[Piece]:
+        """Return the tasks' pieces of the destination's source (see segops.engine.spark_tasks)."""
+        source = destination.source
+        types = self.columns(destination)
+        relation = self.source_sql(destination)  # trims a blank tail into a copy first
+
+        def build(over: str) -> str:
+            return desired.desired_sql(destination, over, types)
+
+        if not split:
+            return [Piece(build(relation))]
+        assert source.path is not None
+        path = self._replaced.get(source.path) or sources.data_path(source, self.root)
+        if source.kind is SourceKind.PARQUET:
+            if "file_row_number" in types:  # the name DuckDB gives row numbers
+                return [Piece(build(relation))]
+            groups = self._run(destination, lambda: self._row_groups(path))
+            return row_pieces(build, path, groups)
+        return byte_pieces(build(relation), path, csv=source.kind is SourceKind.CSV)
+
+    def _row_groups(self, path: Path) -> list[tuple[int, int]]:
+        rows = self.con.execute(
+            "SELECT row_group_id, any_value(row_group_num_rows), "
+            "any_value(row_group_bytes) FROM parquet_metadata("
+            f"{quote_literal(str(path))}) GROUP BY row_group_id ORDER BY row_group_id"
+        ).fetchall()
+        return [(int(r[1]), int(r[2])) for r in rows]
 
     def _parquet_view(self, path: Path, columns: Sequence[str], encoding: KeyEncoding) -> str:
         """Return Spark SQL over a snapshot or delta file, missing attributes as typed NULLs."""

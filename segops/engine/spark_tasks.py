@@ -1,21 +1,178 @@
-"""What Spark executors run: segops' own DuckDB reading of a source, as Arrow batches.
+"""What Spark executors run: segops' own DuckDB reading of a source, one piece per task.
 
 An executor does not reimplement the identifier checks in Spark SQL: it runs the very
 query the DuckDB engine runs (segops.engine.desired), so both engines find the same keys,
-the same bad rows and the same attributes. This module is imported on the executors:
-segops must be installed there (the same version as the driver's).
+the same bad rows and the same attributes. That query is row by row, so a source can be
+cut into pieces, each read by one task, and the union of the pieces' rows is the whole
+file's:
+
+- Parquet: runs of row groups, read with DuckDB's own `file_row_number` filter (DuckDB
+  skips the other row groups);
+- NDJSON: byte ranges cut at line starts (a JSON line holds no raw line break);
+- CSV: byte ranges cut at line starts, each read as the header line and its lines, only
+  when the piece holds no quote and no carriage return (then every line break ends a
+  row); a piece that holds one stops the job, and the file is read again as one piece.
+
+This module is imported on the executors: segops must be installed there (the same
+version as the driver's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from segops.engine.connection import connect, quiet
+from segops.engine.sources.sql import quote_literal
 
 BATCH_ROWS = 1 << 16
+PIECE_BYTES = 64 << 20  # a task's share of a source file
+_BLOCK = 8 << 20
+
+
+class UnsplittableError(Exception):
+    """A CSV piece holds a quote or a carriage return: its lines may not be rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One task's part of a source: `sql` gives its desired rows.
+
+    With `path`, the task reads the lines that start in bytes [start, end) of that file
+    (after `header` bytes of CSV header, which every piece repeats) into a file of its own,
+    and `sql` reads that file where it names `path`.
+    """
+
+    sql: str
+    path: str = ""
+    start: int = 0
+    end: int = 0
+    header: int = 0
+    csv: bool = False
+
+
+def byte_pieces(sql: str, path: Path, csv: bool) -> list[Piece]:
+    """Cut a CSV or NDJSON file into pieces of about PIECE_BYTES; one piece when it is small
+    or when its CSV header holds a quote or a carriage return."""
+    size = path.stat().st_size
+    header = 0
+    if csv:
+        with path.open("rb") as handle:
+            first = handle.readline()
+        if b'"' in first or b"\r" in first:
+            return [Piece(sql)]
+        header = len(first)
+    count = (size - header) // PIECE_BYTES + 1
+    if count <= 1:
+        return [Piece(sql)]
+    step = -(-(size - header) // count)
+    return [
+        Piece(sql, str(path), start, min(start + step, size), header, csv)
+        for start in range(header, size, step)
+    ]
+
+
+def row_pieces(
+    build: Callable[[str], str], path: Path, row_groups: Sequence[tuple[int, int]]
+) -> list[Piece]:
+    """Cut a Parquet file into runs of row groups of about PIECE_BYTES.
+
+    `row_groups` are (rows, bytes) of each group in order; `build` gives the desired SQL
+    over a relation.
+    """
+    file = quote_literal(str(path))
+    whole = f"read_parquet({file})"
+    if sum(size for _, size in row_groups) <= PIECE_BYTES:
+        return [Piece(build(whole))]
+    pieces: list[Piece] = []
+    first = last = taken = 0
+    for rows, size in row_groups:
+        last += rows
+        taken += size
+        if taken >= PIECE_BYTES:
+            pieces.append(Piece(build(_row_range(file, first, last))))
+            first, taken = last, 0
+    if last > first or not pieces:
+        pieces.append(Piece(build(_row_range(file, first, last))))
+    return pieces
+
+
+def _row_range(file: str, first: int, last: int) -> str:
+    return (
+        f"(SELECT * EXCLUDE (file_row_number) FROM read_parquet({file}, file_row_number = true) "
+        f"WHERE file_row_number >= {first} AND file_row_number < {last})"
+    )
+
+
+def desired_batches(
+    pieces: Sequence[Piece],
+    schema: pa.Schema,
+    memory_limit: str,
+    threads: int | None,
+    ids: Iterator[pa.RecordBatch],
+) -> Iterator[pa.RecordBatch]:
+    """Yield the desired rows of the pieces whose numbers come in `ids`, cast to `schema`
+    (the Spark schema declared for them: DuckDB may give a narrower type)."""
+    for batch in ids:
+        for number in batch.column(0).to_pylist():
+            piece = pieces[int(number)]
+            if not piece.path:
+                yield from _rows(piece.sql, schema, memory_limit, threads)
+                continue
+            with tempfile.TemporaryDirectory(prefix="segops-piece-") as folder:
+                own = Path(folder) / Path(piece.path).name
+                if not _write_lines(piece, own):
+                    continue
+                sql = piece.sql.replace(quote_literal(piece.path), quote_literal(str(own)))
+                yield from _rows(sql, schema, memory_limit, threads)
+
+
+def _rows(
+    sql: str, schema: pa.Schema, memory_limit: str, threads: int | None
+) -> Iterator[pa.RecordBatch]:
+    con = connect(memory_limit, threads)
+    try:
+        with quiet():
+            for batch in _arrow_reader(con.sql(sql)):
+                columns = [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)]
+                yield pa.RecordBatch.from_arrays(columns, schema=schema)
+    finally:
+        con.close()
+
+
+def _write_lines(piece: Piece, target: Path) -> bool:
+    """Write the header and the lines that start in [start, end) to `target`; False when
+    no line starts there."""
+    with open(piece.path, "rb") as source:
+        begin = piece.start
+        if begin > piece.header:  # a line starts here only after a line break
+            source.seek(begin - 1)
+            source.readline()
+            begin = source.tell()
+        source.seek(piece.end - 1)
+        source.readline()
+        stop = max(source.tell(), piece.end)
+        if begin >= stop or begin >= piece.end:
+            return False
+        with target.open("wb") as out:
+            source.seek(0)
+            out.write(source.read(piece.header))
+            source.seek(begin)
+            left = stop - begin
+            while left > 0:
+                block = source.read(min(_BLOCK, left))
+                if not block:
+                    break
+                if piece.csv and (b'"' in block or b"\r" in block):
+                    raise UnsplittableError(piece.path)
+                out.write(block)
+                left -= len(block)
+    return True
 
 
 def _arrow_reader(relation: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
@@ -23,30 +180,3 @@ def _arrow_reader(relation: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
     if hasattr(relation, "to_arrow_reader"):
         return relation.to_arrow_reader(BATCH_ROWS)
     return relation.fetch_arrow_reader(BATCH_ROWS)
-
-
-def desired_batches(
-    sql: str,
-    schema: pa.Schema,
-    memory_limit: str,
-    threads: int | None,
-    pieces: Iterator[pa.RecordBatch],
-) -> Iterator[pa.RecordBatch]:
-    """Run `sql` (a source's desired members) in DuckDB once per input row; yield its rows.
-
-    Cast to `schema`, the Spark schema declared for them: DuckDB may give a narrower type
-    (a key column of NULLs only, an integer attribute).
-    """
-    for piece in pieces:
-        for _ in range(piece.num_rows):
-            con = connect(memory_limit, threads)
-            try:
-                with quiet():
-                    reader = _arrow_reader(con.sql(sql))
-                    for batch in reader:
-                        columns = [
-                            c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)
-                        ]
-                        yield pa.RecordBatch.from_arrays(columns, schema=schema)
-            finally:
-                con.close()
