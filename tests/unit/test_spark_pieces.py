@@ -89,7 +89,8 @@ def test_a_csv_piece_that_may_not_be_rows_stops_the_job(
     monkeypatch.setattr(spark_tasks, "PIECE_BYTES", 2)
     path = tmp_path / "m.csv"
     path.write_bytes(text.encode())
-    sql = f"SELECT v FROM read_csv('{path}', header=true, auto_detect=false, columns={{'v': 'VARCHAR'}})"
+    columns = "{'v': 'VARCHAR'}"
+    sql = f"SELECT v FROM read_csv('{path}', header=true, auto_detect=false, columns={columns})"
     pieces = byte_pieces(sql, path, csv=True)
     if len(pieces) == 1:  # the header itself told
         assert "\r" in text
