@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-api test check lint golden schemas docs bench kill-trials
+.PHONY: help install demo demo-api test check lint golden schemas docs bench bench-spark kill-trials
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -51,3 +51,6 @@ kill-trials: install ## Kill apply at named points and timed moments, TRIALS tim
 bench: install ## Time start-up (--version, --help, validate), then `segops plan` at 1e6 and 1e7 members (local file, S3 server, PostgreSQL) against an ad-hoc DuckDB anti-join; ARGS="--sizes 100000 --repeat 1" for a quick run
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/bench.py $(ARGS)
+
+bench-spark: install ## `segops plan` on the Spark engine (local mode) beside DuckDB at 1e7 and 1e8 members, with the sizing estimate; ARGS="--sizes 1e6" for a quick run
+	$(BIN)/python bench/spark.py $(ARGS)
