@@ -5,11 +5,13 @@ For each size N: the seeded files of bench/bench.py (N 64-hex email hashes, the 
 `segops plan -out` of the second timed with each engine, one process each (whole CLI,
 start-up included). The two plans must be the same, delta file included (its sha256 name):
 the bench stops otherwise. A plan of 1,000 members on Spark gives the engine's fixed cost
-(starting the JVM, the session, the jobs' scheduling), and the rest gives the throughput
-per core, from which the sizing estimate is computed:
+(starting the JVM, the session, the jobs' scheduling). Part of what grows with N stays on
+the machine running segops whatever the cluster: the sha256 of the source file (its pin)
+and of the applied snapshot, timed here on their own as the serial part. The rest gives
+the throughput per core, from which the sizing estimate is computed:
 
     time at M members on E executors of C cores
-        ~ fixed cost + M / (throughput per core x E x C) + the delta's DuckDB write
+        ~ fixed cost + serial part x M / N + M / (throughput per core x E x C)
 
 an estimate that assumes the work spreads over the cores as it does here (a source cut in
 pieces of 64 MiB, one task each; the shuffle of the join scaling with the cores).
@@ -22,6 +24,7 @@ pieces of 64 MiB, one task each; the shuffle of the join scaling with the cores)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -129,6 +132,18 @@ def plan(folder: Path, kind: str, memory: str) -> tuple[Figure, dict[str, object
     return figure, summary
 
 
+def serial_part(folder: Path) -> float:
+    """Seconds to sha256 the source and the applied snapshot, as segops does, on one core."""
+    files = [folder / "data" / "members.csv", *(folder / ".segops" / "snapshots").iterdir()]
+    start = time.perf_counter()
+    for path in files:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return time.perf_counter() - start
+
+
 def fixed_cost(root: Path, memory: str) -> float:
     """The Spark plan's wall time at 1,000 members: what does not grow with the audience."""
     folder = root / "spark-n1000"
@@ -150,10 +165,10 @@ def main() -> None:
     print(f"Spark local[*] on {cores} cores; fixed cost (a plan of 1,000 members): {fixed:.1f}s")
     print(
         f"{'members':>12} {'DuckDB plan':>11} {'DuckDB RSS':>10} {'Spark plan':>10} "
-        f"{'Spark RSS':>9} {'ratio':>6} {'members/s/core':>14} {'same plan':>9}",
+        f"{'Spark RSS':>9} {'ratio':>6} {'serial':>7} {'members/s/core':>14} {'same plan':>9}",
         flush=True,
     )
-    per_core: list[float] = []
+    per_core: list[tuple[int, float, float]] = []  # (members, serial seconds, rate)
     for n in [int(float(s)) for s in args.sizes.split(",") if s]:
         folder = root / f"n{n}"
         base, churned = generate(n, folder)
@@ -162,27 +177,34 @@ def main() -> None:
         spark, spark_plan = plan(folder, "spark", args.memory)
         if spark_plan != duck_plan:
             raise SystemExit(f"the engines' plans differ at {n:,}: {duck_plan} != {spark_plan}")
-        growing = spark.wall - fixed
+        serial = serial_part(folder)
+        growing = spark.wall - fixed - serial
         rate = n / growing / cores if growing > 1 else 0.0  # under 1 s: noise, not a rate
         if rate:
-            per_core.append(rate)
+            per_core.append((n, serial, rate))
         print(
             f"{n:>12,} {duck.wall:>10.2f}s {duck.rss / GIB:>7.2f}GiB {spark.wall:>9.2f}s "
-            f"{spark.rss / GIB:>6.2f}GiB {spark.wall / duck.wall:>5.2f}x "
+            f"{spark.rss / GIB:>6.2f}GiB {spark.wall / duck.wall:>5.2f}x {serial:>6.1f}s "
             f"{f'{rate:,.0f}' if rate else '-':>14} {'yes':>9}",
             flush=True,
         )
     if not per_core:
         print("no size large enough for a throughput: give larger --sizes")
         return
-    rate = per_core[-1]
+    n, serial, rate = per_core[-1]
     print(
         "RSS: peak of the segops process and its children (the JVM, Spark's Python workers), "
-        "sampled every 0.25 s; same plan: the delta file's sha256 and the counts"
+        "sampled every 0.25 s; serial: sha256 of the source and the snapshot on one core; "
+        "same plan: the delta file's sha256 and the counts"
     )
-    print(f"estimate at 1e9 members from {rate:,.0f} members/s per core (largest size):")
+    at = 1e9
+    kept = serial * at / n
+    print(
+        f"estimate at 1e9 members (an estimate, from the largest size: {rate:,.0f} members/s "
+        f"per core, {kept:.0f}s serial on the machine running segops):"
+    )
     for executors, each in ((10, 4), (50, 4), (100, 8)):
-        seconds = fixed + 1e9 / (rate * executors * each)
+        seconds = fixed + kept + at / (rate * executors * each)
         print(f"  {executors:>3} executors x {each} cores: about {seconds / 60:.1f} min")
 
 
