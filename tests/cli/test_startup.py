@@ -30,6 +30,7 @@ HEAVY = (
     "ruamel",
     "deepdiff",
     "pydantic",
+    "pyspark",
 )
 _IMPORTED = re.compile(r"import time:\s+\d+ \|\s+\d+ \|\s*(\S+)")
 
@@ -101,3 +102,13 @@ def test_completion_completes_commands_and_options() -> None:
         [sys.executable, "-m", "segops"], capture_output=True, text=True, env={**env, **words}
     )
     assert "--detailed-exitcode" in done.stdout.split()
+
+
+def test_a_plan_on_the_duckdb_engine_never_imports_pyspark(tmp_path: Path) -> None:
+    """pyspark (and its JVM) is for workspaces that choose `engine: {kind: spark}`."""
+    import shutil
+
+    shutil.copytree(REPO / "manifests", tmp_path / "ws")
+    loaded = imported("-C", str(tmp_path / "ws"), "plan")
+    assert "duckdb" in loaded
+    assert "pyspark" not in loaded and "py4j" not in loaded
