@@ -48,7 +48,7 @@ def spark_connect_server(cores: int = 2) -> Iterator[str]:
         "--conf",
         "spark.ui.enabled=false",
         "--conf",
-        "spark.sql.shuffle.partitions=4",
+        "spark.sql.shuffle.partitions=2",
         "--conf",
         f"spark.connect.grpc.binding.port={port}",
         "--conf",

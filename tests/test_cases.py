@@ -29,7 +29,10 @@ def _cases() -> list[Path]:
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda p: p.name)
 def test_plan_case(case: Path, tmp_path: Path) -> None:
-    _plan_case(case, tmp_path, {})
+    _ON_DUCKDB[case.name] = _plan_case(case, tmp_path, {})
+
+
+_ON_DUCKDB: dict[str, _Planned] = {}  # what test_plan_case found, for the Spark comparison
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda p: p.name)
@@ -44,7 +47,7 @@ def test_plan_case_on_spark(
     from segops.engine import spark_tasks
 
     monkeypatch.setattr(spark_tasks, "PIECE_BYTES", 64)
-    on_duckdb = _plan_case(case, tmp_path / "duckdb", {})
+    on_duckdb = _ON_DUCKDB.get(case.name) or _plan_case(case, tmp_path / "duckdb", {})
     on_spark = _plan_case(case, tmp_path / "spark", {"kind": "spark", "remote": spark_remote})
     assert "Spark could not" not in on_spark.log, on_spark.log  # no fallback to DuckDB
     assert on_spark.text == on_duckdb.text
