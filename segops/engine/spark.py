@@ -65,8 +65,6 @@ DEFAULT_CONNECT_PORT = 15002
 _DRIVER_DEFAULTS = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    # a plan's shuffles are a join and an aggregation: adaptive execution sizes them
-    "spark.sql.adaptive.enabled": "true",
 }
 _ATTR_TYPES = {"data_bag": ("string", pa.string()), "expiration_ts": ("bigint", pa.int64())}
 _DUCK_TYPES = {"data_bag": "VARCHAR", "expiration_ts": "BIGINT"}
@@ -149,13 +147,7 @@ class SparkEngine(DuckDBEngine):
         except (SegopsError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if self._interrupted:
-                raise KeyboardInterrupt from None
-            log.warning(
-                "Spark could not diff %s (%s): the DuckDB engine diffs it on this machine",
-                request.address,
-                _first_line(exc),
-            )
+            self._refused(exc, f"diff {request.address}")
             self._current = None
             return super().diff(request, snapshot, out_dir)
         try:
@@ -189,18 +181,38 @@ class SparkEngine(DuckDBEngine):
         typed = "".join(f", CAST({a} AS {_ATTR_TYPES[a][0]}) AS {a}" for a in attrs)
         rows = self.spark.sql(f"SELECT op, k{typed}, count(*) AS n FROM ({query}) GROUP BY ALL")
         parts = self._write_parts(rows, "delta")
-        key = _duck_key(want.identifier.encoding)
-        duck_attrs = "".join(f", {a}::{_DUCK_TYPES[a]} AS {a}" for a in attrs)
-        empty = "".join(f", NULL::{_DUCK_TYPES[a]} AS {a}" for a in attrs)
-        source = (
-            f"SELECT op::VARCHAR AS op, k::{key} AS k{duck_attrs}, n::BIGINT AS n "
-            f"FROM read_parquet({quote_literal(str(parts / '*.parquet'))})"
-            if any(parts.glob("*.parquet"))
-            else f"SELECT NULL::VARCHAR AS op, NULL::{key} AS k{empty}, 0::BIGINT AS n WHERE FALSE"
-        )
+        self._load_parts("delta", parts, ["op", "k", *attrs, "n"], want.identifier.encoding)
+
+    def _load_parts(
+        self, table: str, parts: Path, columns: Sequence[str], encoding: KeyEncoding
+    ) -> bool:
+        """Load the Parquet parts Spark wrote into DuckDB temporary table `table`, columns
+        typed as the DuckDB engine types them; False (and an empty table) when there are none.
+
+        Through a table: DuckDB marks a Parquet column REQUIRED when it knows it holds no
+        NULL, which it knows of a table and of one file, not of a folder of parts.
+        """
+        types = {"op": "VARCHAR", "k": _duck_key(encoding), "n": "BIGINT", **_DUCK_TYPES}
+        found = any(parts.glob("*.parquet"))
+        if found:
+            typed = ", ".join(f"{c}::{types[c]} AS {c}" for c in columns)
+            files = quote_literal(str(parts / "*.parquet"))
+            sql = f"SELECT {typed} FROM read_parquet({files})"
+        else:
+            sql = f"SELECT {', '.join(f'NULL::{types[c]} AS {c}' for c in columns)} WHERE FALSE"
         self._run(
             "the rows Spark wrote",
-            lambda: self.con.execute(f"CREATE OR REPLACE TEMP TABLE delta AS {source}"),
+            lambda: self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}"),
+        )
+        return found
+
+    def _refused(self, exc: Exception, what: str) -> None:
+        """Note that Spark could not do `what` (DuckDB does it instead); a job cancelled by
+        Ctrl-C is an interrupt, not a refusal."""
+        if self._interrupted:
+            raise KeyboardInterrupt from None
+        log.warning(
+            "Spark could not %s (%s): DuckDB does it on this machine", what, _first_line(exc)
         )
 
     def _desired_view(self, destination: Destination, split: bool = True) -> str:
@@ -258,16 +270,15 @@ class SparkEngine(DuckDBEngine):
 
     def _parquet_view(self, path: Path, columns: Sequence[str], encoding: KeyEncoding) -> str:
         """Return Spark SQL over a snapshot or delta file, missing attributes as typed NULLs."""
-        present = set(self._run(f"the file {path.name}", lambda: self._columns_of(path)))
+        present = set(
+            self._run(f"the file {path.name}", lambda: deltas.parquet_columns(self.con, path))
+        )
         view = f"segops_file_{next(self._names)}"
         self.spark.read.parquet(str(path)).createOrReplaceTempView(view)
         key = "binary" if encoding is KeyEncoding.HEX else "string"
         types = {"op": "string", "k": key, **{a: t for a, (t, _) in _ATTR_TYPES.items()}}
         cols = ", ".join(c if c in present else f"CAST(NULL AS {types[c]}) AS {c}" for c in columns)
         return f"SELECT {cols} FROM {view}"
-
-    def _columns_of(self, path: Path) -> list[str]:
-        return deltas.parquet_columns(self.con, path)
 
     def _write_parts(self, rows: DataFrame, what: str) -> Path:
         """Write a Spark result as Parquet parts into a new folder of the scratch folder."""
@@ -325,24 +336,10 @@ class SparkEngine(DuckDBEngine):
         except (SegopsError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if self._interrupted:
-                raise KeyboardInterrupt from None
-            log.warning("Spark could not merge a snapshot (%s): DuckDB merges it", _first_line(exc))
+            self._refused(exc, "merge a snapshot")
             return super().merge_snapshot(snapshot, delta, attrs, encoding, out_dir)
-        key = _duck_key(encoding)
-        typed = "".join(f", {a}::{_DUCK_TYPES[a]} AS {a}" for a in attrs)
-        files = quote_literal(str(parts / "*.parquet"))
-        if not any(parts.glob("*.parquet")):
+        if not self._load_parts("merged", parts, ["k", *attrs], encoding):
             return super().merge_snapshot(None, None, attrs, encoding, out_dir)
-        # Through a table: DuckDB marks a Parquet column REQUIRED when it knows it holds no
-        # NULL, which it knows of a table and of one file, not of a folder of parts.
-        self._run(
-            "the snapshot Spark merged",
-            lambda: self.con.execute(
-                "CREATE OR REPLACE TEMP TABLE merged AS "
-                f"SELECT k::{key} AS k{typed} FROM read_parquet({files})"
-            ),
-        )
         path, digest = self._copy_addressed("SELECT * FROM merged ORDER BY k", out_dir)
         self.con.execute("DROP TABLE merged")
         return path, digest, self._count(path)
