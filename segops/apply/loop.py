@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from segops import observe
 from segops._text import plural
 from segops.apply.journal import ApplyJournal
-from segops.destinations import ApplyResult, Destination, Sent, killpoints
+from segops.destinations import ApplyResult, DeltaRows, Destination, Sent, killpoints
 from segops.errors import DestinationError
 from segops.model import (
     DestinationChange,
@@ -69,6 +69,10 @@ class MemberEngine(Protocol):
 
     def read_delta(self, delta: Path, encoding: KeyEncoding) -> Iterator[MemberRow]:
         """Yield the delta's rows in file order, keys as the text that is sent."""
+        ...
+
+    def delta_batches(self, delta: Path, encoding: KeyEncoding) -> Iterator[Any]:
+        """Yield the same rows as Arrow record batches (op, key, data_bag, expiration_ts, index)."""
         ...
 
     def merge_snapshot(
@@ -230,9 +234,11 @@ def _send(
     delta = change.delta
     assert delta is not None, "a change with members to send has a delta file"
 
-    def rows() -> Iterable[MemberRow]:
-        return engine.read_delta(deltas / delta.name, change.encoding)
-
+    path = deltas / delta.name
+    rows = DeltaRows(
+        lambda: engine.read_delta(path, change.encoding),
+        lambda: engine.delta_batches(path, change.encoding),
+    )
     try:
         return destination_for(change, ScopedJournal(journal, change)).apply(change, rows)
     except DestinationError as exc:

@@ -94,6 +94,32 @@ class Records(Protocol):
         ...
 
 
+class DeltaRows:
+    """The member delta of one change: call it for its rows, or ask for Arrow batches.
+
+    Apply hands destinations this object as `rows`. Calling it yields one `MemberRow` per
+    member, which every destination understands; `batches()` yields the same rows as
+    pyarrow record batches (columns op, key, data_bag, expiration_ts, index), for writers
+    that format whole columns at once (the `files` form of mediarithmics). Both may be
+    called more than once, each time from the start.
+    """
+
+    __slots__ = ("_batches", "_rows")
+
+    def __init__(
+        self, rows: Callable[[], Iterable[MemberRow]], batches: Callable[[], Iterable[Any]]
+    ) -> None:
+        self._rows = rows
+        self._batches = batches
+
+    def __call__(self) -> Iterable[MemberRow]:
+        return self._rows()
+
+    def batches(self) -> Iterable[Any]:
+        """Return the rows as pyarrow record batches, in file order."""
+        return self._batches()
+
+
 class Destination(Protocol):
     def apply(
         self, change: DestinationChange, rows: Callable[[], Iterable[MemberRow]]
@@ -130,6 +156,7 @@ __all__ = [
     "UPDATE",
     "ApplyContext",
     "ApplyResult",
+    "DeltaRows",
     "Destination",
     "Journal",
     "MemberRow",

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from segops import observe
-from segops.destinations import ADD, REMOVE, UPDATE, ApplyContext, ApplyResult, Sent
+from segops.destinations import ADD, REMOVE, UPDATE, ApplyContext, ApplyResult, DeltaRows, Sent
 from segops.destinations.atomic import AtomicFiles
 from segops.destinations.platform import FilesOut, PlatformSpec
 from segops.errors import DestinationError
@@ -81,7 +81,11 @@ class FilesDestination:
                 out = FilesOut(
                     self.run_dir, files, self._connection, self._run, self._max_file_bytes
                 )
-                written_rows = target.write_files(change, _tallied(rows(), tally, step), out)
+                if isinstance(rows, DeltaRows) and target.writes_batches:
+                    batches = _tallied_batches(rows.batches(), tally, step)
+                    written_rows = target.write_file_batches(change, batches, out)
+                else:
+                    written_rows = target.write_files(change, _tallied(rows(), tally, step), out)
                 written = tuple(self._relative(p) for p in files.commit())
             log.info("%s: wrote %s", change.address, ", ".join(written) or "no file")
         except OSError as exc:
@@ -131,6 +135,22 @@ def _tallied(
             count = 0
         yield row
     step.advance(count)
+
+
+def _tallied_batches(
+    batches: Iterable[Any], tally: dict[str, int], step: observe.Step
+) -> Iterator[Any]:
+    """Yield Arrow `batches` of delta rows, counting their rows per operation as `_tallied`."""
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        for count in pc.value_counts(batch.column("op")).to_pylist():
+            op, n = count["values"], count["counts"]
+            if op not in tally:
+                raise DestinationError(f"unknown member row operation {op!r}")
+            tally[op] += n
+        step.advance(batch.num_rows)
+        yield batch
 
 
 PLATFORM = FilesPlatform()

@@ -179,6 +179,22 @@ class PlatformSpec:
         """
         raise NotImplementedError(f"platform {self.name!r} has no files form")
 
+    @property
+    def writes_batches(self) -> bool:
+        """Return whether this platform's files form can be written from Arrow batches."""
+        return type(self).write_file_batches is not PlatformSpec.write_file_batches
+
+    def write_file_batches(
+        self, change: DestinationChange, batches: Iterable[Any], out: FilesOut
+    ) -> Sent | None:
+        """Write the same files as `write_files`, from the delta as Arrow record batches.
+
+        Optional: a platform that formats whole columns (pyarrow compute) instead of one
+        row at a time overrides it; `batches` have the columns op, key, data_bag,
+        expiration_ts and index (see `segops.destinations.DeltaRows`).
+        """
+        raise NotImplementedError(f"platform {self.name!r} writes files row by row")
+
 
 class _OnePerChange:
     def estimate(self, change: DestinationChange) -> tuple[int, str]:

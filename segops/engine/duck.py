@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -25,7 +26,7 @@ from segops.engine.connection import quiet
 from segops.engine.sources import csv, inline, ndjson
 from segops.engine.sources.errors import UnreadableRow
 from segops.engine.sources.sql import quote_ident, quote_literal
-from segops.errors import Problem, SourceError
+from segops.errors import EngineError, Problem, SourceError
 from segops.model import (
     DeltaFile,
     Destination,
@@ -311,23 +312,49 @@ class DuckDBEngine(EngineBase):
         cursor = self.con.cursor()
         what = f"the delta file {delta.name}"
         try:
-            names = set(self._run(what, lambda: deltas.parquet_columns(cursor, delta)))
-            bag = "data_bag" if "data_bag" in names else "NULL"
-            ts = "expiration_ts" if "expiration_ts" in names else "NULL"
-            key = identifiers.key_text_sql(encoding, "k")
-            self._run(
-                what,
-                lambda: cursor.execute(
-                    f"SELECT op, {key}, {bag}, {ts}, file_row_number FROM "
-                    f"read_parquet({quote_literal(str(delta))}, file_row_number = true) "
-                    "ORDER BY file_row_number"
-                ),
-            )
+            sql = self._delta_sql(cursor, delta, encoding)
+            self._run(what, lambda: cursor.execute(sql))
             while batch := self._run(what, lambda: cursor.fetchmany(_FETCH)):
                 for op, k, data_bag, expiration_ts, index in batch:
                     yield MemberRow(op, k, data_bag, expiration_ts, index)
         finally:
             cursor.close()
+
+    def delta_batches(self, delta: Path, encoding: KeyEncoding) -> Iterator[Any]:
+        """Yield the delta's rows in file order as Arrow record batches, keys as text.
+
+        Columns: op, key (VARCHAR), data_bag (VARCHAR), expiration_ts (BIGINT), index (the
+        row's position in the file), the fields of `read_delta`'s rows; for writers that
+        format whole columns instead of one row at a time.
+        """
+        cursor = self.con.cursor()
+        what = f"the delta file {delta.name}"
+        try:
+            sql = self._delta_sql(cursor, delta, encoding)
+            reader = self._run(what, lambda: _arrow_reader(cursor.sql(sql)))
+            start = 0
+            while (batch := self._run(what, lambda: _next_batch(reader))) is not None:
+                start = _in_file_order(batch, start, what)
+                yield batch
+        finally:
+            cursor.close()
+
+    def _delta_sql(
+        self, cursor: duckdb.DuckDBPyConnection, delta: Path, encoding: KeyEncoding
+    ) -> str:
+        """Return the query of a delta's rows in file order, typed, keys as the text sent."""
+        names = set(
+            self._run(f"the delta file {delta.name}", lambda: deltas.parquet_columns(cursor, delta))
+        )
+        bag = "data_bag" if "data_bag" in names else "NULL"
+        ts = "expiration_ts" if "expiration_ts" in names else "NULL"
+        key = identifiers.key_text_sql(encoding, "k")
+        return (
+            f"SELECT op, ({key})::VARCHAR AS key, ({bag})::VARCHAR AS data_bag, "
+            f"({ts})::BIGINT AS expiration_ts, file_row_number AS index FROM "
+            f"read_parquet({quote_literal(str(delta))}, file_row_number = true) "
+            "ORDER BY file_row_number"
+        )
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -352,6 +379,42 @@ class DuckDBEngine(EngineBase):
             self._run(destination, create)
             self._inline_tables[key] = name
         return self._inline_tables[key]
+
+
+def _arrow_reader(relation: duckdb.DuckDBPyRelation) -> Any:
+    """Return a pyarrow RecordBatchReader over `relation` (DuckDB 2 renamed the method)."""
+    name = "to_arrow_reader" if hasattr(relation, "to_arrow_reader") else "fetch_arrow_reader"
+    return getattr(relation, name)(_FETCH)
+
+
+def _in_file_order(batch: Any, start: int, what: str) -> int:
+    """Check that `batch` holds the rows `start`, `start` + 1, ...; return the next position.
+
+    A delta is sent in file order (batches are ranges of it). DuckDB streams an ORDER BY
+    result in order through a relation's reader, but not through a DB-API cursor's when
+    preserve_insertion_order is off (found by the tests): this check makes such a change
+    of DuckDB an error instead of a reordered file.
+    """
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    if not n:
+        return start
+    index = batch.column("index")
+    steps = pc.min_max(pc.subtract(index.slice(1), index.slice(0, n - 1))).as_py()
+    if index[0].as_py() != start or (n > 1 and steps != {"min": 1, "max": 1}):
+        raise EngineError(f"{what}: DuckDB returned its rows out of file order")
+    return start + int(n)
+
+
+def _next_batch(reader: Any) -> Any:
+    """Return the reader's next batch (None at the end); a read error as DuckDB's own."""
+    import pyarrow as pa
+
+    try:
+        return next(reader, None)
+    except pa.ArrowException as exc:  # DuckDB's error, surfacing through the Arrow stream
+        raise duckdb.IOException(str(exc)) from None
 
 
 def _source_name(destination: Destination) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from segops.model import (
     Destination,
@@ -69,6 +69,10 @@ class MemberEngine(Protocol):
 
     def read_delta(self, delta: Path, encoding: KeyEncoding) -> Iterator[MemberRow]:
         """Yield the delta's rows in file order, keys as the text that is sent."""
+        ...
+
+    def delta_batches(self, delta: Path, encoding: KeyEncoding) -> Iterator[Any]:
+        """Yield the delta's rows in file order as Arrow record batches (see DuckDBEngine)."""
         ...
 
     def holds(self, snapshot: Path, value: str, encoding: KeyEncoding) -> bool:

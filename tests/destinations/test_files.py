@@ -2,15 +2,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+import pyarrow as pa
 import pytest
 
-from segops.destinations import ApplyResult, Destination, MemberRow, Sent
+from segops.destinations import ApplyResult, DeltaRows, Destination, MemberRow, Sent
 from segops.destinations.files import FilesDestination
 from segops.errors import DestinationError
 from segops.model import (
@@ -78,11 +79,42 @@ def change(
     )
 
 
+@pytest.fixture(autouse=True, params=["rows", "batches"])
+def delta_form(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run every test with the delta given as rows, then as Arrow batches (apply gives both)."""
+    global _FORM
+    _FORM = request.param
+    yield _FORM
+    _FORM = "rows"
+
+
+_FORM = "rows"
+
+
 def rows_of(*rows: MemberRow) -> Any:
+    """Return the delta as apply hands it over: a callable, with Arrow batches of 2 rows."""
+
     def rows_fn() -> Iterable[MemberRow]:
         return iter(rows)
 
-    return rows_fn
+    if _FORM == "rows":
+        return rows_fn
+    return DeltaRows(rows_fn, lambda: batches_of(rows, 2))
+
+
+def batches_of(rows: Sequence[MemberRow], size: int) -> Iterator[pa.RecordBatch]:
+    """Yield `rows` as the engine's delta batches (see DuckDBEngine.delta_batches)."""
+    for start in range(0, len(rows), size):
+        part = rows[start : start + size]
+        yield pa.RecordBatch.from_pydict(
+            {
+                "op": pa.array([r.op for r in part], pa.string()),
+                "key": pa.array([r.key for r in part], pa.string()),
+                "data_bag": pa.array([r.data_bag for r in part], pa.string()),
+                "expiration_ts": pa.array([r.expiration_ts for r in part], pa.int64()),
+                "index": pa.array(range(start, start + len(part)), pa.int64()),
+            }
+        )
 
 
 def apply(

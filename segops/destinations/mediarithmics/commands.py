@@ -104,6 +104,25 @@ def _operation(op: str) -> str:
     raise DestinationError(f"unknown member row operation {op!r}")
 
 
+def ndjson_fragments(target: CommandTarget) -> tuple[str, str, str, str]:
+    """Return the fixed text of `target`'s NDJSON lines: DELETE head, UPDATE head, id, tail.
+
+    A line is a head, `expiration_ts` (UPDATE only), the id fragment and the JSON-encoded
+    key, the tail, `data_bag` (UPDATE only) and "}\n".
+    """
+    enc = encode_basestring
+    duration = f',"expiration_duration":{target.expiration_duration}'
+    tail = f",{enc(target.segment_field)}:{enc(target.segment_value)}"
+    if target.compartment_id is not None:
+        tail = f',"compartment_id":{enc(target.compartment_id)}{tail}'
+    return (
+        '{"operation":"DELETE"' + duration,
+        '{"operation":"UPDATE"' + duration,
+        f",{enc(target.identifier_kind)}:",
+        tail,
+    )
+
+
 def ndjson_lines(target: CommandTarget, rows: Iterable[MemberRow]) -> Iterator[str]:
     """Yield one compact JSON command per row, each terminated by "\\n".
 
@@ -112,13 +131,7 @@ def ndjson_lines(target: CommandTarget, rows: Iterable[MemberRow]) -> Iterator[s
     identifier field(s), segment reference, data_bag.
     """
     enc = encode_basestring  # the encoder json.dumps uses for str when ensure_ascii=False
-    duration = f',"expiration_duration":{target.expiration_duration}'
-    head_delete = '{"operation":"DELETE"' + duration
-    head_update = '{"operation":"UPDATE"' + duration
-    id_head = f",{enc(target.identifier_kind)}:"
-    tail = f",{enc(target.segment_field)}:{enc(target.segment_value)}"
-    if target.compartment_id is not None:
-        tail = f',"compartment_id":{enc(target.compartment_id)}{tail}'
+    head_delete, head_update, id_head, tail = ndjson_fragments(target)
     for row in rows:
         op = row.op
         if op == REMOVE:
@@ -147,7 +160,7 @@ def csv_columns(target: CommandTarget, *, expiration_ts: bool, data_bag: bool) -
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
 
 
-def _cell(value: str | int | None) -> str:
+def csv_cell(value: str | int | None) -> str:
     """Return `value` as one CSV cell, quoted exactly as csv.writer would (RFC 4180)."""
     if value is None:
         return ""
@@ -160,7 +173,22 @@ def _cell(value: str | int | None) -> str:
 
 def csv_header(columns: tuple[str, ...]) -> str:
     """Return the header line of a CSV command file with `columns`."""
-    return ",".join(map(_cell, columns)) + "\n"
+    return ",".join(map(csv_cell, columns)) + "\n"
+
+
+def csv_fragments(target: CommandTarget, columns: tuple[str, ...]) -> tuple[str, str, str, str]:
+    """Return the fixed text of `target`'s CSV lines: DELETE head and tail, UPDATE head, tail.
+
+    A DELETE line is its head, the key's cell and its tail (the optional cells left empty);
+    an UPDATE line is its head, `,expiration_ts` (when a column), a comma and the key's
+    cell, the tail, `,data_bag` (when a column) and "\n".
+    """
+    ids = (target.compartment_id,) if target.compartment_id is not None else ()
+    tail = "".join("," + csv_cell(v) for v in (*ids, target.segment_value))
+    duration = f",{target.expiration_duration}"
+    delete_head = "DELETE" + duration + ("," if "expiration_ts" in columns else "") + ","
+    delete_tail = tail + ("," if "data_bag" in columns else "") + "\n"
+    return delete_head, delete_tail, "UPDATE" + duration, tail
 
 
 def csv_rows(
@@ -175,17 +203,11 @@ def csv_rows(
         DestinationError: an UPDATE row has a value whose column is not in `columns`.
     """
     with_ts, with_bag = "expiration_ts" in columns, "data_bag" in columns
-    ids = (target.compartment_id,) if target.compartment_id is not None else ()
-    tail = "".join("," + _cell(v) for v in (*ids, target.segment_value))
-    duration = f",{target.expiration_duration}"
-    # A DELETE leaves the optional cells empty.
-    delete_head = "DELETE" + duration + ("," if with_ts else "") + ","
-    delete_tail = tail + ("," if with_bag else "") + "\n"
-    update_head = "UPDATE" + duration
+    delete_head, delete_tail, update_head, tail = csv_fragments(target, columns)
     for row in rows:
         op = row.op
         if op == REMOVE:
-            yield delete_head + _cell(row.key) + delete_tail
+            yield delete_head + csv_cell(row.key) + delete_tail
         elif op == ADD or op == UPDATE:
             ts, bag = row.expiration_ts, row.data_bag
             if (ts is not None and not with_ts) or (bag is not None and not with_bag):
@@ -193,9 +215,9 @@ def csv_rows(
                     "a row has an expiration_ts or data_bag but the CSV file "
                     f"has only the columns {columns}"
                 )
-            ts_cell = f",{_cell(ts)}" if with_ts else ""
-            bag_cell = f",{_cell(bag)}" if with_bag else ""
-            yield f"{update_head}{ts_cell},{_cell(row.key)}{tail}{bag_cell}\n"
+            ts_cell = f",{csv_cell(ts)}" if with_ts else ""
+            bag_cell = f",{csv_cell(bag)}" if with_bag else ""
+            yield f"{update_head}{ts_cell},{csv_cell(row.key)}{tail}{bag_cell}\n"
         else:
             _operation(op)  # raises
 

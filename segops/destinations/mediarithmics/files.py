@@ -8,11 +8,11 @@ Under the run folder::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import groupby, islice
+from itertools import groupby, islice, pairwise
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from segops.destinations import REMOVE
 from segops.destinations.mediarithmics import commands as mics
@@ -32,45 +32,89 @@ class _CommandFile:
 
 def write_commands(change: DestinationChange, rows: Iterable[MemberRow], out: FilesOut) -> None:
     """Write the document import body and the command file(s) of `change`."""
-    mime = str(out.connection.option("mime_type", mics.NDJSON))
-    body = mics.document_import_body(mime, f"segops {out.connection.name} {out.run}")
-    before = _command_file(out.folder, change.settings_before, change.address, mime, ())
-    after = _command_file(
-        out.folder, change.settings_after, change.address, mime, change.attributes
-    )
-    if before and after and before.path == after.path:
-        # One file for both: the DELETEs leave the optional columns empty. A CSV file has
-        # one header, so when the identifier or segment field changed the removes get a
-        # file of their own.
-        shared = mics.csv_columns(
-            before.target,
-            expiration_ts="expiration_ts" in change.attributes,
-            data_bag="data_bag" in change.attributes,
-        )
-        if shared == after.columns or not after.columns:
-            before = _CommandFile(before.target, after.path, after.columns)
-        else:
-            before = _CommandFile(
-                before.target, before.path.with_suffix(".remove.csv"), before.columns
-            )
-    handles: dict[Path, IO[bytes]] = {}
+    files = _CommandFiles(change, out)
     for removing, group in groupby(rows, key=_is_remove):
-        target = before if removing else after
-        if target is None:
-            raise DestinationError(
-                f"{change.address}: {'removes' if removing else 'adds'} "
-                "to send but no settings to send them with"
-            )
-        handle = handles.get(target.path)
-        if handle is None:
-            if not any(p.parent == target.path.parent for p in handles):
-                out.files.write_json(target.path.parent / "document_import.json", body)
-            handle = handles[target.path] = out.files.open(target.path)
-            if target.columns:
-                handle.write(mics.csv_header(target.columns).encode())
-        lines = mics.command_lines(target.target, group, mime, target.columns or None)
+        target, handle = files.open(removing)
+        lines = mics.command_lines(target.target, group, files.mime, target.columns or None)
         while batch := "".join(islice(lines, _LINES_PER_WRITE)):
             handle.write(batch.encode())
+
+
+def write_command_batches(change: DestinationChange, batches: Iterable[Any], out: FilesOut) -> None:
+    """Write the same files as `write_commands`, from the delta as Arrow record batches."""
+    from segops.destinations.mediarithmics import columns
+
+    files = _CommandFiles(change, out)
+    for batch in batches:
+        for removing, run in _runs(batch):
+            target, handle = files.open(removing)
+            if files.mime == mics.NDJSON:
+                lines = columns.ndjson_column(target.target, run, removing=removing)
+            else:
+                lines = columns.csv_column(target.target, run, target.columns, removing=removing)
+            handle.write(columns.line_bytes(lines))
+
+
+class _CommandFiles:
+    """The command files of one change: where removes and adds go, each opened once."""
+
+    def __init__(self, change: DestinationChange, out: FilesOut) -> None:
+        self.mime = mime = str(out.connection.option("mime_type", mics.NDJSON))
+        self._body = mics.document_import_body(mime, f"segops {out.connection.name} {out.run}")
+        self._address = change.address
+        self._out = out
+        before = _command_file(out.folder, change.settings_before, change.address, mime, ())
+        after = _command_file(
+            out.folder, change.settings_after, change.address, mime, change.attributes
+        )
+        if before and after and before.path == after.path:
+            # One file for both: the DELETEs leave the optional columns empty. A CSV file has
+            # one header, so when the identifier or segment field changed the removes get a
+            # file of their own.
+            shared = mics.csv_columns(
+                before.target,
+                expiration_ts="expiration_ts" in change.attributes,
+                data_bag="data_bag" in change.attributes,
+            )
+            if shared == after.columns or not after.columns:
+                before = _CommandFile(before.target, after.path, after.columns)
+            else:
+                before = _CommandFile(
+                    before.target, before.path.with_suffix(".remove.csv"), before.columns
+                )
+        self._before, self._after = before, after
+        self._handles: dict[Path, IO[bytes]] = {}
+
+    def open(self, removing: bool) -> tuple[_CommandFile, IO[bytes]]:
+        """Return the file the removes (or the adds and updates) go to, and its handle."""
+        target = self._before if removing else self._after
+        if target is None:
+            raise DestinationError(
+                f"{self._address}: {'removes' if removing else 'adds'} "
+                "to send but no settings to send them with"
+            )
+        handle = self._handles.get(target.path)
+        if handle is None:
+            if not any(p.parent == target.path.parent for p in self._handles):
+                self._out.files.write_json(target.path.parent / "document_import.json", self._body)
+            handle = self._handles[target.path] = self._out.files.open(target.path)
+            if target.columns:
+                handle.write(mics.csv_header(target.columns).encode())
+        return target, handle
+
+
+def _runs(batch: Any) -> Iterator[tuple[bool, Any]]:
+    """Split a record batch of delta rows into runs of removes and of adds/updates."""
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    if not n:
+        return
+    removing = pc.equal(batch.column("op"), REMOVE)
+    flips = pc.indices_nonzero(pc.not_equal(removing.slice(1), removing.slice(0, n - 1)))
+    bounds = [0, *(i + 1 for i in flips.to_pylist()), n]
+    for start, end in pairwise(bounds):
+        yield bool(removing[start].as_py()), batch.slice(start, end - start)
 
 
 def _command_file(

@@ -136,6 +136,14 @@ class MediarithmicsPlatform(PlatformSpec):
         write_commands(change, rows, out)
         return None
 
+    def write_file_batches(
+        self, change: DestinationChange, batches: Iterable[Any], out: FilesOut
+    ) -> Sent | None:
+        from segops.destinations.mediarithmics.files import write_command_batches
+
+        write_command_batches(change, batches, out)
+        return None
+
 
 class _Executions:
     """One execution per batch, counted by the same rule apply cuts batches with."""

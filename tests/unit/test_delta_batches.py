@@ -1,0 +1,71 @@
+"""The engine gives a delta as Arrow batches with the same rows, in file order, as `read_delta`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from segops.engine.duck import DuckDBEngine
+from segops.errors import EngineError
+from segops.model import EngineConfig, KeyEncoding
+
+ROWS = 130_000  # more than two of the engine's batches (50,000 rows)
+
+
+def delta(tmp_path: Path, *, attributes: bool) -> Path:
+    """Write a delta whose file order is not the order of its keys (removes, then adds)."""
+    path = tmp_path / "delta.parquet"
+    attrs = (
+        ", CASE WHEN i % 3 = 0 THEN NULL ELSE '{\"n\":' || i || '}' END AS data_bag, "
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE i * 1000 END::BIGINT AS expiration_ts"
+        if attributes
+        else ""
+    )
+    duckdb.execute(
+        f"COPY (SELECT CASE WHEN i < 1000 THEN 'remove' ELSE 'add' END AS op, "
+        f"unhex(sha256(i::VARCHAR)) AS k{attrs} FROM range({ROWS}) t(i) "
+        f"ORDER BY i < 1000 DESC, hash(i)) TO '{path}' (ROW_GROUP_SIZE 10000)"
+    )
+    return path
+
+
+def batch_rows(engine: DuckDBEngine, path: Path) -> list[tuple[object, ...]]:
+    found: list[tuple[object, ...]] = []
+    for batch in engine.delta_batches(path, KeyEncoding.HEX):
+        assert batch.schema.names == ["op", "key", "data_bag", "expiration_ts", "index"]
+        found += zip(*(batch.column(i).to_pylist() for i in range(5)), strict=True)
+    return found
+
+
+@pytest.mark.parametrize("attributes", [True, False])
+def test_batches_hold_the_rows_of_read_delta_in_file_order(
+    tmp_path: Path, attributes: bool
+) -> None:
+    path = delta(tmp_path, attributes=attributes)
+    engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig())
+    try:
+        rows = [
+            (r.op, r.key, r.data_bag, r.expiration_ts, r.index)
+            for r in engine.read_delta(path, KeyEncoding.HEX)
+        ]
+        assert [r[4] for r in rows] == list(range(ROWS))
+        assert rows[999][0] == "remove" and rows[1000][0] == "add"
+        assert batch_rows(engine, path) == rows
+        assert any(r[2] for r in rows) is attributes
+    finally:
+        engine.close()
+
+
+def test_rows_out_of_file_order_are_an_error(tmp_path: Path) -> None:
+    path = delta(tmp_path, attributes=False)
+    engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig())
+    real = engine._delta_sql
+    # As DuckDB's DB-API reader gave them (preserve_insertion_order off): not in file order.
+    engine._delta_sql = lambda *a: real(*a).replace("ORDER BY file_row_number", "ORDER BY key")  # type: ignore[method-assign]
+    try:
+        with pytest.raises(EngineError, match="out of file order"):
+            batch_rows(engine, path)
+    finally:
+        engine.close()
