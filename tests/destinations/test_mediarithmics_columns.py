@@ -105,6 +105,21 @@ def test_csv_columns_equal_the_row_lines(name: str, with_ts: bool, with_bag: boo
         assert text(columns.csv_column(chosen, batch(rows), cols, removing=removing)) == expected
 
 
+@pytest.mark.parametrize("mime", mics.MIME_TYPES)
+def test_hex_keys_need_no_escaping(mime: str) -> None:
+    chosen = TARGETS["account, quoted cells"]
+    cols = mics.csv_columns(chosen, expiration_ts=True, data_bag=True)
+    for removing, rows in ((False, PLAIN), (True, [MemberRow("remove", r.key) for r in PLAIN])):
+        expected = "".join(mics.command_lines(chosen, rows, mime, cols))
+        if mime == mics.NDJSON:
+            lines = columns.ndjson_column(chosen, batch(rows), removing=removing, plain_keys=True)
+        else:
+            lines = columns.csv_column(
+                chosen, batch(rows), cols, removing=removing, plain_keys=True
+            )
+        assert text(lines) == expected
+
+
 def test_csv_refuses_a_value_without_its_column_like_the_row_lines() -> None:
     cols = mics.csv_columns(target(), expiration_ts=False, data_bag=False)
     rows = [MemberRow("add", "k", None, 5)]

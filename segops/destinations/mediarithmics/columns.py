@@ -24,13 +24,20 @@ from segops.destinations.mediarithmics import commands as mics
 from segops.errors import DestinationError
 
 _CONTROL = r"[\x00-\x1f]"
+_JSON_ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes in a string
 _CSV_QUOTED = r'[,"\r\n]'  # what makes csv.writer (QUOTE_MINIMAL) quote a cell
 
 
-def ndjson_column(target: mics.CommandTarget, rows: Any, *, removing: bool) -> Any:
-    """Return one NDJSON command line per row of `rows` (a record batch), each ending in \\n."""
+def ndjson_column(
+    target: mics.CommandTarget, rows: Any, *, removing: bool, plain_keys: bool = False
+) -> Any:
+    """Return one NDJSON command line per row of `rows` (a record batch), each ending in \\n.
+
+    `plain_keys`: no key holds a character JSON escapes (hex hashes), so none is looked for.
+    """
     head_delete, head_update, id_head, tail = mics.ndjson_fragments(target)
-    key = _json_strings(_keys(rows))
+    keys = _keys(rows)
+    key = _quoted(keys) if plain_keys else _json_strings(keys)
     if removing:
         return _joined([head_delete, id_head, key, tail, "}\n"], rows.num_rows)
     ts = _optional(rows.column("expiration_ts"), ',"expiration_ts":', _integers)
@@ -39,15 +46,22 @@ def ndjson_column(target: mics.CommandTarget, rows: Any, *, removing: bool) -> A
 
 
 def csv_column(
-    target: mics.CommandTarget, rows: Any, columns: tuple[str, ...], *, removing: bool
+    target: mics.CommandTarget,
+    rows: Any,
+    columns: tuple[str, ...],
+    *,
+    removing: bool,
+    plain_keys: bool = False,
 ) -> Any:
     """Return one CSV command line per row of `rows`, in `columns` (see `commands.csv_rows`).
+
+    `plain_keys`: no key holds a character CSV quotes (hex hashes), so none is looked for.
 
     Raises:
         DestinationError: an UPDATE row has a value whose column is not in `columns`.
     """
     delete_head, delete_tail, update_head, tail = mics.csv_fragments(target, columns)
-    key = _csv_cells(_keys(rows))
+    key = _keys(rows) if plain_keys else _csv_cells(_keys(rows))
     if removing:
         return _joined([delete_head, key, delete_tail], rows.num_rows)
     with_ts, with_bag = "expiration_ts" in columns, "data_bag" in columns
@@ -101,6 +115,8 @@ def _integers(values: Any) -> Any:
 
 def _json_strings(values: Any) -> Any:
     """Return each text value as a JSON string, as `json.dumps(ensure_ascii=False)` writes it."""
+    if not _any(values, _JSON_ESCAPED):
+        return _quoted(values)
     if _any(values, _CONTROL):
         return pa.array(
             [None if v is None else encode_basestring(v) for v in values.to_pylist()], pa.string()
@@ -109,6 +125,10 @@ def _json_strings(values: Any) -> Any:
         values = pc.replace_substring(values, "\\", "\\\\")
     if _any(values, '"'):
         values = pc.replace_substring(values, '"', '\\"')
+    return _quoted(values)
+
+
+def _quoted(values: Any) -> Any:
     return pc.binary_join_element_wise('"', values, '"', "")
 
 

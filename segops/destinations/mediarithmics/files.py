@@ -9,6 +9,7 @@ Under the run folder::
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby, islice, pairwise
 from pathlib import Path
@@ -18,7 +19,7 @@ from segops.destinations import REMOVE
 from segops.destinations.mediarithmics import commands as mics
 from segops.destinations.platform import FilesOut
 from segops.errors import DestinationError
-from segops.model import DestinationChange, MemberRow, Settings
+from segops.model import DestinationChange, KeyEncoding, MemberRow, Settings
 
 _LINES_PER_WRITE = 4096  # encode and write command lines in batches, not one by one
 
@@ -45,14 +46,54 @@ def write_command_batches(change: DestinationChange, batches: Iterable[Any], out
     from segops.destinations.mediarithmics import columns
 
     files = _CommandFiles(change, out)
-    for batch in batches:
-        for removing, run in _runs(batch):
-            target, handle = files.open(removing)
-            if files.mime == mics.NDJSON:
-                lines = columns.ndjson_column(target.target, run, removing=removing)
-            else:
-                lines = columns.csv_column(target.target, run, target.columns, removing=removing)
-            handle.write(columns.line_bytes(lines))
+    plain = change.encoding is KeyEncoding.HEX  # keys are lower-case hex: nothing to escape
+    with _Writer() as writer:
+        for batch in batches:
+            for removing, run in _runs(batch):
+                target, handle = files.open(removing)
+                if files.mime == mics.NDJSON:
+                    lines = columns.ndjson_column(
+                        target.target, run, removing=removing, plain_keys=plain
+                    )
+                else:
+                    lines = columns.csv_column(
+                        target.target, run, target.columns, removing=removing, plain_keys=plain
+                    )
+                writer.write(handle, columns.line_bytes(lines))
+
+
+class _Writer:
+    """Write each chunk on a thread of its own while the next one is built.
+
+    Arrow's kernels and the file's write both release the GIL, so formatting a batch and
+    writing the one before it overlap. One write is in flight at a time, in order; an
+    error of a write is raised by the next `write` or at the end.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="segops-files")
+        self._pending: Future[int] | None = None
+
+    def write(self, handle: IO[bytes], data: memoryview) -> None:
+        self._wait()
+        self._pending = self._pool.submit(handle.write, data)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, failed: type[BaseException] | None, *_: object) -> None:
+        try:
+            self._wait()
+        except Exception:
+            if failed is None:  # else the error that stopped the loop is the one to raise
+                raise
+        finally:
+            self._pool.shutdown()
 
 
 class _CommandFiles:
