@@ -26,6 +26,7 @@ from segops.model import (
     MemberCounts,
     Plan,
     Platform,
+    Scalar,
     SettingChange,
 )
 from segops.planning.moves import Move, shared_identity_problems
@@ -281,9 +282,13 @@ def _setting_changes(
     """Diff the settings with deepdiff and convert at once to segops' own SettingChange."""
     if have is None or want is None:
         return ()
-    from deepdiff import DeepDiff  # imported here: it costs 0.1 s at start-up, needed rarely
-
     before, after = dict(have.settings), dict(want.settings)
+    if _typed(before) == _typed(after):  # most plans: nothing to diff, deepdiff not imported
+        return ()
+    # Imported here: 0.1 s at start-up, and deepdiff imports pandas when it is installed
+    # (the spark extra brings it): 0.5 s more.
+    from deepdiff import DeepDiff
+
     diff = DeepDiff(before, after, ignore_order=False)
     specs = [s for s in map(platform_spec, {have.platform, want.platform}) if s is not None]
     identity = set().union(*(s.identity_settings for s in specs))
@@ -295,6 +300,11 @@ def _setting_changes(
         effect = "recreate" if key in identity else "refresh" if key in refresh else "in-place"
         changes.append(SettingChange(key, before.get(key), after.get(key), effect))
     return tuple(changes)
+
+
+def _typed(settings: dict[str, Scalar]) -> dict[str, tuple[type, Scalar]]:
+    """Return settings with each value's type beside it: 1, 1.0 and True differ for deepdiff."""
+    return {k: (type(v), v) for k, v in settings.items()}
 
 
 def stale_reasons(plan: Plan, state: State | None) -> tuple[str, ...]:

@@ -112,3 +112,18 @@ def test_a_plan_on_the_duckdb_engine_never_imports_pyspark(tmp_path: Path) -> No
     loaded = imported("-C", str(tmp_path / "ws"), "plan")
     assert "duckdb" in loaded
     assert "pyspark" not in loaded and "py4j" not in loaded
+
+
+def test_a_plan_imports_the_settings_differ_only_when_settings_changed(tmp_path: Path) -> None:
+    """deepdiff (and pandas, which it imports when installed) only when settings changed."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(REPO / "manifests", ws)
+    assert run(ws, "apply", "--auto-approve")[0] == 0
+    assert imported("-C", str(ws), "plan") & {"deepdiff", "pandas"} == set()
+    manifest = ws / "segments" / "cart_abandoners.yaml"
+    text = manifest.read_text()
+    assert "expiration_duration: 10080" in text
+    manifest.write_text(text.replace("expiration_duration: 10080", "expiration_duration: 20160"))
+    assert "deepdiff" in imported("-C", str(ws), "plan")
