@@ -24,6 +24,11 @@ from segops.errors import ManifestError, Problem, SourceError, StateError
 from segops.model import Destination, EngineConfig, Source, SourceConnection, SourceKind
 
 T = TypeVar("T")
+# A diff or merge whose inputs (source file, snapshot, delta) hold fewer bytes than this
+# runs on one thread: DuckDB's fixed cost of a query on two threads (about 3 ms against
+# 1 ms here) is most of the time of a small destination, and one thread writes the same
+# bytes (such a file is one row group).
+SMALL_INPUT_BYTES = 4 << 20
 _DAMAGED = "the file is damaged or was replaced; restore the state folder from a backup"
 
 
@@ -55,6 +60,8 @@ class EngineBase:
             self.con.execute(f"SET temp_directory = {quote_literal(str(work / 'spill'))}")
             # Row order is imposed with ORDER BY where it matters; elsewhere it costs memory.
             self.con.execute("SET preserve_insertion_order = false")
+            row = self.con.execute("SELECT current_setting('threads')").fetchone()
+        self._threads = self._running = int(row[0]) if row else 1
         # CSV sources read through a copy: LF only, or without their trailing blank lines
         self._replaced: dict[str, Path] = {}
         self._normalised: set[str] = set()  # of those, the ones made LF only
@@ -72,6 +79,24 @@ class EngineBase:
         sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
         row = self._run(f"the file {parquet.name}", lambda: self.con.execute(sql).fetchone())
         return int(row[0]) if row else 0
+
+    def _fit_threads(self, inputs: Iterable[Path | None], known: bool = True) -> None:
+        """Run the next queries on one thread when `inputs` are small, else on all of them.
+
+        `known`: every input is among `inputs` (None ones are absent); a source read from
+        outside the workspace is not, and keeps every thread.
+        """
+        total = 0
+        for path in inputs if known else ():
+            try:
+                total += path.stat().st_size if path is not None else 0
+            except OSError:
+                known = False
+        want = 1 if known and total < SMALL_INPUT_BYTES else self._threads
+        if want != self._running:
+            with quiet():
+                self.con.execute(f"SET threads = {want}")
+            self._running = want
 
     def _copy_addressed(self, sql: str, out_dir: Path) -> tuple[Path, str]:
         """COPY a query to a Parquet file named by its sha256; return (path, digest)."""

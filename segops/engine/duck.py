@@ -166,6 +166,17 @@ class DuckDBEngine(EngineBase):
         self._shared_tables[reading] = name
         return f"SELECT * FROM {name}"
 
+    def _source_file(self, destination: Destination) -> Path | None:
+        """Return the file a destination's members are read from, None when not a local file."""
+        source = destination.source
+        if source.path is None or self.external.handles(source):
+            return None
+        return self._replaced.get(source.path) or self.root / source.path
+
+    @staticmethod
+    def _inline(destination: Destination) -> bool:
+        return destination.source.kind is SourceKind.INLINE
+
     # -- the diff ----------------------------------------------------------------------
 
     def diff(self, request: DiffRequest, snapshot: Path | None, out_dir: Path) -> DiffResult:
@@ -190,6 +201,10 @@ class DuckDBEngine(EngineBase):
                 "GROUP BY ALL"
             )
 
+        self._fit_threads(
+            [snapshot, self._source_file(want) if want is not None else None],
+            known=want is None or self._source_file(want) is not None or self._inline(want),
+        )
         if not (want is not None and want.identifier.format and self._first_try(run)):
             self._run(want or f"the snapshot of {request.address}", run, snapshot)
         return self._diff_result(request, attrs, out_dir)
@@ -300,6 +315,7 @@ class DuckDBEngine(EngineBase):
         `confirmed` ([start, end) ranges of delta row positions), only those rows count:
         the others were not confirmed by the platform and the next plan sends them again.
         """
+        self._fit_threads([snapshot, delta])
         sql = self._run(
             "the applied snapshot or the delta",
             lambda: deltas.merge_sql(snapshot, delta, attrs, encoding, confirmed),
