@@ -20,7 +20,7 @@ import duckdb
 
 from segops._text import plural
 from segops.engine import deltas, desired, failures, identifiers, lookup, sources
-from segops.engine.base import EngineBase
+from segops.engine.base import SMALL_INPUT_BYTES, EngineBase
 from segops.engine.cells import JSON, TEXT
 from segops.engine.connection import quiet
 from segops.engine.sources import csv, inline, ndjson
@@ -328,7 +328,7 @@ class DuckDBEngine(EngineBase):
         cursor = self.con.cursor()
         what = f"the delta file {delta.name}"
         try:
-            sql = self._delta_sql(cursor, delta, encoding)
+            sql = self._delta_sql(delta, encoding)
             self._run(what, lambda: cursor.execute(sql))
             while batch := self._run(what, lambda: cursor.fetchmany(_FETCH)):
                 for op, k, data_bag, expiration_ts, index in batch:
@@ -346,8 +346,15 @@ class DuckDBEngine(EngineBase):
         cursor = self.con.cursor()
         what = f"the delta file {delta.name}"
         try:
-            sql = self._delta_sql(cursor, delta, encoding, ordered=False)
-            reader = self._run(what, lambda: self._in_scan_order(cursor, sql))
+            # A small delta is sorted again: cheaper than the two settings around a scan.
+            small = self._run(what, lambda: delta.stat().st_size) < SMALL_INPUT_BYTES
+            sql = self._delta_sql(delta, encoding, ordered=small)
+            reader = self._run(
+                what,
+                lambda: (
+                    _arrow_reader(cursor.sql(sql)) if small else self._in_scan_order(cursor, sql)
+                ),
+            )
             start = 0
             while (batch := self._run(what, lambda: _next_batch(reader))) is not None:
                 start = _in_file_order(batch, start, what)
@@ -371,7 +378,6 @@ class DuckDBEngine(EngineBase):
 
     def _delta_sql(
         self,
-        cursor: duckdb.DuckDBPyConnection,
         delta: Path,
         encoding: KeyEncoding,
         *,
@@ -382,7 +388,7 @@ class DuckDBEngine(EngineBase):
         `ordered`: sorted by file position (else in the order DuckDB scans the file).
         """
         names = set(
-            self._run(f"the delta file {delta.name}", lambda: deltas.parquet_columns(cursor, delta))
+            self._run(f"the delta file {delta.name}", lambda: deltas.parquet_columns(delta))
         )
         bag = "data_bag" if "data_bag" in names else "NULL"
         ts = "expiration_ts" if "expiration_ts" in names else "NULL"

@@ -270,9 +270,7 @@ class SparkEngine(DuckDBEngine):
 
     def _parquet_view(self, path: Path, columns: Sequence[str], encoding: KeyEncoding) -> str:
         """Return Spark SQL over a snapshot or delta file, missing attributes as typed NULLs."""
-        present = set(
-            self._run(f"the file {path.name}", lambda: deltas.parquet_columns(self.con, path))
-        )
+        present = set(self._run(f"the file {path.name}", lambda: deltas.parquet_columns(path)))
         view = f"segops_file_{next(self._names)}"
         self.spark.read.parquet(str(path)).createOrReplaceTempView(view)
         key = "binary" if encoding is KeyEncoding.HEX else "string"

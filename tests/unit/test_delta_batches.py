@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from segops.engine import duck
 from segops.engine.duck import DuckDBEngine
 from segops.errors import EngineError
 from segops.model import EngineConfig, KeyEncoding
@@ -40,9 +41,11 @@ def batch_rows(engine: DuckDBEngine, path: Path) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize("attributes", [True, False])
+@pytest.mark.parametrize("small", [True, False], ids=["sorted again", "in scan order"])
 def test_batches_hold_the_rows_of_read_delta_in_file_order(
-    tmp_path: Path, attributes: bool
+    tmp_path: Path, attributes: bool, small: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(duck, "SMALL_INPUT_BYTES", 1 << 40 if small else 0)
     path = delta(tmp_path, attributes=attributes)
     engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig())
     try:
@@ -60,7 +63,10 @@ def test_batches_hold_the_rows_of_read_delta_in_file_order(
         engine.close()
 
 
-def test_rows_out_of_file_order_are_an_error(tmp_path: Path) -> None:
+def test_rows_out_of_file_order_are_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duck, "SMALL_INPUT_BYTES", 0)
     path = delta(tmp_path, attributes=False)
     engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig())
     real = engine._delta_sql
