@@ -26,7 +26,7 @@ from segops.destinations import ApplyResult
 from segops.destinations.factory import DestinationFactory
 from segops.destinations.platform import Estimator
 from segops.destinations.registry import platform_spec
-from segops.engine.interface import MemberEngine, open_engine
+from segops.engine.interface import DeferredEngine, MemberEngine, open_engine
 from segops.errors import (
     LostStateError,
     PlanError,
@@ -218,7 +218,10 @@ def engine_for(ctx: Context) -> Iterator[MemberEngine]:
     from segops.ui.interrupt import engine_stopped_by_ctrl_c
 
     ws = ctx.workspace
-    engine = open_engine(ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ)
+    engine = DeferredEngine(
+        lambda: open_engine(ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ),
+        ctx.work,
+    )
     try:
         with engine_stopped_by_ctrl_c(engine.interrupt):
             yield engine
