@@ -194,6 +194,7 @@ class SourceConnectionKind(StrEnum):
 
     S3 = "s3"  # S3 or S3-compatible object storage
     POSTGRES = "postgres"  # a PostgreSQL database
+    SPARK = "spark"  # the Spark engine's own session: `sql` sources are Spark SQL queries
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,8 @@ def connection_problems(config: Document, name: str, raw: Mapping[str, Any]) -> 
 
 def engine_problems(config: Document) -> list[Problem]:
     """Return the problems of the schema-checked `engine`: a memory_limit out of range, Spark
-    keys without `kind: spark`, both a master and a remote, a secret in the remote URL."""
+    keys (or a spark source) without `kind: spark`, both a master and a remote, a secret in
+    the remote URL."""
     engine = config.data.get("engine", {})
     problems = _memory_limit_problems(config, engine.get("memory_limit"))
     spark_keys = [key for key in ("master", "remote", "conf") if key in engine]
@@ -114,6 +115,14 @@ def engine_problems(config: Document) -> list[Problem]:
     elif "master" in engine and "remote" in engine:
         message = "give a master URL or a Spark Connect remote, not both"
         problems.append(config.problem(("engine", "remote"), message))
+    if engine.get("kind", "duckdb") != "spark":
+        for name, raw in sorted(config.data.get("sources", {}).items()):
+            if raw.get("type") == "spark":
+                message = (
+                    "a spark source runs its queries on the Spark engine: "
+                    "set `engine: {kind: spark}` (with a master or a remote)"
+                )
+                problems.append(config.problem(("sources", name, "type"), message))
     remote = engine.get("remote")
     if isinstance(remote, str) and ";" in remote:
         message = (

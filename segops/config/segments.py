@@ -131,7 +131,9 @@ class SegmentBuilder:
 
     def _sql_source(self, spec: Mapping[str, Any], line: int, on_bad_rows: OnBadRows) -> Source:
         path: KeyPath = ("spec", "source", "sql")
-        self._check_connection(path, spec["connection"], SourceConnectionKind.POSTGRES)
+        self._check_connection(
+            path, spec["connection"], SourceConnectionKind.POSTGRES, SourceConnectionKind.SPARK
+        )
         query, query_file = spec.get("query"), None
         if "query_file" in spec:
             assert self.query_file is not None, "a workspace loader reads query files"
@@ -150,17 +152,18 @@ class SegmentBuilder:
         )
 
     def _check_connection(
-        self, path: KeyPath, name: str | None, kind: SourceConnectionKind
+        self, path: KeyPath, name: str | None, *kinds: SourceConnectionKind
     ) -> None:
-        """Report a `connection` that segops.yaml `sources` does not define as `kind`."""
+        """Report a `connection` that segops.yaml `sources` does not define as one of `kinds`."""
         if name is None:
             return
         found = self.source_connections.get(name)
         if found is None:
             known = ", ".join(sorted(self.source_connections)) or "none"
             message = f"unknown source connection {name!r}; segops.yaml `sources` defines: {known}"
-        elif found.kind is not kind:
-            message = f"source connection {name!r} is of type {found.kind.value}, not {kind.value}"
+        elif found.kind not in kinds:
+            wanted = " or ".join(k.value for k in kinds)
+            message = f"source connection {name!r} is of type {found.kind.value}, not {wanted}"
         else:
             return
         self.problems.append(self.doc.problem((*path, "connection"), message))

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import duckdb
@@ -83,3 +83,14 @@ def _redirect() -> int | None:
         os.close(saved)
         return None
     return saved
+
+
+def arrow_reader(relation: duckdb.DuckDBPyRelation, rows: int) -> Any:
+    """Return a relation's rows as a pyarrow RecordBatchReader of `rows` rows a batch.
+
+    DuckDB 2 renamed the method; a relation's reader streams, where a DB-API cursor's
+    copies the rows first (and, with preserve_insertion_order off, reorders them).
+    """
+    if hasattr(relation, "to_arrow_reader"):
+        return relation.to_arrow_reader(rows)
+    return relation.fetch_arrow_reader(rows)

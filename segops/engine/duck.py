@@ -22,7 +22,7 @@ from segops._text import plural
 from segops.engine import deltas, desired, failures, identifiers, lookup, sources
 from segops.engine.base import SMALL_INPUT_BYTES, EngineBase
 from segops.engine.cells import JSON, TEXT
-from segops.engine.connection import quiet
+from segops.engine.connection import arrow_reader, quiet
 from segops.engine.sources import csv, inline, ndjson
 from segops.engine.sources.errors import UnreadableRow
 from segops.engine.sources.sql import quote_ident, quote_literal
@@ -271,17 +271,7 @@ class DuckDBEngine(EngineBase):
 
         conflicts = self._run(destination, count)
         if conflicts:
-            raise SourceError(
-                [
-                    Problem(
-                        destination.source.name,
-                        f"{plural(conflicts, 'member')} "
-                        f"{'appears' if conflicts == 1 else 'appear'} more than once "
-                        "with different attributes "
-                        f"for destination {destination.address}; keep one row per member",
-                    )
-                ]
-            )
+            raise SourceError([conflict_problem(destination, conflicts)])
 
     def data_pins(self, destination: Destination) -> list[tuple[str, str]]:
         """Return (what was read, pin) for a source read from outside the workspace.
@@ -347,14 +337,9 @@ class DuckDBEngine(EngineBase):
         what = f"the delta file {delta.name}"
         try:
             # A small delta is sorted again: cheaper than the two settings around a scan.
-            small = self._run(what, lambda: delta.stat().st_size) < SMALL_INPUT_BYTES
+            small = _size(delta) < SMALL_INPUT_BYTES
             sql = self._delta_sql(delta, encoding, ordered=small)
-            reader = self._run(
-                what,
-                lambda: (
-                    _arrow_reader(cursor.sql(sql)) if small else self._in_scan_order(cursor, sql)
-                ),
-            )
+            reader = self._run(what, lambda: self._delta_reader(cursor, sql, small))
             start = 0
             while (batch := self._run(what, lambda: _next_batch(reader))) is not None:
                 start = _in_file_order(batch, start, what)
@@ -362,17 +347,21 @@ class DuckDBEngine(EngineBase):
         finally:
             cursor.close()
 
-    def _in_scan_order(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    def _delta_reader(self, cursor: duckdb.DuckDBPyConnection, sql: str, ordered: bool) -> Any:
         """Start `sql` on `cursor` with its rows in the order it scans them; return its reader.
+
+        `ordered`: the query sorts its rows itself.
 
         The engine turns preserve_insertion_order off (it costs memory in large queries);
         here it is on while the query is planned, which is when DuckDB reads it, so a delta
         streams in file order without sorting it again (a third of the time of reading it).
         `delta_batches` checks the order of every batch all the same.
         """
+        if ordered:
+            return arrow_reader(cursor.sql(sql), _FETCH)
         self.con.execute("SET preserve_insertion_order = true")
         try:
-            return _arrow_reader(cursor.sql(sql))
+            return arrow_reader(cursor.sql(sql), _FETCH)
         finally:
             self.con.execute("SET preserve_insertion_order = false")
 
@@ -425,17 +414,28 @@ class DuckDBEngine(EngineBase):
         return self._inline_tables[key]
 
 
-def _arrow_reader(relation: duckdb.DuckDBPyRelation) -> Any:
-    """Return a pyarrow RecordBatchReader over `relation` (DuckDB 2 renamed the method)."""
-    name = "to_arrow_reader" if hasattr(relation, "to_arrow_reader") else "fetch_arrow_reader"
-    return getattr(relation, name)(_FETCH)
+def conflict_problem(destination: Destination, conflicts: int) -> Problem:
+    """Return the problem of `conflicts` members given twice with different attributes."""
+    return Problem(
+        destination.source.name,
+        f"{plural(conflicts, 'member')} {'appears' if conflicts == 1 else 'appear'} more than "
+        f"once with different attributes for destination {destination.address}; keep one row "
+        "per member",
+    )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # the query that reads it says what is wrong, in segops' words
+        return 0
 
 
 def _in_file_order(batch: Any, start: int, what: str) -> int:
     """Check that `batch` holds the rows `start`, `start` + 1, ...; return the next position.
 
     A delta is sent in file order (batches are ranges of it). The batches come in scan
-    order (`_in_scan_order`); DuckDB 2.0's DB-API reader, for one, reorders even an
+    order (`_delta_reader`); DuckDB 2.0's DB-API reader, for one, reorders even an
     ORDER BY result when preserve_insertion_order is off (found while writing this). This
     check makes any such change of DuckDB an error instead of a reordered file.
     """

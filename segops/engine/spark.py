@@ -24,13 +24,14 @@ whose errors are segops' own words; the log says so.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
 import shutil
 import socket
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from itertools import count
 from pathlib import Path
@@ -40,17 +41,26 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from segops.engine import deltas, desired, sources
-from segops.engine.duck import DuckDBEngine
+from segops.engine.duck import DuckDBEngine, conflict_problem
 from segops.engine.sources.sql import quote_literal
-from segops.engine.spark_tasks import Piece, byte_pieces, desired_batches, row_pieces
-from segops.errors import EngineError, SegopsError
+from segops.engine.spark_tasks import (
+    ROWS_VIEW,
+    Piece,
+    byte_pieces,
+    desired_batches,
+    desired_of_rows,
+    row_pieces,
+)
+from segops.errors import EngineError, Problem, SegopsError, SourceError
 from segops.model import (
     Destination,
     DiffRequest,
     DiffResult,
     EngineConfig,
     KeyEncoding,
+    Source,
     SourceConnection,
+    SourceConnectionKind,
     SourceKind,
 )
 
@@ -88,6 +98,7 @@ class SparkEngine(DuckDBEngine):
         self._names = count()
         self._frames: dict[str, DataFrame] = {}  # reading -> desired rows, kept when shared
         self._current: tuple[Destination, str] | None = None  # (destination, view) being diffed
+        self._queries: dict[Source, DataFrame] = {}  # Spark SQL sources' results, run once
         self._interrupted = False  # Ctrl-C: a Spark job that fails now was cancelled
 
     # -- the session -------------------------------------------------------------------
@@ -102,7 +113,7 @@ class SparkEngine(DuckDBEngine):
     def close(self) -> None:
         try:
             if self._spark is not None:
-                for frame in self._frames.values():
+                for frame in (*self._frames.values(), *self._queries.values()):
                     frame.unpersist()
                 self._spark.stop()
         except Exception as exc:  # a session already gone: nothing left to release
@@ -142,6 +153,8 @@ class SparkEngine(DuckDBEngine):
             except Exception as exc:  # a CSV piece with quotes, say: read it as one piece
                 if self._interrupted:
                     raise KeyboardInterrupt from None
+                if self._spark_query(want.source):  # no other way to read it
+                    raise _query_failure(want.source, exc) from None
                 log.info("%s: read as one piece (%s)", request.address, _first_line(exc))
                 self._spark_delta(request, snapshot, attrs, split=False)
         except (SegopsError, KeyboardInterrupt):
@@ -156,13 +169,97 @@ class SparkEngine(DuckDBEngine):
             self._current = None
 
     def _on_spark(self, destination: Destination) -> bool:
-        """Whether the destination's source is a file Spark's executors read."""
+        """Whether the destination's source is a file Spark's executors read, or a Spark SQL
+        query."""
         source = destination.source
-        return (
+        return self._spark_query(source) or (
             source.kind in _FILE_KINDS
             and source.path is not None
             and not self.external.handles(source)
         )
+
+    def _spark_query(self, source: Source) -> bool:
+        """Whether `source` is a query on a `type: spark` source connection."""
+        connection = self.external.connections.get(source.connection or "")
+        return (
+            source.kind is SourceKind.SQL
+            and connection is not None
+            and connection.kind is SourceConnectionKind.SPARK
+        )
+
+    # -- Spark SQL sources -----------------------------------------------------------------
+
+    def _query(self, source: Source) -> DataFrame:
+        """Return the result of a Spark SQL source, run once per command and kept (persisted)
+        so that its columns, its diff, its pin and its error rows all see one result."""
+        frame = self._queries.get(source)
+        if frame is None:
+            try:
+                frame = self.spark.sql(source.query or "").persist()
+            except (SegopsError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise _query_failure(source, exc) from None
+            self._queries[source] = frame
+        return frame
+
+    def _read_types(self, destination: Destination) -> dict[str, str]:
+        source = destination.source
+        if not self._spark_query(source):
+            return super()._read_types(destination)
+        try:
+            empty = self._query(source).limit(0).toArrow()
+        except (SegopsError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise _query_failure(source, exc) from None
+        cursor = self.con.cursor()  # DuckDB 2 registers nothing while a result is pending
+        try:
+            cursor.register("_segops_schema", empty)
+            rows = cursor.execute("DESCRIBE SELECT * FROM _segops_schema").fetchall()
+        finally:
+            cursor.close()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    def rows(
+        self, source: Source
+    ) -> Callable[[], Iterator[tuple[str, int | None, dict[str, object]]]]:
+        """Return a reader of a Spark SQL result's rows, numbered, for error reports."""
+        if not self._spark_query(source):
+            return super().rows(source)
+
+        def located() -> Iterator[tuple[str, int | None, dict[str, object]]]:
+            for number, row in enumerate(self._query(source).toLocalIterator(), 1):
+                yield source.name, number, row.asDict()
+
+        return located
+
+    def data_pins(self, destination: Destination) -> list[tuple[str, str]]:
+        """Pin a Spark SQL result by a digest of its rows: the sum of 120 bits of the md5 of
+        each row's JSON (in two 60-bit halves), the row count and the column types; a sum
+        does not depend on the order of the rows, and a row given twice counts twice."""
+        source = destination.source
+        if not self._spark_query(source):
+            return super().data_pins(destination)
+        frame = self._query(source)
+        view = f"segops_result_{next(self._names)}"
+        frame.createOrReplaceTempView(view)
+        halves = ", ".join(
+            f"coalesce(sum(CAST(conv(substr(h, {start}, 15), 16, 10) AS DECIMAL(38, 0))), 0)"
+            for start in (1, 16)
+        )
+        try:
+            found = self.spark.sql(
+                f"SELECT count(*), {halves} FROM (SELECT md5(to_json(struct(*))) AS h FROM {view})"
+            ).collect()[0]
+        except (SegopsError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise _query_failure(source, exc) from None
+        shape = ";".join(f"{f.name}:{f.dataType.simpleString()}" for f in frame.schema.fields)
+        text = f"{found[0]}:{found[1]}:{found[2]}:{shape}"
+        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        return [(f"sql:{source.connection}", f"result:{found[0]}:{digest}")]
 
     def _spark_delta(
         self, request: DiffRequest, snapshot: Path | None, attrs: Sequence[str], split: bool
@@ -221,18 +318,23 @@ class SparkEngine(DuckDBEngine):
         reading = self.reading(destination)
         frame = self._frames.get(f"{reading}:{split}")
         if frame is None:
-            pieces = self._pieces(destination, split)
             key_type = "binary" if destination.identifier.encoding is KeyEncoding.HEX else "string"
             fields = [("k", key_type, _arrow_key(destination.identifier.encoding))]
             fields.append(("bad", "boolean", pa.bool_()))
             fields += [(a, *_ATTR_TYPES[a]) for a in destination.attributes]
             ddl = ", ".join(f"{name} {spark_type}" for name, spark_type, _ in fields)
             schema = pa.schema([(name, arrow_type) for name, _, arrow_type in fields])
-            task = partial(
-                desired_batches, pieces, schema, self.config.memory_limit, self.config.threads
-            )
-            count = len(pieces)
-            frame = self.spark.range(0, count, 1, count).mapInArrow(task, ddl)
+            limits = (self.config.memory_limit, self.config.threads)
+            if self._spark_query(destination.source):
+                over = f"(SELECT * FROM {ROWS_VIEW})"
+                sql = desired.desired_sql(destination, over, self.columns(destination))
+                rows = partial(desired_of_rows, sql, schema, *limits)
+                frame = self._query(destination.source).mapInArrow(rows, ddl)
+            else:
+                pieces = self._pieces(destination, split)
+                task = partial(desired_batches, pieces, schema, *limits)
+                count = len(pieces)
+                frame = self.spark.range(0, count, 1, count).mapInArrow(task, ddl)
             if reading in self._shared:  # several destinations diff it: read it once
                 frame = frame.persist()
                 self._frames[f"{reading}:{split}"] = frame
@@ -300,6 +402,8 @@ class SparkEngine(DuckDBEngine):
             f"HAVING count(DISTINCT {value}) > 1)"
         ).collect()
         conflicts = int(found[0][0]) if found else 0
+        if conflicts and self._spark_query(destination.source):
+            raise SourceError([conflict_problem(destination, conflicts)])
         if conflicts:
             self._current = None
             super()._check_conflicts(destination)  # the same count, in segops' words
@@ -440,6 +544,13 @@ def _driver(config: EngineConfig, log_file: Path) -> SparkSession:
 
 def _is_connect(spark: Any) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _query_failure(source: Source, exc: Exception) -> SourceError:
+    """Return the error of a Spark SQL source that Spark refused (Spark's first line)."""
+    key = "spec.source.sql.query_file" if source.query_file else "spec.source.sql.query"
+    message = f"Spark could not run the query: {_first_line(exc)}"
+    return SourceError([Problem(source.manifest, message, source.line, key)])
 
 
 def _first_line(exc: Exception) -> str:

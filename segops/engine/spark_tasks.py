@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from segops.engine.connection import connect, quiet
+from segops.engine.connection import arrow_reader, connect, quiet
 from segops.engine.sources.sql import quote_literal
 
 BATCH_ROWS = 1 << 16
@@ -132,17 +132,48 @@ def desired_batches(
                 yield from _rows(sql, schema, memory_limit, threads)
 
 
+def desired_of_rows(
+    sql: str,
+    schema: pa.Schema,
+    memory_limit: str,
+    threads: int | None,
+    rows: Iterator[pa.RecordBatch],
+) -> Iterator[pa.RecordBatch]:
+    """Yield the desired rows of a query's result, batch by batch: `sql` reads each batch of
+    `rows` as the relation ROWS_VIEW (the rules are row by row, so batches may be read
+    apart), cast to `schema`."""
+    con = connect(memory_limit, threads)
+    try:
+        for batch in rows:
+            con.register(ROWS_VIEW, batch)
+            try:
+                yield from _cast(con, sql, schema)
+            finally:
+                con.unregister(ROWS_VIEW)
+    finally:
+        con.close()
+
+
+ROWS_VIEW = "_segops_rows"  # what `desired_of_rows` names a batch of the query's result
+
+
 def _rows(
     sql: str, schema: pa.Schema, memory_limit: str, threads: int | None
 ) -> Iterator[pa.RecordBatch]:
     con = connect(memory_limit, threads)
     try:
-        with quiet():
-            for batch in _arrow_reader(con.sql(sql)):
-                columns = [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)]
-                yield pa.RecordBatch.from_arrays(columns, schema=schema)
+        yield from _cast(con, sql, schema)
     finally:
         con.close()
+
+
+def _cast(con: duckdb.DuckDBPyConnection, sql: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Yield the rows of `sql` as batches of `schema` (the Spark schema declared for them:
+    DuckDB may give a narrower type)."""
+    with quiet():
+        for batch in arrow_reader(con.sql(sql), BATCH_ROWS):
+            columns = [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)]
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def _write_lines(piece: Piece, target: Path) -> bool:
@@ -173,10 +204,3 @@ def _write_lines(piece: Piece, target: Path) -> bool:
                 out.write(block)
                 left -= len(block)
     return True
-
-
-def _arrow_reader(relation: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
-    """Return the relation's rows as Arrow batches (DuckDB 2 renamed the method)."""
-    if hasattr(relation, "to_arrow_reader"):
-        return relation.to_arrow_reader(BATCH_ROWS)
-    return relation.fetch_arrow_reader(BATCH_ROWS)

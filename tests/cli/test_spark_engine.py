@@ -240,3 +240,126 @@ def test_without_pyspark_the_error_says_how_to_install_it(
     code, _, err = run(workspace, "plan")
     assert code == 1
     assert "pyspark is not installed" in err and "pip install -e '.[spark]'" in err
+
+
+# Spark SQL sources: `sources: {lake: {type: spark}}`, `sql: {connection: lake, query: ...}`
+
+LAKE = "sources:\n  lake: {type: spark}\n"
+ATTRS = "      data_bag: {column: bag}\n      expiration_ts: {column: ts}\n"
+
+
+def _members(path: Path, members: dict[int, int]) -> None:
+    """Write member i with its basket size as Parquet (several row groups)."""
+    ordered = sorted(members.items())
+    table = pa.table(
+        {
+            "email_hash": [_hash(i) for i, _ in ordered],
+            "bag": [json.dumps({"items": n}) for _, n in ordered],
+            "ts": pa.array([1_900_000_000_000 + i for i, _ in ordered], pa.int64()),
+        }
+    )
+    pq.write_table(table, path, row_group_size=64)
+
+
+def test_a_spark_sql_source_sends_what_duckdb_sends_for_the_same_rows(
+    tmp_path: Path, spark_remote: str
+) -> None:
+    lake = tmp_path / "lake.parquet"
+    query = f"SELECT email_hash, bag, ts FROM parquet.`{lake}` WHERE ts > 0"
+    spark_yaml = with_engine(SEGOPS_YAML + LAKE, {"kind": "spark", "remote": spark_remote})
+    roots = {"duckdb": tmp_path / "duckdb", "spark": tmp_path / "spark"}
+    write_tree(
+        roots["duckdb"],
+        {
+            "segops.yaml": SEGOPS_YAML,
+            "segments/s.yaml": mics_manifest(
+                "s", "parquet: {path: ../data/lake.parquet}", extra=ATTRS
+            ),
+        },
+    )
+    write_tree(
+        roots["spark"],
+        {
+            "segops.yaml": spark_yaml,
+            "segments/s.yaml": mics_manifest(
+                "s", f"sql: {{connection: lake, query: {json.dumps(query)}}}", extra=ATTRS
+            ),
+        },
+    )
+    rng = random.Random(11)
+    first = {i: rng.randint(1, 3) for i in range(400)}
+    second = {i: n + (i % 7 == 0) for i, n in first.items() if i % 10}  # leave, change
+    second.update({i: 1 for i in range(400, 450)})  # join
+    for members in (first, second):
+        _members(lake, members)
+        (roots["duckdb"] / "data").mkdir(exist_ok=True)
+        _members(roots["duckdb"] / "data" / "lake.parquet", members)
+        for root in roots.values():
+            code, out, err = run(root, "apply", "--auto-approve")
+            assert code == 0, out + err
+        assert _state(roots["spark"]) == _state(roots["duckdb"])
+        assert _sent(roots["spark"]) == _sent(roots["duckdb"])
+    code, out, err = run(roots["spark"], "plan", "-out", "p.segplan", "--detailed-exitcode")
+    assert code == 0, out + err  # converged
+    code, out, err = run(roots["spark"], "show", "--format", "json", "p.segplan")
+    assert code == 0, err
+    pins = json.loads(out)["inputs"]["data"]
+    assert [(p["source"], p["pin"].split(":")[:2]) for p in pins] == [
+        ("sql:lake", ["result", str(len(second))])
+    ]
+
+
+def test_a_bad_row_of_a_spark_sql_source_is_named_and_nothing_is_sent(
+    workspace: Path, spark_remote: str
+) -> None:
+    query = f"SELECT '{_hash(1)}' AS email_hash UNION ALL SELECT 'nothex' AS email_hash"
+    write_tree(
+        workspace,
+        {
+            "segops.yaml": with_engine(
+                SEGOPS_YAML + LAKE, {"kind": "spark", "remote": spark_remote}
+            ),
+            "segments/s.yaml": mics_manifest(
+                "s", f"sql: {{connection: lake, query: {json.dumps(query)}}}"
+            ),
+        },
+    )
+    code, out, err = run(workspace, "apply", "--auto-approve")
+    assert code == 1, out + err
+    assert "the query of segments/s.yaml" in err and "1 bad row" in err, err
+    assert "is not 64 lowercase hex characters (sha256)" in err and "nothex" not in err, err
+    assert not (workspace / "out").exists()
+
+
+def test_a_query_spark_refuses_names_the_manifest_key(workspace: Path, spark_remote: str) -> None:
+    write_tree(
+        workspace,
+        {
+            "segops.yaml": with_engine(
+                SEGOPS_YAML + LAKE, {"kind": "spark", "remote": spark_remote}
+            ),
+            "segments/s.yaml": mics_manifest(
+                "s", 'sql: {connection: lake, query: "SELECT email_hash FROM no_such_table"}'
+            ),
+        },
+    )
+    code, out, err = run(workspace, "validate")
+    assert code == 1, out + err
+    assert "segments/s.yaml" in err and "spec.source.sql.query" in err, err
+    assert "Spark could not run the query" in err and "no_such_table" in err, err
+    assert "Traceback" not in err
+
+
+def test_a_spark_source_needs_the_spark_engine(workspace: Path) -> None:
+    write_tree(
+        workspace,
+        {
+            "segops.yaml": SEGOPS_YAML + LAKE,
+            "segments/s.yaml": mics_manifest(
+                "s", 'sql: {connection: lake, query: "SELECT email_hash FROM members"}'
+            ),
+        },
+    )
+    code, out, err = run(workspace, "validate")
+    assert code == 1, out + err
+    assert "segops.yaml" in err and "sources.lake.type" in err and "kind: spark" in err, err
