@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.s3state import aws_env
+
 READY_SECONDS = 180  # a busy machine starts a JVM slowly
 
 
@@ -40,6 +42,8 @@ def spark_connect_server(cores: int = 2) -> Iterator[str]:
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])),
+        # the executors' own AWS chain: the S3 emulator's test credentials (tests/s3state.py)
+        **aws_env(Path(tempfile.gettempdir())),
     }
     command = [
         str(home / "bin" / "spark-submit"),

@@ -49,6 +49,7 @@ class ExternalSources:
         self._types: dict[Source, dict[str, str]] = {}
         self._pins: dict[Source, list[tuple[str, str]]] = {}
         self._keys: dict[Source, list[str]] = {}
+        self._datasets: dict[Source, Any] = {}
 
     def _register(self, name: str, value: object) -> None:
         self._settle()
@@ -141,6 +142,18 @@ class ExternalSources:
             header = self._s3(source, lambda: store.header(source, objects[0]))
         dataset = self._s3(source, lambda: store.dataset(source, objects, header))
         self._register(name, dataset)
+        self._datasets[source] = (dataset, header)
+
+    def object_parts(
+        self, source: Source
+    ) -> tuple[str, SourceConnection | None, list[StoredObject], list[str], Any]:
+        """Return what reads an object source apart, one object at a time (a Spark task):
+        the name its relation SQL reads, the connection, the objects, the CSV header and
+        the whole dataset's schema (each part is read with it)."""
+        name = self._relation(source)
+        dataset, header = self._datasets[source]
+        connection = self.connections.get(source.connection or "")
+        return name, connection, self._list(source), header, dataset.schema
 
     def _s3(self, source: Source, call: Callable[[], T]) -> T:
         """Run a call to S3 through pyarrow; turn its failure into the source's error.

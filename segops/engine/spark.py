@@ -6,6 +6,9 @@ grows with the audience:
 
 - reading a file source: each executor task runs segops' own DuckDB query over it
   (segops.engine.spark_tasks), so keys, bad rows and attributes are the DuckDB engine's;
+  CSV and Parquet objects on S3 likewise, one object per task, read from S3 by the task;
+- a `sql` source on a `type: spark` source connection: a Spark SQL query whose result goes
+  through the same DuckDB query in tasks, batch by batch;
 - the diff: the same FULL OUTER JOIN text as DuckDB's (segops.engine.deltas.delta_query),
   run as Spark SQL between those rows and the applied snapshot (read by Spark);
 - the snapshot merge after a confirmed apply (an anti-join and a union).
@@ -15,9 +18,9 @@ canonical file (sorted, content-addressed) is then written by the same DuckDB CO
 DuckDB engine's. A delta holds the churn only, so that last step stays small for a plan;
 for a snapshot it is one sort on this machine, spilled to disk past `memory_limit`.
 
-What stays in DuckDB on this machine: columns, inline sources, sources on S3 or
-PostgreSQL (read through segops' connections), error reports (segops' exact reader names
-the line), reading a delta for apply. When Spark refuses a source (a file DuckDB reads
+What stays in DuckDB on this machine: columns, inline sources, PostgreSQL sources, NDJSON
+and hive-partitioned objects (read through segops' connections), error reports (segops'
+exact reader names the line), reading a delta for apply. When Spark refuses a source (a file DuckDB reads
 only through a copy, say), the diff runs again in DuckDB, whose result is the same and
 whose errors are segops' own words; the log says so.
 """
@@ -48,6 +51,7 @@ from segops.engine.spark_tasks import (
     Piece,
     byte_pieces,
     desired_batches,
+    desired_of_objects,
     desired_of_rows,
     row_pieces,
 )
@@ -172,10 +176,25 @@ class SparkEngine(DuckDBEngine):
         """Whether the destination's source is a file Spark's executors read, or a Spark SQL
         query."""
         source = destination.source
-        return self._spark_query(source) or (
-            source.kind in _FILE_KINDS
-            and source.path is not None
-            and not self.external.handles(source)
+        return (
+            self._spark_query(source)
+            or self._spark_objects(source)
+            or (
+                source.kind in _FILE_KINDS
+                and source.path is not None
+                and not self.external.handles(source)
+            )
+        )
+
+    @staticmethod
+    def _spark_objects(source: Source) -> bool:
+        """Whether `source` is CSV or Parquet objects on S3 that Spark tasks read, one object
+        each. Hive partitions stay on this machine: their columns' types come from every
+        object's path; NDJSON too: its keys are found by a scan of every object."""
+        return (
+            source.url is not None
+            and source.kind in (SourceKind.CSV, SourceKind.PARQUET)
+            and not source.hive_partitioning
         )
 
     def _spark_query(self, source: Source) -> bool:
@@ -330,6 +349,28 @@ class SparkEngine(DuckDBEngine):
                 sql = desired.desired_sql(destination, over, self.columns(destination))
                 rows = partial(desired_of_rows, sql, schema, *limits)
                 frame = self._query(destination.source).mapInArrow(rows, ddl)
+            elif self._spark_objects(destination.source):
+                types = self.columns(destination)
+                sql = desired.desired_sql(destination, self.source_sql(destination), types)
+                source = destination.source
+                name, connection, objects, header, columns = self._run(
+                    destination, lambda: self.external.object_parts(source)
+                )
+                read = partial(
+                    desired_of_objects,
+                    sql,
+                    name,
+                    connection,
+                    source,
+                    objects,
+                    header,
+                    columns,
+                    schema,
+                    *limits,
+                )
+                count = len(objects)
+                frame = self.spark.range(0, count, 1, count).mapInArrow(read, ddl)
+                log.info("%s: %d objects read by Spark tasks", destination.address, count)
             else:
                 pieces = self._pieces(destination, split)
                 task = partial(desired_batches, pieces, schema, *limits)

@@ -28,7 +28,9 @@ import duckdb
 import pyarrow as pa
 
 from segops.engine.connection import arrow_reader, connect, quiet
+from segops.engine.sources.objects import ObjectStore, StoredObject
 from segops.engine.sources.sql import quote_literal
+from segops.model import Source, SourceConnection
 
 BATCH_ROWS = 1 << 16
 PIECE_BYTES = 64 << 20  # a task's share of a source file
@@ -152,6 +154,35 @@ def desired_of_rows(
                 con.unregister(ROWS_VIEW)
     finally:
         con.close()
+
+
+def desired_of_objects(
+    sql: str,
+    name: str,
+    connection: SourceConnection | None,
+    source: Source,
+    objects: Sequence[StoredObject],
+    header: Sequence[str],
+    dataset_schema: pa.Schema,
+    schema: pa.Schema,
+    memory_limit: str,
+    threads: int | None,
+    ids: Iterator[pa.RecordBatch],
+) -> Iterator[pa.RecordBatch]:
+    """Yield the desired rows of the objects whose numbers come in `ids`: each object is read
+    from S3 here, as a dataset of its own with the whole dataset's schema, registered under
+    the `name` the driver's `sql` reads (the rules are row by row: objects may be read
+    apart). Credentials come from this machine's AWS chain (an executor's role)."""
+    store = ObjectStore(connection)
+    for batch in ids:
+        for number in batch.column(0).to_pylist():
+            part = store.dataset(source, [objects[int(number)]], header, dataset_schema)
+            con = connect(memory_limit, threads)
+            try:
+                con.register(name, part)
+                yield from _cast(con, sql, schema)
+            finally:
+                con.close()
 
 
 ROWS_VIEW = "_segops_rows"  # what `desired_of_rows` names a batch of the query's result

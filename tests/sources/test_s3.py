@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from emulators.s3 import check_credentials
-from tests.conftest import run, write_tree
+from tests.conftest import run, with_engine, write_tree
 from tests.s3server import S3Server
 from tests.s3state import SECRET_KEY
 from tests.sources.workspace import BUCKET, h, tree, workspace
@@ -289,3 +289,38 @@ def test_a_csv_row_of_too_many_fields_names_the_object_and_its_line(
     assert code == 1
     assert err.startswith(f"Error: {url}:5: has 2 fields where the header has 1"), err
     assert HASHES[3] not in err  # never a member's value
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_objects_read_by_spark_tasks_give_the_plan_duckdb_gives(
+    tmp_path: Path,
+    lake: S3Server,
+    prefix: str,
+    kind: str,
+    spark_remote: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the Spark engine each object is read by a task of its own, from S3: same plan."""
+    from segops.engine import spark
+
+    fallbacks: list[str] = []
+    notes: list[str] = []
+    monkeypatch.setattr(spark.log, "warning", lambda text, *args: fallbacks.append(text % args))
+    monkeypatch.setattr(spark.log, "info", lambda text, *args: notes.append(text % args))
+    encode = FORMATS[kind]
+    for part in range(3):
+        put(lake, f"{prefix}/part-{part}.{kind}", encode(HASHES[part * 20 : part * 20 + 25]))
+    url = f"s3://{BUCKET}/{prefix}/*.{kind}"
+    roots = {
+        name: workspace(tmp_path / name, lake.endpoint_url, {"cart": url_source(kind, url)})
+        for name in ("duckdb", "spark")
+    }
+    yaml_path = roots["spark"] / "segops.yaml"
+    yaml_path.write_text(
+        with_engine(yaml_path.read_text(), {"kind": "spark", "remote": spark_remote})
+    )
+    on_spark, on_duckdb = plan_json(roots["spark"]), plan_json(roots["duckdb"])
+    assert fallbacks == [] and notes == ["cart.out: 3 objects read by Spark tasks"]
+    assert on_spark["changes"] == on_duckdb["changes"]  # the same delta bytes and counts
+    assert on_spark["inputs"]["data"] == on_duckdb["inputs"]["data"]  # pinned by ETag
+    assert on_spark["changes"][0]["members"]["add"] == 60

@@ -136,9 +136,17 @@ class ObjectStore:
         return sorted(found, key=lambda o: o.key)
 
     def dataset(
-        self, source: Source, objects: Sequence[StoredObject], header: Sequence[str] = ()
+        self,
+        source: Source,
+        objects: Sequence[StoredObject],
+        header: Sequence[str] = (),
+        schema: Any = None,
     ) -> pads.Dataset:
-        """Return a pyarrow dataset over `objects` in the source's format (not read yet)."""
+        """Return a pyarrow dataset over `objects` in the source's format (not read yet).
+
+        `schema`: the dataset's columns (by default, the first object's): a part of a larger
+        dataset read apart (by a Spark task) is read with the whole dataset's schema.
+        """
         import pyarrow as pa
         import pyarrow.csv as pacsv
         import pyarrow.dataset as ds
@@ -174,6 +182,7 @@ class ObjectStore:
             base = f"{bucket}/{folder}" if folder else bucket
         return ds.dataset(
             paths,
+            schema=schema,
             filesystem=self.filesystem(source),
             format=fmt,
             partitioning=partitioning,
