@@ -20,9 +20,9 @@ for a snapshot it is one sort on this machine, spilled to disk past `memory_limi
 
 What stays in DuckDB on this machine: columns, inline sources, PostgreSQL sources, NDJSON
 and hive-partitioned objects (read through segops' connections), error reports (segops'
-exact reader names the line), reading a delta for apply. When Spark refuses a source (a file DuckDB reads
-only through a copy, say), the diff runs again in DuckDB, whose result is the same and
-whose errors are segops' own words; the log says so.
+exact reader names the line), reading a delta for apply. When Spark refuses a source (a
+file DuckDB reads only through a copy, say), the diff runs again in DuckDB, whose result is
+the same and whose errors are segops' own words; the log says so.
 """
 
 from __future__ import annotations
