@@ -306,7 +306,7 @@ def run_remote(
     (ws / "segments").mkdir(parents=True)
     (ws / "segops.yaml").write_text(SEGOPS_YAML + SOURCES_YAML.format(endpoint=endpoint))
     (ws / "segments" / "bench.yaml").write_text(
-        MANIFEST.replace("csv: {path: ../data/members.csv}", REMOTE[kind])
+        manifest("bench", "members.csv").replace("csv: {path: ../data/members.csv}", REMOTE[kind])
     )
     segops = [sys.executable, "-m", "segops", "-C", str(ws)]
     load(kind, base, target)
