@@ -15,6 +15,7 @@ from segops.destinations.mediarithmics import commands as mics
 from segops.errors import DestinationError
 from segops.model import Platform
 from tests.destinations.test_files import batches_of, change, connection, mics_settings
+from tests.destinations.test_mediarithmics_commands import target
 
 # Characters JSON escapes, CSV quotes, and the ones neither touches (non-ASCII stays UTF-8).
 # Without control characters, JSON escaping takes the kernels' path (quotes, backslashes).
@@ -26,18 +27,6 @@ def values(seed: int, count: int) -> list[str]:
     rng = random.Random(seed)
     alphabet = TRICKY if seed % 2 else ESCAPED
     return ["".join(rng.choices(alphabet, k=rng.randint(1, 6))) for _ in range(count)]
-
-
-def target(**extra: object) -> mics.CommandTarget:
-    settings = {
-        "connection": "mics",
-        "datamart_id": "1509",
-        "expiration_duration": 10080,
-        "identifier.kind": "email_hash",
-        "segment_technical_name": "cart",
-        **extra,
-    }
-    return mics.CommandTarget.from_settings(tuple(sorted(settings.items())))  # type: ignore[arg-type]
 
 
 TARGETS = {
