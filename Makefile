@@ -24,8 +24,8 @@ demo: install ## Run validate → plan → apply → plan on a temporary copy of
 demo-api: install ## Run the bundled workspace against emulated mediarithmics and MoEngage APIs
 	$(BIN)/python scripts/demo_api.py
 
-test: install ## Run the test suite
-	$(BIN)/pytest
+test: install ## Run the test suite (on up to 4 cores)
+	$(BIN)/pytest -n auto --maxprocesses=4 --dist loadgroup
 
 check: install ## Lint, format check and type check; changes nothing
 	$(BIN)/ruff check segops tests bench emulators scripts

@@ -120,6 +120,16 @@ def spark_remote() -> Iterator[str]:
         yield url
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`), the tests that use the Spark Connect server run on
+    one worker: one server starts (a JVM, about 15 s), not one per worker."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if "spark_remote" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("spark"))
+
+
 def with_engine(segops_yaml: str, engine: Mapping[str, object]) -> str:
     """Return segops.yaml text whose `engine` section also holds `engine`'s keys."""
     import yaml
