@@ -215,13 +215,15 @@ def release_lock(store: StateBackend, lock: LockInfo, created: list[Path]) -> No
 @contextmanager
 def engine_for(ctx: Context) -> Iterator[MemberEngine]:
     """Give the member engine of one command; Ctrl-C interrupts its queries."""
-    from segops.ui.interrupt import engine_stopped_by_ctrl_c
+    from segops.ui.interrupt import ctrl_c_held, engine_stopped_by_ctrl_c
 
     ws = ctx.workspace
-    engine = DeferredEngine(
-        lambda: open_engine(ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ),
-        ctx.work,
-    )
+
+    def opened() -> MemberEngine:
+        with ctrl_c_held():  # DuckDB's module and first connection load whole
+            return open_engine(ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ)
+
+    engine = DeferredEngine(opened, ctx.work)
     try:
         with engine_stopped_by_ctrl_c(engine.interrupt):
             yield engine

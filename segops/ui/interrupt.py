@@ -44,6 +44,8 @@ class Interrupts:
         self._targets: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._seen = 0  # SIGINTs the watcher thread has seen
+        self._held = False  # within `held()`: a first Ctrl-C waits for the block's end
+        self._pending = False
 
     def install(self) -> None:
         """Take over SIGINT for this process."""
@@ -81,6 +83,24 @@ class Interrupts:
             with self._lock:
                 self._targets.remove(target)
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Within the block, the first Ctrl-C waits until the block ends, then interrupts.
+
+        For work that must not be cut in the middle: DuckDB's extension module loading and
+        its first connection (a KeyboardInterrupt raised inside them made DuckDB 2.0's
+        bindings print a "Critical nanobind error" and a traceback; found by
+        tests/crash/test_interrupt.py under load). A second Ctrl-C still stops at once.
+        """
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
+            pending, self._pending = self._pending, False
+        if pending:
+            raise KeyboardInterrupt
+
     def sleep(self, seconds: float) -> None:
         """Sleep `seconds`, or less when a Ctrl-C asks apply to stop."""
         self.stop.wait(max(0.0, seconds))
@@ -97,6 +117,9 @@ class Interrupts:
             os._exit(EXIT_INTERRUPTED)
         if self.stop.is_set():
             self.hard = True
+        if self._held:
+            self._pending = True
+            return
         raise KeyboardInterrupt
 
     def _watch(self, read: int) -> None:
@@ -145,6 +168,17 @@ def engine_stopped_by_ctrl_c(interrupt: Callable[[], None]) -> Iterator[None]:
         yield
         return
     with interrupts.stopping(interrupt):
+        yield
+
+
+@contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Within the block, a first Ctrl-C waits for its end (see `Interrupts.held`)."""
+    interrupts = current()
+    if interrupts is None:
+        yield
+        return
+    with interrupts.held():
         yield
 
 

@@ -178,3 +178,21 @@ def test_ctrl_c_while_planning_changes_nothing(tmp_path: Path, delay: float) -> 
     assert not (tmp_path / "p.segplan").exists()
     assert list(scratch.iterdir()) == [], "the scratch folder is removed"
     assert not (root / ".segops").exists()
+
+
+def test_a_ctrl_c_during_a_held_block_interrupts_when_it_ends() -> None:
+    """The engine opens (DuckDB's module, its first connection) whole, then the Ctrl-C."""
+    from segops.ui.interrupt import Interrupts
+
+    interrupts = Interrupts(write=lambda _line: None)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            interrupts._handle(signal.SIGINT, None)  # what Python's handler would call
+            done.append("the block went on to its end")
+    assert done == ["the block went on to its end"]
+    with interrupts.held():  # nothing pending is left over
+        pass
+    fresh = Interrupts(write=lambda _line: None)  # (a second Ctrl-C would end the process)
+    with pytest.raises(KeyboardInterrupt):  # outside the block, at once
+        fresh._handle(signal.SIGINT, None)
