@@ -9,7 +9,7 @@ import pytest
 
 from segops.engine import duck
 from segops.engine.duck import DuckDBEngine
-from segops.errors import EngineError
+from segops.errors import EngineError, StateError
 from segops.model import EngineConfig, KeyEncoding
 
 ROWS = 130_000  # more than two of the engine's batches (50,000 rows)
@@ -41,7 +41,7 @@ def batch_rows(engine: DuckDBEngine, path: Path) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize("attributes", [True, False])
-@pytest.mark.parametrize("small", [True, False], ids=["sorted again", "in scan order"])
+@pytest.mark.parametrize("small", [True, False], ids=["read by pyarrow", "in scan order"])
 def test_batches_hold_the_rows_of_read_delta_in_file_order(
     tmp_path: Path, attributes: bool, small: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,6 +59,37 @@ def test_batches_hold_the_rows_of_read_delta_in_file_order(
         setting = "SELECT current_setting('preserve_insertion_order')"
         assert engine.con.execute(setting).fetchone() == (False,), "the engine's setting is back"
         assert any(r[2] for r in rows) is attributes
+    finally:
+        engine.close()
+
+
+def test_a_small_delta_of_text_keys_is_read_as_the_engine_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "delta.parquet"
+    duckdb.execute(
+        f"COPY (SELECT CASE WHEN i < 3 THEN 'remove' ELSE 'add' END AS op, 'crm-' || i AS k "
+        f"FROM range(10) t(i)) TO '{path}'"
+    )
+    engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig())
+    try:
+        rows = [
+            (r.op, r.key, r.data_bag, r.expiration_ts, r.index)
+            for r in engine.read_delta(path, KeyEncoding.TEXT)
+        ]
+        found: list[tuple[object, ...]] = []
+        for batch in engine.delta_batches(path, KeyEncoding.TEXT):
+            found += zip(*(batch.column(i).to_pylist() for i in range(5)), strict=True)
+        assert found == rows and rows[3] == ("add", "crm-3", None, None, 3)
+    finally:
+        engine.close()
+
+
+def test_a_damaged_small_delta_is_a_state_error(tmp_path: Path) -> None:
+    path = tmp_path / "delta.parquet"
+    path.write_bytes(b"PAR1 not a parquet file")
+    engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig())
+    try:
+        with pytest.raises(StateError, match="delta.parquet"):
+            list(engine.delta_batches(path, KeyEncoding.HEX))
     finally:
         engine.close()
 
