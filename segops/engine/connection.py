@@ -94,3 +94,17 @@ def arrow_reader(relation: duckdb.DuckDBPyRelation, rows: int) -> Any:
     if hasattr(relation, "to_arrow_reader"):
         return relation.to_arrow_reader(rows)
     return relation.fetch_arrow_reader(rows)
+
+
+def arrow_types(con: duckdb.DuckDBPyConnection, table: Any) -> dict[str, str]:
+    """Return the DuckDB type of each column of a pyarrow table (its schema is enough).
+
+    On a cursor of its own: DuckDB 2 registers nothing while a result is pending.
+    """
+    cursor = con.cursor()
+    try:
+        cursor.register("_segops_schema", table)
+        rows = cursor.execute("DESCRIBE SELECT * FROM _segops_schema").fetchall()
+    finally:
+        cursor.close()
+    return {str(r[0]): str(r[1]) for r in rows}

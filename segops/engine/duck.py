@@ -173,10 +173,6 @@ class DuckDBEngine(EngineBase):
             return None
         return self._replaced.get(source.path) or self.root / source.path
 
-    @staticmethod
-    def _inline(destination: Destination) -> bool:
-        return destination.source.kind is SourceKind.INLINE
-
     # -- the diff ----------------------------------------------------------------------
 
     def diff(self, request: DiffRequest, snapshot: Path | None, out_dir: Path) -> DiffResult:
@@ -201,10 +197,9 @@ class DuckDBEngine(EngineBase):
                 "GROUP BY ALL"
             )
 
-        self._fit_threads(
-            [snapshot, self._source_file(want) if want is not None else None],
-            known=want is None or self._source_file(want) is not None or self._inline(want),
-        )
+        source_file = self._source_file(want) if want is not None else None
+        inline = want is not None and want.source.kind is SourceKind.INLINE
+        self._fit_threads([snapshot, source_file], known=not want or bool(source_file) or inline)
         if not (want is not None and want.identifier.format and self._first_try(run)):
             self._run(want or f"the snapshot of {request.address}", run, snapshot)
         return self._diff_result(request, attrs, out_dir)

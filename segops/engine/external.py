@@ -20,7 +20,7 @@ import duckdb
 
 from segops.engine import failures
 from segops.engine.cells import JSON, TEXT
-from segops.engine.connection import quiet
+from segops.engine.connection import arrow_types, quiet
 from segops.engine.sources import database
 from segops.engine.sources.objects import LINE, ObjectStore, StoredObject, source_error
 from segops.engine.sources.sql import quote_ident, quote_literal
@@ -234,9 +234,7 @@ class ExternalSources:
         ).fetchone()
         assert row is not None
         columns = self.con.execute(f"DESCRIBE SELECT * FROM {quoted}").fetchall()
-        shape = ";".join(f"{c[0]}:{c[1]}" for c in columns)
-        text = f"{row[0]}:{row[1]}:{row[2]}:{shape}"
-        return f"result:{row[0]}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+        return result_pin(row[0], row[1], row[2], ";".join(f"{c[0]}:{c[1]}" for c in columns))
 
     def _query_types(self, source: Source) -> dict[str, str]:
         """Return the result's columns without reading its rows (a LIMIT 0 of the query)."""
@@ -257,12 +255,7 @@ class ExternalSources:
             raise database.failure(source, connection, exc, dsn) from None
         finally:
             result.close()
-        self._register("_segops_schema", table)
-        try:
-            rows = self.con.execute("DESCRIBE SELECT * FROM _segops_schema").fetchall()
-        finally:
-            self._unregister("_segops_schema")
-        return {str(r[0]): str(r[1]) for r in rows}
+        return arrow_types(self.con, table)
 
     def _table_rows(self, source: Source) -> Iterator[LocatedRow]:
         cursor = self.con.cursor()
@@ -276,6 +269,13 @@ class ExternalSources:
                     yield source.name, number, dict(zip(names, values, strict=True))
         finally:
             cursor.close()
+
+
+def result_pin(rows: object, first: object, second: object, shape: str) -> str:
+    """Return `result:<rows>:<hex>`, the pin of a query's result from its row count, the two
+    order-free sums of its rows' hashes and its columns' `name:type` list."""
+    text = f"{rows}:{first}:{second}:{shape}"
+    return f"result:{rows}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 _LINE_JSON = f"CAST(ltrim({quote_ident(LINE)}, chr(65279)) AS JSON)"

@@ -27,7 +27,6 @@ the same and whose errors are segops' own words; the log says so.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -44,7 +43,9 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from segops.engine import deltas, desired, sources
+from segops.engine.connection import arrow_types
 from segops.engine.duck import DuckDBEngine, conflict_problem
+from segops.engine.external import result_pin
 from segops.engine.sources.sql import quote_literal
 from segops.engine.spark_tasks import (
     ROWS_VIEW,
@@ -232,13 +233,7 @@ class SparkEngine(DuckDBEngine):
             raise
         except Exception as exc:
             raise _query_failure(source, exc) from None
-        cursor = self.con.cursor()  # DuckDB 2 registers nothing while a result is pending
-        try:
-            cursor.register("_segops_schema", empty)
-            rows = cursor.execute("DESCRIBE SELECT * FROM _segops_schema").fetchall()
-        finally:
-            cursor.close()
-        return {str(r[0]): str(r[1]) for r in rows}
+        return arrow_types(self.con, empty)
 
     def rows(
         self, source: Source
@@ -276,9 +271,7 @@ class SparkEngine(DuckDBEngine):
         except Exception as exc:
             raise _query_failure(source, exc) from None
         shape = ";".join(f"{f.name}:{f.dataType.simpleString()}" for f in frame.schema.fields)
-        text = f"{found[0]}:{found[1]}:{found[2]}:{shape}"
-        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
-        return [(f"sql:{source.connection}", f"result:{found[0]}:{digest}")]
+        return [(f"sql:{source.connection}", result_pin(found[0], found[1], found[2], shape))]
 
     def _spark_delta(
         self, request: DiffRequest, snapshot: Path | None, attrs: Sequence[str], split: bool
