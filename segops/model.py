@@ -292,7 +292,7 @@ class DataPin:
     segment: str
     # what was read: a workspace-relative data file, an s3:// object, or "sql:<connection>"
     source: str
-    # "<kind>:<value>": "sha256:<hex>" for a file's bytes, "s3:etag=<etag>,size=<bytes>" for
+    # "<kind>:<value>": "blake3:<hex>" for a file's bytes, "s3:etag=<etag>,size=<bytes>" for
     # an object, "result:<rows>:<hex>" for a query's result (an order-independent digest)
     pin: str
 
@@ -305,7 +305,7 @@ class SourceRead:
     pin and reading against that snapshot skips the diff (the digests decide, nothing else).
     """
 
-    pin: str  # the DataPin of the source bytes: "sha256:<hex>"
+    pin: str  # the DataPin of the source bytes: "blake3:<hex>"
     reading: str  # sha256 of how the engine reads them (columns, rules, bad-row handling)
     skipped: int = 0  # bad rows left out of those bytes (on_bad_rows: skip)
     # "<size>:<sha256 of the first and last MiB>": a file whose probe differs cannot have the

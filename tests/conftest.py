@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import blake3
 import pytest
 from typer.testing import CliRunner
 
@@ -61,6 +62,11 @@ spec:
       segment_technical_name: {technical_name or name}
       identifier: {{kind: email_hash, column: email_hash, format: sha256}}
 {extra}"""
+
+
+def file_pin(path: Path) -> str:
+    """The data pin a source file must get: its BLAKE3, computed here in one call."""
+    return f"blake3:{blake3.blake3(path.read_bytes()).hexdigest()}"
 
 
 def write_tree(root: Path, files: Mapping[str, str]) -> None:

@@ -18,7 +18,7 @@ import pytest
 from segops.engine import sources
 from segops.engine.duck import DuckDBEngine
 from segops.state import model
-from tests.conftest import mics_manifest, plan_json, run, write_tree
+from tests.conftest import file_pin, mics_manifest, plan_json, run, write_tree
 
 
 def h(text: str) -> str:
@@ -62,9 +62,8 @@ def diffs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_apply_records_the_bytes_the_snapshot_holds(ws: Path) -> None:
-    digest = hashlib.sha256((ws / "data" / "cart.csv").read_bytes()).hexdigest()
     source = entry(ws)["source"]
-    assert source["pin"] == f"sha256:{digest}"
+    assert source["pin"] == file_pin(ws / "data" / "cart.csv")
     assert source["skipped"] == 0
 
 

@@ -20,8 +20,8 @@ from segops.model import (
     SourceKind,
     Workspace,
 )
-from segops.planning.inputs import InputDigests, all_inputs
-from tests.conftest import write_tree
+from segops.planning.inputs import InputDigests, all_inputs, digest_file
+from tests.conftest import file_pin, write_tree
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -279,10 +279,10 @@ def test_inputs_are_every_file_read_with_its_digest(tmp_path: Path) -> None:
     assert [i.path for i in pins.definitions] == ["more/x.yml", "segments/cart.yaml", "segops.yaml"]
     for item in pins.definitions:
         assert item.sha256 == hashlib.sha256((root / item.path).read_bytes()).hexdigest()
-    digest = hashlib.sha256((root / "data/cart.csv").read_bytes()).hexdigest()
+    pin = file_pin(root / "data/cart.csv")
     assert pins.data == (  # one file, read by two segments: pinned for each
-        DataPin("cart", "data/cart.csv", f"sha256:{digest}"),
-        DataPin("x", "data/cart.csv", f"sha256:{digest}"),
+        DataPin("cart", "data/cart.csv", pin),
+        DataPin("x", "data/cart.csv", pin),
     )
     (root / "data/cart.csv").write_text(CSV + "b" * 64 + ",y@example.com,\n")
     after = all_inputs(load_workspace(root))
@@ -602,3 +602,15 @@ def test_every_problem_is_collected_and_sorted(tmp_path: Path) -> None:
         ("segments/b.yaml", 9),
     ]
     assert str(found[0]).startswith("segments/a.yaml:22: spec.destinations[0]: expected a mapping")
+
+
+def test_a_file_larger_than_the_read_buffer_is_pinned_whole(tmp_path: Path) -> None:
+    """The digest reads a file in 1 MiB pieces: every byte counts, the last short piece too."""
+    data = tmp_path / "big.csv"
+    data.write_bytes(bytes(range(256)) * 13_000)  # 3.17 MiB: three full pieces and a short one
+    pin = digest_file(data)
+    assert pin == file_pin(data)
+    with data.open("r+b") as handle:  # one byte changed in the last piece
+        handle.seek(-1, os.SEEK_END)
+        handle.write(b"x")
+    assert digest_file(data) == file_pin(data) != pin
