@@ -313,10 +313,13 @@ def make_plan(
     sizes = {d.address: _source_size(ctx, d.request.desired) for d in decisions}
     total = sum(sizes.values())
     with observe.step("Diffing members", len(decisions), "destinations", total) as step:
+        jobs: list[tuple[planner.Decision, Path | None]] = []
         for decision in decisions:
             request = decision.request
             want = decision.desired
             reading = engine.reading(want) if want is not None and want.source.path else None
+            if reading is not None:
+                readings[decision.address] = reading
             # checked against its digest even when the diff is skipped: damage is never hidden
             base = request.applied
             snapshot = ctx.store.snapshot_path(base.sha256) if base else None
@@ -326,22 +329,23 @@ def make_plan(
                 same = probes.setdefault(path, reuse.probe(ctx.root / path))
                 if same == prior.probe and digests.pin(path) == prior.pin:
                     results[decision.address] = reuse.unchanged(request, prior)
-                    readings[decision.address] = prior.reading
                     log.info("%s: source and snapshot as last applied: diff skipped",
                              decision.address)  # fmt: skip
                     step.advance(1, size=sizes[decision.address])
                     continue
-            began = time.monotonic()
-            result = engine.diff(request, snapshot, ctx.work / "deltas")
+            jobs.append((decision, snapshot))
+        began = time.monotonic()
+        diffed = engine.diffs([(d.request, s) for d, s in jobs], ctx.work / "deltas")
+        for (decision, _), result in zip(jobs, diffed, strict=True):
             results[decision.address] = result
-            if reading is not None:
-                readings[decision.address] = reading
+            now = time.monotonic()
             log.info(
                 "%s: diffed in %.2f s",
                 decision.address,
-                time.monotonic() - began,
+                now - began,
                 extra={"event": "diff", "address": decision.address},
             )
+            began = now
             step.advance(1, size=sizes[decision.address])
     pins = digests.result(_external_pins(engine, desired))
     _record_reads(ctx, decisions, results, readings, pins, looked, probes)

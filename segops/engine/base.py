@@ -9,7 +9,9 @@ or a StateError for a snapshot or delta file. No DuckDB exception leaves the eng
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import count
 from pathlib import Path
 from typing import TypeVar
 
@@ -49,13 +51,16 @@ class EngineBase:
         self.config = config
         (work / "spill").mkdir(parents=True, exist_ok=True)
         try:
-            self.con = connect(config.memory_limit, config.threads)
+            self._con = connect(config.memory_limit, config.threads)
         except duckdb.Error:
             message = (
                 f"the member engine refuses memory_limit {config.memory_limit!r} or threads "
                 f"{config.threads!r}: give a size such as 2GB, and from 1 thread to one per core"
             )
             raise ManifestError([Problem("segops.yaml", message, path="engine")]) from None
+        self._local = threading.local()  # a lane's own connection (DuckDBEngine.diffs)
+        self._lanes: list[duckdb.DuckDBPyConnection] = []
+        self._scratch = count()  # scratch files: unique across lanes
         with quiet():
             self.con.execute(f"SET temp_directory = {quote_literal(str(work / 'spill'))}")
             # Row order is imposed with ORDER BY where it matters; elsewhere it costs memory.
@@ -68,12 +73,35 @@ class EngineBase:
         self._checked_tails: set[str] = set()
         self.external = ExternalSources(self.con, connections, env or {})
 
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection of the calling thread: a lane's own, or the engine's."""
+        lane: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        return lane if lane is not None else self._con
+
+    def _enter_lane(self) -> None:
+        """Give the calling thread a connection of its own to the same database.
+
+        A lane's temporary tables are its own, so two lanes each diff into their own `delta`
+        table; settings (threads, memory, spill folder) are the database's, shared.
+        """
+        if getattr(self._local, "con", None) is None:
+            self._local.con = self._con.cursor()
+            self._lanes.append(self._local.con)
+
+    def _close_lanes(self) -> None:
+        while self._lanes:
+            self._lanes.pop().close()
+
     def close(self) -> None:
-        self.con.close()
+        self._close_lanes()
+        self._con.close()
 
     def interrupt(self) -> None:
-        """Stop the query under way (called from another thread, on Ctrl-C)."""
-        self.con.interrupt()
+        """Stop the queries under way (called from another thread, on Ctrl-C)."""
+        for lane in list(self._lanes):
+            lane.interrupt()
+        self._con.interrupt()
 
     def _count(self, parquet: Path) -> int:
         sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
@@ -101,7 +129,7 @@ class EngineBase:
     def _copy_addressed(self, sql: str, out_dir: Path) -> tuple[Path, str]:
         """COPY a query to a Parquet file named by its sha256; return (path, digest)."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / f".tmp-{os.getpid()}-{id(sql)}.parquet"
+        tmp = out_dir / f".tmp-{os.getpid()}-{id(self):x}-{next(self._scratch)}.parquet"
         target = quote_literal(str(tmp))
         self._run(
             "the members being written",
@@ -175,7 +203,7 @@ class EngineBase:
     def _copy_path(self) -> Path:
         folder = self.work / "sources"
         folder.mkdir(mode=0o700, exist_ok=True)
-        return folder / f"{len(list(folder.iterdir()))}.csv"
+        return folder / f"{id(self):x}-{next(self._scratch)}.csv"
 
     def _failure(
         self, subject: Destination | str, error: duckdb.Error, snapshot: Path | None

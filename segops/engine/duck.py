@@ -13,6 +13,7 @@ through `EngineBase._run` (segops.engine.base): no DuckDB exception leaves the e
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ from segops.model import (
 )
 
 _FETCH = 50_000
+# sources a lane may diff: local files, read by DuckDB alone (no temporary table of their own)
+_LANE_KINDS = frozenset({SourceKind.CSV, SourceKind.NDJSON, SourceKind.PARQUET})
 
 
 class DuckDBEngine(EngineBase):
@@ -60,7 +63,15 @@ class DuckDBEngine(EngineBase):
         self._types: dict[tuple[str, ...], dict[str, str]] = {}
         self._shared: set[str] = set()  # readings that more than one destination diffs
         self._shared_tables: dict[str, str] = {}  # reading -> temp table of its desired members
-        self._optimistic = False  # hash keys decoded without `try` (see identifiers.key_sql)
+
+    @property
+    def _optimistic(self) -> bool:
+        """Whether this thread's diff decodes hash keys without `try` (identifiers.key_sql)."""
+        return bool(getattr(self._local, "optimistic", False))
+
+    @_optimistic.setter
+    def _optimistic(self, value: bool) -> None:
+        self._local.optimistic = value
 
     def reading(self, destination: Destination) -> str:
         """Return the digest of how the destination's members are read from its source."""
@@ -199,10 +210,76 @@ class DuckDBEngine(EngineBase):
 
         source_file = self._source_file(want) if want is not None else None
         inline = want is not None and want.source.kind is SourceKind.INLINE
-        self._fit_threads([snapshot, source_file], known=not want or bool(source_file) or inline)
+        if getattr(self._local, "con", None) is None:  # a lane runs on one thread already
+            self._fit_threads(
+                [snapshot, source_file], known=not want or bool(source_file) or inline
+            )
         if not (want is not None and want.identifier.format and self._first_try(run)):
             self._run(want or f"the snapshot of {request.address}", run, snapshot)
         return self._diff_result(request, attrs, out_dir)
+
+    def diffs(
+        self, jobs: Sequence[tuple[DiffRequest, Path | None]], out_dir: Path
+    ) -> Iterator[DiffResult]:
+        """Diff each (request, snapshot) of `jobs`; yield the results in the order of `jobs`.
+
+        Small diffs of local files (source and snapshot under SMALL_INPUT_BYTES, each file
+        read by one of them only) run side by side in lanes, one DuckDB thread each, on
+        connections of their own to the same database: such a diff is a few milliseconds of
+        DuckDB's fixed costs on one core, and a workspace of a thousand small segments leaves
+        the other cores idle. The others run after them, one at a time, on every thread.
+        Results and errors come in order: the first job that fails raises, as a loop of
+        `diff` calls would, and jobs after it are not yielded.
+        """
+        lanes = min(self._threads, len(jobs)) if self.LANES else 1
+        laned = self._laned(jobs) if lanes > 1 else set()
+        if len(laned) < 2:
+            for request, snapshot in jobs:
+                yield self.diff(request, snapshot, out_dir)
+            return
+        self._fit_threads([])  # one DuckDB thread for every lane (the setting is shared)
+
+        def lane(request: DiffRequest, snapshot: Path | None) -> DiffResult:
+            self._enter_lane()
+            return self.diff(request, snapshot, out_dir)
+
+        pool = ThreadPoolExecutor(lanes, thread_name_prefix="segops-lane")
+        try:
+            futures = {i: pool.submit(lane, *jobs[i]) for i in sorted(laned)}
+            for i, (request, snapshot) in enumerate(jobs):
+                if i in futures:
+                    yield futures.pop(i).result()
+                    continue
+                wait(futures.values())  # the lanes are done before a large diff starts
+                yield self.diff(request, snapshot, out_dir)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._close_lanes()
+            self._fit_threads([], known=False)  # every thread again for what comes next
+
+    LANES = True  # whether `diffs` may run small diffs side by side (DuckDB alone)
+
+    def _laned(self, jobs: Sequence[tuple[DiffRequest, Path | None]]) -> set[int]:
+        """Return the positions of the jobs a lane may run (see `diffs`)."""
+        picked: dict[Path, int] = {}
+        shared: set[Path] = set()
+        for i, (request, snapshot) in enumerate(jobs):
+            want = request.desired
+            if want is None or want.source.kind not in _LANE_KINDS:
+                continue
+            source = self._source_file(want)
+            if source is None or self.reading(want) in self._shared:
+                continue
+            try:
+                size = source.stat().st_size + (snapshot.stat().st_size if snapshot else 0)
+            except OSError:
+                continue  # the diff itself says what is wrong, in order
+            if size >= SMALL_INPUT_BYTES:
+                continue
+            if source in picked:
+                shared.add(source)
+            picked[source] = i
+        return {i for source, i in picked.items() if source not in shared}
 
     def _diff_result(self, request: DiffRequest, attrs: Sequence[str], out_dir: Path) -> DiffResult:
         """Count the temporary table `delta`, check it, and write the delta file from it.

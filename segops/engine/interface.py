@@ -51,6 +51,12 @@ class MemberEngine(Protocol):
         """Compare desired and applied members; write the delta file into `out_dir`."""
         ...
 
+    def diffs(
+        self, jobs: Sequence[tuple[DiffRequest, Path | None]], out_dir: Path
+    ) -> Iterator[DiffResult]:
+        """Diff each (request, snapshot) of `jobs`; yield the results in their order."""
+        ...
+
     def data_pins(self, destination: Destination) -> list[tuple[str, str]]:
         """Return (what was read, pin) for a source read from outside the workspace."""
         ...
@@ -146,6 +152,11 @@ class DeferredEngine:
 
     def diff(self, request: DiffRequest, snapshot: Path | None, out_dir: Path) -> DiffResult:
         return self._opened().diff(request, snapshot, out_dir)
+
+    def diffs(
+        self, jobs: Sequence[tuple[DiffRequest, Path | None]], out_dir: Path
+    ) -> Iterator[DiffResult]:
+        return self._opened().diffs(jobs, out_dir) if jobs else iter(())
 
     def data_pins(self, destination: Destination) -> list[tuple[str, str]]:
         # Pins are taken while a source is read; an engine never opened read nothing.

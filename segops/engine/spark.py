@@ -89,6 +89,8 @@ _FILE_KINDS = (SourceKind.CSV, SourceKind.NDJSON, SourceKind.PARQUET)
 class SparkEngine(DuckDBEngine):
     """The member engine whose member-scale work runs on Spark; one per command."""
 
+    LANES = False  # one diff at a time: a Spark job already spreads over the cluster
+
     def __init__(
         self,
         root: Path,
