@@ -123,9 +123,14 @@ class ApplyJournal:
     def resources(self) -> dict[str, str]:
         return dict(self._resources)
 
-    def forget(self, address: str) -> None:
-        """Drop the operations of `address` once its state is written (kept: resources)."""
-        self._ops = {k: v for k, v in self._ops.items() if v["address"] != address}
+    def forget(self, *addresses: str) -> None:
+        """Drop the operations of `addresses` once their state is written (kept: resources).
+
+        The journal is stored once for them all: a state write of many destinations (group
+        commits) rewrites it once, not once per destination.
+        """
+        gone = set(addresses)
+        self._ops = {k: v for k, v in self._ops.items() if v["address"] not in gone}
         kept = [{"resource": k, "value": v} for k, v in sorted(self._resources.items())]
         self._store([_line(e) for e in [*kept, *self._ops.values()]])
 

@@ -12,7 +12,9 @@ Apply decides nothing new: the plan says what to send. Crash safety rests on thr
 - journal entries are bound to the snapshot a change was computed against, so an entry
   can never vouch for a different change.
 
-A failed destination keeps its old state and does not stop the others.
+A failed destination keeps its old state and does not stop the others. A small change's
+new snapshot is written (merged and stored) on a thread while the next destination sends:
+its state entry waits for that, and results are reported in plan order all the same.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +89,10 @@ class MemberEngine(Protocol):
         confirmed: Sequence[tuple[int, int]] | None = None,
     ) -> tuple[Path, str, int]:
         """Write the snapshot after `delta` (its `confirmed` rows) landed; (path, sha256, count)."""
+        ...
+
+    def side_lane(self, inputs: Iterable[Path | None]) -> AbstractContextManager[None] | None:
+        """Return a context for work on `inputs` beside the main thread's, or None."""
         ...
 
 
@@ -164,45 +172,102 @@ def apply_plan(
         state = store.write(replace(state, segops_version=segops_version, resources=resources))
         log.info("state written, serial %d (%s)", state.serial, plural(len(landed), "destination"))
         killpoints.reached("apply:state-written")
-        for address in landed:
-            journal.forget(address)
+        journal.forget(*landed)
         landed.clear()
 
-    with observe.step("Applying", len(changes), "destinations") as step:
-        for change in changes:
-            if stop():
-                log.info("%s: not started: apply was interrupted", change.address)
-                break
-            if state is None:  # recorded before anything is sent: a kill resumes this lineage
-                state = store.begin(State(str(uuid.uuid4()), 0, segops_version))
-            m = change.members
-            log.info("%s: sending +%d ~%d -%d", change.address, m.add, m.update, m.remove)
-            began = time.monotonic()
-            result = _send(change, deltas, engine, journal, destination_for)
-            took = time.monotonic() - began
-            if result.ok:
-                log.info("%s: done in %.2f s", change.address, took)
-            else:
-                reason = result.message.splitlines()[0] if result.message else "failed"
-                log.warning("%s: not done after %.2f s: %s", change.address, took, reason)
-            if result.ok or result.confirmed:
-                killpoints.reached("apply:confirmed")
-                entry = _recorded(change, result, state, store, engine, deltas)
-                entry = _with_read(entry, result, (reads or {}).get(change.address))
-                if entry is not None:
-                    via = (vias or {}).get(change.connection, "")
-                    last = LastWrite(run or "apply", "apply", _now())
-                    entry = replace(entry, via=via or entry.via, last=last)
-                state = _rekeyed(state, change, entry)
-                landed.append(change.address)
-                if len(landed) >= group:
-                    commit()
+    def land(
+        change: DestinationChange, result: ApplyResult, entry: DestinationState | None
+    ) -> None:
+        """Record a confirmed change's entry in the state; write it when a group is full."""
+        nonlocal state
+        assert state is not None
+        entry = _with_read(entry, result, reads.get(change.address))
+        if entry is not None:
+            via = (vias or {}).get(change.connection, "")
+            last = LastWrite(run or "apply", "apply", _now())
+            entry = replace(entry, via=via or entry.via, last=last)
+        state = _rekeyed(state, change, entry)
+        landed.append(change.address)
+        if len(landed) >= group:
+            commit()
+
+    # The change whose snapshot is being written beside the next send: (change, result, entry)
+    recording: tuple[DestinationChange, ApplyResult, Future[DestinationState | None]] | None
+    recording = None
+
+    def settle() -> None:
+        """Land the change being recorded and report it (its snapshot is written first)."""
+        nonlocal recording
+        if recording is not None:
+            change, result, entry = recording
+            recording = None
+            land(change, result, entry.result())
             results.append(result)
             on_result(result)
             step.advance()
+
+    recorder = ThreadPoolExecutor(1, thread_name_prefix="segops-record")
+    with observe.step("Applying", len(changes), "destinations") as step:
+        try:
+            for change in changes:
+                if stop():
+                    log.info("%s: not started: apply was interrupted", change.address)
+                    break
+                if state is None:  # recorded before anything is sent: a kill resumes this lineage
+                    state = store.begin(State(str(uuid.uuid4()), 0, segops_version))
+                m = change.members
+                log.info("%s: sending +%d ~%d -%d", change.address, m.add, m.update, m.remove)
+                began = time.monotonic()
+                result = _send(change, deltas, engine, journal, destination_for)
+                took = time.monotonic() - began
+                if result.ok:
+                    log.info("%s: done in %.2f s", change.address, took)
+                else:
+                    reason = result.message.splitlines()[0] if result.message else "failed"
+                    log.warning("%s: not done after %.2f s: %s", change.address, took, reason)
+                settle()
+                if result.ok or result.confirmed:
+                    killpoints.reached("apply:confirmed")
+                    before = state
+                    inputs = _merge_inputs(change, before, store, deltas)
+                    lane = engine.side_lane(inputs)
+                    if lane is not None:
+                        args = (lane, change, result, before, store, engine, deltas)
+                        recording = (change, result, recorder.submit(_recorded_in, *args))
+                        continue
+                    land(change, result, _recorded(change, result, state, store, engine, deltas))
+                results.append(result)
+                on_result(result)
+                step.advance()
+            settle()
+        finally:
+            recorder.shutdown(wait=True, cancel_futures=True)
     if landed:
         commit()
     return ApplyReport(tuple(results), store.read())
+
+
+def _recorded_in(
+    lane: AbstractContextManager[None],
+    change: DestinationChange,
+    result: ApplyResult,
+    state: State,
+    store: StateStore,
+    engine: MemberEngine,
+    deltas: Path,
+) -> DestinationState | None:
+    """`_recorded`, on a lane of the engine (a thread of the recorder)."""
+    with lane:
+        return _recorded(change, result, state, store, engine, deltas)
+
+
+def _merge_inputs(
+    change: DestinationChange, state: State, store: StateStore, deltas: Path
+) -> list[Path | None]:
+    """Return the files the merge of `change`'s snapshot reads (None: absent)."""
+    before = state.get(change.moved_from or change.address)
+    old = store.snapshot_path(before.snapshot.sha256) if before and not change.full else None
+    return [old, deltas / change.delta.name if change.delta else None]
 
 
 def _rekeyed(state: State, change: DestinationChange, entry: DestinationState | None) -> State:

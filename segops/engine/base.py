@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
 from itertools import count
 from pathlib import Path
 from typing import TypeVar
@@ -59,7 +60,7 @@ class EngineBase:
             )
             raise ManifestError([Problem("segops.yaml", message, path="engine")]) from None
         self._local = threading.local()  # a lane's own connection (DuckDBEngine.diffs)
-        self._lanes: list[duckdb.DuckDBPyConnection] = []
+        self._lanes: set[duckdb.DuckDBPyConnection] = set()
         self._scratch = count()  # scratch files: unique across lanes
         with quiet():
             self.con.execute(f"SET temp_directory = {quote_literal(str(work / 'spill'))}")
@@ -79,34 +80,48 @@ class EngineBase:
         lane: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
         return lane if lane is not None else self._con
 
-    def _enter_lane(self) -> None:
-        """Give the calling thread a connection of its own to the same database.
+    @contextmanager
+    def _lane(self) -> Iterator[None]:
+        """Run the calling thread's queries on a connection of its own, one DuckDB thread.
 
-        A lane's temporary tables are its own, so two lanes each diff into their own `delta`
-        table; settings (threads, memory, spill folder) are the database's, shared.
+        The connection shares the database (its settings: memory, spill folder), not the
+        temporary tables: two lanes each diff into their own `delta` table. Work in a lane
+        leaves the `threads` setting alone (it is the database's, shared).
         """
-        if getattr(self._local, "con", None) is None:
-            self._local.con = self._con.cursor()
-            self._lanes.append(self._local.con)
+        con = self._con.cursor()
+        self._lanes.add(con)
+        self._local.con = con
+        try:
+            yield
+        finally:
+            self._local.con = None
+            self._lanes.discard(con)
+            con.close()
 
-    def _close_lanes(self) -> None:
-        while self._lanes:
-            self._lanes.pop().close()
+    def side_lane(self, inputs: Iterable[Path | None]) -> AbstractContextManager[None] | None:
+        """Return a lane for work on `inputs` beside the main thread's, or None.
+
+        None when the inputs are not small (SMALL_INPUT_BYTES), or when this engine has no
+        lanes (`LANES`, or one thread): such work runs on the main thread.
+        """
+        if not self.LANES or self._threads < 2 or not self._small(inputs):
+            return None
+        return self._lane()
+
+    LANES = True  # whether small work may run side by side (the Spark engine: not)
 
     def close(self) -> None:
-        self._close_lanes()
         self._con.close()
 
     def interrupt(self) -> None:
         """Stop the queries under way (called from another thread, on Ctrl-C)."""
         for lane in list(self._lanes):
-            lane.interrupt()
+            with suppress(duckdb.Error):  # a lane closing meanwhile has nothing to stop
+                lane.interrupt()
         self._con.interrupt()
 
     def _count(self, parquet: Path) -> int:
-        sql = f"SELECT count(*) FROM read_parquet({quote_literal(str(parquet))})"
-        row = self._run(f"the file {parquet.name}", lambda: self.con.execute(sql).fetchone())
-        return int(row[0]) if row else 0
+        return self._run(f"the file {parquet.name}", lambda: deltas.parquet_rows(parquet))
 
     def _fit_threads(self, inputs: Iterable[Path | None], known: bool = True) -> None:
         """Run the next queries on one thread when `inputs` are small, else on all of them.
@@ -114,17 +129,24 @@ class EngineBase:
         `known`: every input is among `inputs` (None ones are absent); a source read from
         outside the workspace is not, and keeps every thread.
         """
-        total = 0
-        for path in inputs if known else ():
-            try:
-                total += path.stat().st_size if path is not None else 0
-            except OSError:
-                known = False
-        want = 1 if known and total < SMALL_INPUT_BYTES else self._threads
+        if getattr(self._local, "con", None) is not None:
+            return  # a lane: its queries run on the calling thread, whatever the setting
+        want = 1 if known and self._small(inputs) else self._threads
         if want != self._running:
             with quiet():
                 self.con.execute(f"SET threads = {want}")
             self._running = want
+
+    @staticmethod
+    def _small(inputs: Iterable[Path | None]) -> bool:
+        """Whether the files `inputs` (None: absent) hold fewer than SMALL_INPUT_BYTES."""
+        total = 0
+        for path in inputs:
+            try:
+                total += path.stat().st_size if path is not None else 0
+            except OSError:
+                return False
+        return total < SMALL_INPUT_BYTES
 
     def _copy_addressed(self, sql: str, out_dir: Path) -> tuple[Path, str]:
         """COPY a query to a Parquet file named by its sha256; return (path, digest)."""

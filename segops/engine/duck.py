@@ -210,10 +210,7 @@ class DuckDBEngine(EngineBase):
 
         source_file = self._source_file(want) if want is not None else None
         inline = want is not None and want.source.kind is SourceKind.INLINE
-        if getattr(self._local, "con", None) is None:  # a lane runs on one thread already
-            self._fit_threads(
-                [snapshot, source_file], known=not want or bool(source_file) or inline
-            )
+        self._fit_threads([snapshot, source_file], known=not want or bool(source_file) or inline)
         if not (want is not None and want.identifier.format and self._first_try(run)):
             self._run(want or f"the snapshot of {request.address}", run, snapshot)
         return self._diff_result(request, attrs, out_dir)
@@ -240,8 +237,8 @@ class DuckDBEngine(EngineBase):
         self._fit_threads([])  # one DuckDB thread for every lane (the setting is shared)
 
         def lane(request: DiffRequest, snapshot: Path | None) -> DiffResult:
-            self._enter_lane()
-            return self.diff(request, snapshot, out_dir)
+            with self._lane():
+                return self.diff(request, snapshot, out_dir)
 
         pool = ThreadPoolExecutor(lanes, thread_name_prefix="segops-lane")
         try:
@@ -254,10 +251,7 @@ class DuckDBEngine(EngineBase):
                 yield self.diff(request, snapshot, out_dir)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            self._close_lanes()
             self._fit_threads([], known=False)  # every thread again for what comes next
-
-    LANES = True  # whether `diffs` may run small diffs side by side (DuckDB alone)
 
     def _laned(self, jobs: Sequence[tuple[DiffRequest, Path | None]]) -> set[int]:
         """Return the positions of the jobs a lane may run (see `diffs`)."""
@@ -270,12 +264,8 @@ class DuckDBEngine(EngineBase):
             source = self._source_file(want)
             if source is None or self.reading(want) in self._shared:
                 continue
-            try:
-                size = source.stat().st_size + (snapshot.stat().st_size if snapshot else 0)
-            except OSError:
-                continue  # the diff itself says what is wrong, in order
-            if size >= SMALL_INPUT_BYTES:
-                continue
+            if not self._small([source, snapshot]):
+                continue  # large, or unreadable: the diff itself says what is wrong, in order
             if source in picked:
                 shared.add(source)
             picked[source] = i
@@ -506,7 +496,7 @@ def _small_delta(delta: Path, encoding: KeyEncoding) -> Any:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(delta)
+        table = pq.ParquetFile(delta).read()  # one file: no dataset, no partitions
     except (pa.ArrowException, OSError) as exc:
         raise duckdb.IOException(f"cannot read the Parquet file {delta.name}: {exc}") from None
     keys = table.column("k")

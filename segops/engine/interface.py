@@ -12,6 +12,7 @@ Spark engine is chosen.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,6 +72,11 @@ class MemberEngine(Protocol):
         confirmed: Sequence[tuple[int, int]] | None = None,
     ) -> tuple[Path, str, int]:
         """Write the snapshot after `delta` (its `confirmed` rows) landed; (path, sha256, count)."""
+        ...
+
+    def side_lane(self, inputs: Iterable[Path | None]) -> AbstractContextManager[None] | None:
+        """Return a context in which the calling thread's work on `inputs` runs beside the
+        main thread's (a connection of its own), or None: run it on the main thread."""
         ...
 
     def read_delta(self, delta: Path, encoding: KeyEncoding) -> Iterator[MemberRow]:
@@ -172,6 +178,9 @@ class DeferredEngine:
         confirmed: Sequence[tuple[int, int]] | None = None,
     ) -> tuple[Path, str, int]:
         return self._opened().merge_snapshot(snapshot, delta, attrs, encoding, out_dir, confirmed)
+
+    def side_lane(self, inputs: Iterable[Path | None]) -> AbstractContextManager[None] | None:
+        return self._opened().side_lane(inputs)
 
     def read_delta(self, delta: Path, encoding: KeyEncoding) -> Iterator[MemberRow]:
         return self._opened().read_delta(delta, encoding)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import zipfile
 from pathlib import Path
@@ -18,8 +19,11 @@ from typing import Any
 import duckdb
 import pytest
 
-from segops.engine import duck
+from segops.apply import loop
+from segops.engine import base
 from segops.engine.duck import DuckDBEngine
+from segops.errors import StateError
+from segops.state.local import LocalStateStore
 from tests.conftest import SEGOPS_YAML, mics_manifest, plan_json, run, write_tree
 
 
@@ -122,7 +126,7 @@ def test_lanes_give_the_plan_deltas_and_snapshots_of_one_diff_at_a_time(
 def test_a_large_file_waits_for_the_lanes_and_runs_on_every_thread(
     tmp_path: Path, where: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(duck, "SMALL_INPUT_BYTES", 600)  # s5..s7 (and `lake`) are large now
+    monkeypatch.setattr(base, "SMALL_INPUT_BYTES", 600)  # s5..s7 (and `lake`) are large now
     one, two = tmp_path / "one", tmp_path / "two"
     make(one, 1)
     make(two, 2)
@@ -155,3 +159,83 @@ def test_the_first_bad_source_in_order_is_the_error_whatever_ran_first(
     first = sorted(bad)[0] if "shared" not in bad else bad[0]
     assert f"data/{first}.csv" in err_two
     assert not list((two / ".segops").glob("state.json")), "nothing was written"
+
+
+@pytest.fixture
+def recorded_on(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The name of the thread each destination's new snapshot was written on."""
+    seen: dict[str, str] = {}
+    real = loop._recorded
+
+    def named(change: Any, *args: Any) -> Any:
+        seen[change.address] = threading.current_thread().name
+        return real(change, *args)
+
+    monkeypatch.setattr(loop, "_recorded", named)
+    return seen
+
+
+def without_times(text: str) -> list[str]:
+    return [re.sub(r"\d+\.\d+ s", "<t> s", line) for line in text.splitlines()]
+
+
+def test_apply_writes_small_snapshots_beside_the_next_send_and_reports_in_plan_order(
+    tmp_path: Path, recorded_on: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    make(one, 1)
+    make(two, 2)
+    assert run(two, "plan", "-out", str(tmp_path / "two.segplan"))[0] == 0
+    with zipfile.ZipFile(tmp_path / "two.segplan") as archive:
+        plan = json.loads(archive.read("plan.json"))
+        size = {
+            c["address"]: archive.getinfo(f"deltas/{c['delta']['sha256']}.parquet").file_size
+            for c in plan["changes"]
+        }
+    # the merge of a first apply reads the delta alone: the larger half of them are large now
+    limit = sorted(size.values())[len(size) // 2]
+    monkeypatch.setattr(base, "SMALL_INPUT_BYTES", limit)
+    large = {a for a, n in size.items() if n >= limit}
+    assert 0 < len(large) < len(size)
+
+    assert run(one, "plan", "-out", str(tmp_path / "one.segplan"))[0] == 0
+    code, out_one, _ = run(one, "-v", "apply", str(tmp_path / "one.segplan"))
+    assert code == 0
+    assert set(recorded_on.values()) == {"MainThread"}, "one thread: no lanes"
+    recorded_on.clear()
+    code, out_two, _ = run(two, "-v", "apply", str(tmp_path / "two.segplan"))
+    assert code == 0
+    assert {recorded_on[a] for a in large} == {"MainThread"}
+    beside = {a for a, t in recorded_on.items() if t.startswith("segops-record")}
+    assert beside == set(recorded_on) - large
+    assert without_times(out_two) == without_times(out_one)
+    assert out_two.index("s0.files-mics: done") < out_two.index("s7.files-mics: done")
+    assert snapshots_of(two) == snapshots_of(one)
+    serials = [json.loads((r / ".segops" / "state.json").read_text())["serial"] for r in (one, two)]
+    assert serials == [15, 15], "one state write per destination, as without lanes"
+
+
+def test_a_snapshot_that_cannot_be_stored_fails_apply_and_the_next_apply_converges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    make(one, 1)
+    make(two, 2)
+    assert run(one, "apply", "--auto-approve")[0] == 0
+    real = LocalStateStore.put_snapshot
+    stored: list[str] = []
+
+    def fails_on_the_fifth(self: LocalStateStore, path: Path, sha256: str) -> None:
+        if len(stored) == 4:
+            raise StateError(f"{path}: no space left on device (injected)")
+        stored.append(sha256)
+        real(self, path, sha256)
+
+    monkeypatch.setattr(LocalStateStore, "put_snapshot", fails_on_the_fifth)
+    code, _, err = run(two, "apply", "--auto-approve")
+    assert code != 0
+    assert "no space left on device (injected)" in err
+    monkeypatch.setattr(LocalStateStore, "put_snapshot", real)
+    assert run(two, "apply", "--auto-approve")[0] == 0
+    assert snapshots_of(two) == snapshots_of(one)
+    assert all(c["action"] == "no-op" for c in plan_json(two)["changes"])

@@ -65,6 +65,24 @@ def test_forget_drops_operations_and_keeps_resources(tmp_path: Path) -> None:
     assert again.resources == {"k": "v"}
 
 
+def test_forget_of_several_addresses_stores_the_journal_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = FileJournal(path)
+    for op, address in [("a", "s.x"), ("b", "t.y"), ("c", "u.z"), ("d", "s.x")]:
+        journal.record(op, address, "confirmed")
+    stored: list[bytes] = []
+    real = journal.records.put
+    monkeypatch.setattr(
+        journal.records, "put", lambda *a: stored.append(a[1]) or real(*a), raising=False
+    )
+    journal.forget("s.x", "u.z")
+    assert len(stored) == 1
+    again = FileJournal(path)
+    assert [again.get(op) is None for op in "abcd"] == [True, False, True, True]
+
+
 def test_unknown_status_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown journal status"):
         FileJournal(tmp_path / "j").record("a", "s.x", "done")
