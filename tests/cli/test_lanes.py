@@ -63,10 +63,11 @@ def make(root: Path, threads: int, *, bad: tuple[str, ...] = ()) -> None:
     }.items():
         files[f"segments/{name}.yaml"] = mics_manifest(name, source)
     write_tree(root, files)
-    duckdb.execute(
-        f"COPY (SELECT sha256('p' || i) AS email_hash FROM range(7) t(i)) "
-        f"TO '{root / 'data' / 'lake.parquet'}'"
-    )
+    with duckdb.connect() as con:  # not the module's default connection, which others use
+        con.execute(
+            f"COPY (SELECT sha256('p' || i) AS email_hash FROM range(7) t(i)) "
+            f"TO '{root / 'data' / 'lake.parquet'}'"
+        )
 
 
 @pytest.fixture
