@@ -18,6 +18,7 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,13 +36,21 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _OneConditionalAtATime:
-    """WSGI middleware: requests with If-Match / If-None-Match run one at a time."""
+    """WSGI middleware: requests with If-Match / If-None-Match run one at a time.
 
-    def __init__(self, app: WsgiApp) -> None:
+    The last 100,000 requests are noted in `seen` as (method, path, the client's
+    User-Agent): tests tell which client read or wrote an object (boto3 on the machine
+    running segops, pyarrow's AWS SDK for C++ in a Spark task).
+    """
+
+    def __init__(self, app: WsgiApp, seen: deque[tuple[str, str, str]]) -> None:
         self.app = app
         self.lock = threading.Lock()
+        self.seen = seen
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        agent = str(environ.get("HTTP_USER_AGENT", ""))
+        self.seen.append((str(environ["REQUEST_METHOD"]), str(environ["PATH_INFO"]), agent))
         if "HTTP_IF_MATCH" not in environ and "HTTP_IF_NONE_MATCH" not in environ:
             return self.app(environ, start_response)
         with self.lock:  # the check and the write, then the whole answer
@@ -51,8 +60,11 @@ class _OneConditionalAtATime:
 class AtomicMotoServer(ThreadedMotoServer):
     """moto's threaded server with conditional requests made atomic."""
 
+    seen: deque[tuple[str, str, str]]  # the last requests: (method, path, User-Agent)
+
     def _server_entry(self) -> None:
-        app = _OneConditionalAtATime(DomainDispatcherApplication(create_backend_app))
+        self.seen = deque(maxlen=100_000)  # a server left running keeps no more
+        app = _OneConditionalAtATime(DomainDispatcherApplication(create_backend_app), self.seen)
         self._server = make_server(
             self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
         )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import ClassVar
 
 Scalar = str | int | float | bool | None
@@ -210,6 +211,22 @@ class SourceConnection:
     region: str | None = None
     endpoint_url: str | None = None
     dsn_env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFolder:
+    """Where on S3 this machine and the Spark engine's executors meet: the state's prefix.
+
+    Executors read the state's snapshots (`snapshot_object`), and the engine exchanges
+    Parquet files with them in a folder of its own under `url` (deleted when the command
+    ends). Credentials: each machine's own AWS chain.
+    """
+
+    url: str  # s3://bucket/prefix/work: the scratch folders of commands under way
+    connection: SourceConnection  # the storage's endpoint and region
+    # the s3:// URL of the object a verified local snapshot copy came from (or was written
+    # to), when the object is still that version; None otherwise
+    snapshot_object: Callable[[Path], str | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from segops.model import (
     Destination,
     DestinationChange,
     DiffResult,
+    EngineKind,
     MemberRow,
     Plan,
     S3StateSettings,
@@ -220,8 +221,14 @@ def engine_for(ctx: Context) -> Iterator[MemberEngine]:
     ws = ctx.workspace
 
     def opened() -> MemberEngine:
+        shared = None
+        if ws.engine.kind is EngineKind.SPARK:  # a state on S3 is the executors' folder too
+            folder = getattr(ctx.store, "shared_folder", None)
+            shared = folder() if folder is not None else None
         with ctrl_c_held():  # DuckDB's module and first connection load whole
-            return open_engine(ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ)
+            return open_engine(
+                ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ, shared
+            )
 
     engine = DeferredEngine(opened, ctx.work)
     try:

@@ -6,9 +6,9 @@ context manager, or the `S3Server` it yields in a module-level pytest fixture.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import boto3
@@ -27,6 +27,8 @@ ACCESS_KEY = SECRET_KEY = "testing"
 @dataclass(frozen=True)
 class S3Server:
     endpoint_url: str
+    # the requests an in-process server answered: (method, path, User-Agent), oldest first
+    requests: Sequence[tuple[str, str, str]] = field(default_factory=list)
 
     def client(self) -> S3Client:
         """Return a boto3 S3 client of this server (path-style addressing, SigV4)."""
@@ -51,6 +53,6 @@ def s3_server() -> Iterator[S3Server]:
     """Run moto's S3-compatible server on a free port of 127.0.0.1 for the block."""
     server, url = start()  # conditional writes decided atomically, as S3 does
     try:
-        yield S3Server(url)
+        yield S3Server(url, server.seen)
     finally:
         server.stop()

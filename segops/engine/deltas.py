@@ -119,6 +119,17 @@ def parquet_rows(path: Path) -> int:
         raise duckdb.IOException(f"cannot read the Parquet file {path.name}: {exc}") from None
 
 
+def parquet_row_groups(path: Path) -> int:
+    """Return the row groups of a Parquet file, from its footer (see `parquet_columns`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.read_metadata(path).num_row_groups)
+    except (pa.ArrowException, OSError) as exc:
+        raise duckdb.IOException(f"cannot read the Parquet file {path.name}: {exc}") from None
+
+
 def union(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
     """Return the attributes in either, in their fixed order."""
     return tuple(x for x in ATTRIBUTES if x in a or x in b)

@@ -24,6 +24,7 @@ from segops.model import (
     EngineKind,
     KeyEncoding,
     MemberRow,
+    SharedFolder,
     SourceConnection,
 )
 
@@ -106,12 +107,17 @@ def open_engine(
     config: EngineConfig,
     connections: Iterable[SourceConnection] = (),
     env: Mapping[str, str] | None = None,
+    shared: SharedFolder | None = None,
 ) -> MemberEngine:
-    """Return the engine segops.yaml chooses (`engine.kind`), ready for one command."""
+    """Return the engine segops.yaml chooses (`engine.kind`), ready for one command.
+
+    `shared`: the state's folder on S3, when the state is there: the Spark engine's
+    executors read snapshots and exchange files there instead of on this machine's disk.
+    """
     if config.kind is EngineKind.SPARK:
         from segops.engine.spark import SparkEngine
 
-        return SparkEngine(root, work, config, connections, env)
+        return SparkEngine(root, work, config, connections, env, shared)
     from segops.engine.duck import DuckDBEngine
 
     return DuckDBEngine(root, work, config, connections, env)

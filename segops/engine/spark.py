@@ -33,11 +33,12 @@ import os
 import shutil
 import socket
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from itertools import count
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -46,6 +47,7 @@ from segops.engine import deltas, desired, sources
 from segops.engine.connection import arrow_types
 from segops.engine.duck import DuckDBEngine, conflict_problem
 from segops.engine.external import result_pin
+from segops.engine.sources.objects import ObjectStore
 from segops.engine.sources.sql import quote_literal
 from segops.engine.spark_tasks import (
     ROWS_VIEW,
@@ -54,7 +56,9 @@ from segops.engine.spark_tasks import (
     desired_batches,
     desired_of_objects,
     desired_of_rows,
+    object_row_groups,
     row_pieces,
+    write_part,
 )
 from segops.errors import EngineError, Problem, SegopsError, SourceError
 from segops.model import (
@@ -63,6 +67,7 @@ from segops.model import (
     DiffResult,
     EngineConfig,
     KeyEncoding,
+    SharedFolder,
     Source,
     SourceConnection,
     SourceConnectionKind,
@@ -73,6 +78,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TOKEN_VARIABLE = "SEGOPS_SPARK_TOKEN"
 DEFAULT_CONNECT_PORT = 15002
@@ -98,9 +104,14 @@ class SparkEngine(DuckDBEngine):
         config: EngineConfig,
         connections: Iterable[SourceConnection] = (),
         env: Mapping[str, str] | None = None,
+        shared: SharedFolder | None = None,
     ) -> None:
         super().__init__(root, work, config, connections, env)
         self._env = dict(env or {})
+        # the state's folder on S3: executors read snapshots and write parts there
+        self._exchange = shared
+        self._exchange_folder = ""  # "bucket/prefix/work/<uuid>" once this command used it
+        self._exchange_fs: Any = None
         self._spark: SparkSession | None = None
         self._names = count()
         self._frames: dict[str, DataFrame] = {}  # reading -> desired rows, kept when shared
@@ -118,6 +129,7 @@ class SparkEngine(DuckDBEngine):
         return self._spark
 
     def close(self) -> None:
+        self._clear_exchange()
         try:
             if self._spark is not None:
                 for frame in (*self._frames.values(), *self._queries.values()):
@@ -295,7 +307,7 @@ class SparkEngine(DuckDBEngine):
         self._load_parts("delta", parts, ["op", "k", *attrs, "n"], want.identifier.encoding)
 
     def _load_parts(
-        self, table: str, parts: Path, columns: Sequence[str], encoding: KeyEncoding
+        self, table: str, parts: Path | list[str], columns: Sequence[str], encoding: KeyEncoding
     ) -> bool:
         """Load the Parquet parts Spark wrote into DuckDB temporary table `table`, columns
         typed as the DuckDB engine types them; False (and an empty table) when there are none.
@@ -304,17 +316,31 @@ class SparkEngine(DuckDBEngine):
         NULL, which it knows of a table and of one file, not of a folder of parts.
         """
         types = {"op": "VARCHAR", "k": _duck_key(encoding), "n": "BIGINT", **_DUCK_TYPES}
-        found = any(parts.glob("*.parquet"))
-        if found:
-            typed = ", ".join(f"{c}::{types[c]} AS {c}" for c in columns)
+        typed = ", ".join(f"{c}::{types[c]} AS {c}" for c in columns)
+        found = bool(parts) if isinstance(parts, list) else any(parts.glob("*.parquet"))
+        dataset = None
+        if not found:
+            sql = f"SELECT {', '.join(f'NULL::{types[c]} AS {c}' for c in columns)} WHERE FALSE"
+        elif isinstance(parts, list):  # on S3: read here by pyarrow, as one dataset
+            import pyarrow.dataset as ds
+
+            dataset = f"segops_parts_{next(self._names)}"
+            files = self._shared_call(
+                "read", lambda: ds.dataset(parts, filesystem=self._shared_fs, format="parquet")
+            )
+            self.con.register(dataset, files)
+            sql = f"SELECT {typed} FROM {dataset}"
+        else:
             files = quote_literal(str(parts / "*.parquet"))
             sql = f"SELECT {typed} FROM read_parquet({files})"
-        else:
-            sql = f"SELECT {', '.join(f'NULL::{types[c]} AS {c}' for c in columns)} WHERE FALSE"
-        self._run(
-            "the rows Spark wrote",
-            lambda: self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}"),
-        )
+        try:
+            self._run(
+                "the rows Spark wrote",
+                lambda: self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}"),
+            )
+        finally:
+            if dataset is not None:
+                self.con.unregister(dataset)
         return found
 
     def _refused(self, exc: Exception, what: str) -> None:
@@ -408,16 +434,107 @@ class SparkEngine(DuckDBEngine):
 
     def _parquet_view(self, path: Path, columns: Sequence[str], encoding: KeyEncoding) -> str:
         """Return Spark SQL over a snapshot or delta file, missing attributes as typed NULLs."""
-        present = set(self._run(f"the file {path.name}", lambda: deltas.parquet_columns(path)))
+        names = self._run(f"the file {path.name}", lambda: deltas.parquet_columns(path))
+        present = set(names)
         view = f"segops_file_{next(self._names)}"
-        self.spark.read.parquet(str(path)).createOrReplaceTempView(view)
+        if self._exchange is None:
+            frame = self.spark.read.parquet(str(path))
+        else:
+            frame = self._object_frame(path, [c for c in names if c in columns], encoding)
+        frame.createOrReplaceTempView(view)
         key = "binary" if encoding is KeyEncoding.HEX else "string"
         types = {"op": "string", "k": key, **{a: t for a, (t, _) in _ATTR_TYPES.items()}}
         cols = ", ".join(c if c in present else f"CAST(NULL AS {types[c]}) AS {c}" for c in columns)
         return f"SELECT {cols} FROM {view}"
 
-    def _write_parts(self, rows: DataFrame, what: str) -> Path:
-        """Write a Spark result as Parquet parts into a new folder of the scratch folder."""
+    # -- the state's folder on S3, shared with the executors -------------------------------
+
+    def _object_frame(self, path: Path, columns: Sequence[str], encoding: KeyEncoding) -> Any:
+        """Return a Spark frame of `columns` of the Parquet file `path`, one task per row group,
+        each reading its row group from S3: the state's own snapshot object when it is still
+        the version whose copy `path` is, else a copy uploaded to this command's folder."""
+        assert self._exchange is not None
+        url = self._exchange.snapshot_object(path)
+        where = url.removeprefix("s3://") if url else self._upload(path)
+        groups = self._run(f"the file {path.name}", lambda: deltas.parquet_row_groups(path))
+        key = ("binary", pa.binary()) if encoding is KeyEncoding.HEX else ("string", pa.string())
+        types = {"op": ("string", pa.string()), "k": key, **_ATTR_TYPES}
+        schema = pa.schema([(c, types[c][1]) for c in columns])
+        ddl = ", ".join(f"{c} {types[c][0]}" for c in columns)
+        task = partial(object_row_groups, where, self._exchange.connection, schema)
+        return self.spark.range(0, groups, 1, max(groups, 1)).mapInArrow(task, ddl)
+
+    def _folder(self) -> str:
+        """Return this command's scratch folder on S3 ("bucket/prefix/work/<uuid>")."""
+        if not self._exchange_folder:
+            assert self._exchange is not None
+            base = self._exchange.url.removeprefix("s3://").rstrip("/")
+            self._exchange_folder = f"{base}/{uuid.uuid4().hex}"
+        return self._exchange_folder
+
+    @property
+    def _shared_fs(self) -> Any:
+        """The pyarrow filesystem of the shared folder, on this machine."""
+        if self._exchange_fs is None:
+            assert self._exchange is not None
+            store = ObjectStore(self._exchange.connection)
+            self._exchange_fs = self._shared_call("reach", store.make_filesystem)
+        return self._exchange_fs
+
+    def _upload(self, path: Path) -> str:
+        """Copy a file of this machine (a delta) to the command's folder; its "bucket/key"."""
+        import pyarrow.fs as pafs
+
+        target = f"{self._folder()}/{next(self._names)}-{path.name}"
+        self._shared_call(
+            "write",
+            lambda: pafs.copy_files(str(path), target, destination_filesystem=self._shared_fs),
+        )
+        return target
+
+    def _shared_call(self, what: str, call: Callable[[], T]) -> T:
+        """Run a call to the shared folder; its failure is an EngineError naming the folder."""
+        try:
+            return call()
+        except (SegopsError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            assert self._exchange is not None
+            raise EngineError(
+                f"the Spark engine could not {what} the state's folder {self._exchange.url} "
+                f"(engine and state in segops.yaml): {_first_line(exc)}"
+            ) from None
+
+    def _clear_exchange(self) -> None:
+        """Delete this command's scratch folder on S3 (its parts and uploads).
+
+        By listing and deleting the keys: pyarrow's own delete_dir leaves a marker object for
+        the parent folder (it keeps folders "existing"), which would be litter in the state.
+        """
+        folder, self._exchange_folder = self._exchange_folder, ""
+        if not folder:
+            return
+        assert self._exchange is not None
+        bucket, prefix = folder.split("/", 1)
+        client = ObjectStore(self._exchange.connection).client()
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/"
+            ):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", ())]
+                if keys:
+                    client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        except Exception as exc:  # left behind, harmless: named for whoever cleans up
+            log.warning("could not delete the scratch objects under s3://%s: %s", folder, exc)
+
+    def _write_parts(self, rows: DataFrame, what: str) -> Path | list[str]:
+        """Write a Spark result as Parquet parts into a new folder of the scratch folder, or
+        by the executors into one of the shared folder on S3 (then: the parts' "bucket/key")."""
+        if self._exchange is not None:
+            folder = f"{self._folder()}/{what}-{next(self._names)}"
+            task = partial(write_part, folder, self._exchange.connection)
+            written = rows.mapInArrow(task, "path string, rows bigint").collect()
+            return sorted(str(row[0]) for row in written)
         parts = self.work / "spark" / f"{what}-{next(self._names)}"
         shutil.rmtree(parts, ignore_errors=True)
         parts.parent.mkdir(parents=True, exist_ok=True)

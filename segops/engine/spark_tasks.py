@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -235,3 +236,59 @@ def _write_lines(piece: Piece, target: Path) -> bool:
                 out.write(block)
                 left -= len(block)
     return True
+
+
+PARTS_SCHEMA = pa.schema([("path", pa.string()), ("rows", pa.int64())])
+
+
+def object_row_groups(
+    path: str, connection: SourceConnection, schema: pa.Schema, ids: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """Yield the row groups whose numbers come in `ids` of the Parquet object `path`
+    ("bucket/key": a snapshot or a delta in the state's bucket), read from S3 here with this
+    machine's AWS chain: the columns of `schema`, cast to its types."""
+    import pyarrow.parquet as pq
+
+    filesystem = ObjectStore(connection).make_filesystem()
+    with filesystem.open_input_file(path) as handle:
+        parquet = pq.ParquetFile(handle)
+        for batch in ids:
+            for number in batch.column(0).to_pylist():
+                table = parquet.read_row_group(int(number), columns=schema.names)
+                for part in table.to_batches(BATCH_ROWS):
+                    columns = [c.cast(f.type) for c, f in zip(part.columns, schema, strict=True)]
+                    yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def write_part(
+    folder: str, connection: SourceConnection, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """Write this task's rows as one Parquet object in `folder` ("bucket/prefix") on S3;
+    yield its path and rows (nothing for a task without rows).
+
+    The object is named by the task's partition: an attempt run again writes the same name,
+    and the driver reads only the objects the job's answer names.
+    """
+    import pyarrow.parquet as pq
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    number = context.partitionId() if context is not None else 0
+    path = f"{folder}/part-{number:05d}.parquet"
+    filesystem = ObjectStore(connection).make_filesystem()
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    sink: Any = None
+    try:
+        for batch in batches:
+            if writer is None:
+                sink = filesystem.open_output_stream(path)
+                writer = pq.ParquetWriter(sink, batch.schema)
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+            sink.close()
+    if writer is not None:
+        yield pa.RecordBatch.from_pylist([{"path": path, "rows": rows}], schema=PARTS_SCHEMA)

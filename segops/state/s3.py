@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from segops._fs import private_dir
 from segops.errors import LostStateError, StateError
+from segops.model import SharedFolder, SourceConnection, SourceConnectionKind
 from segops.state.document import (
     BACKUP,
     LOCK,
@@ -56,7 +57,9 @@ from segops.state.snapshots import SNAPSHOT_HINT, SNAPSHOT_NAME
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_NOT_TRACES = frozenset({"abandoned", PENDING})
+# the Spark engine's scratch objects of a command under way (segops.model.SharedFolder)
+WORK = "work"
+_NOT_TRACES = frozenset({"abandoned", PENDING, WORK})
 _KEPT_ON_ABANDON = re.compile(r".*-ledger-.*\.json")
 
 
@@ -75,6 +78,7 @@ class S3StateStore:
         self._known = False  # whether _current was read
         self._pinned: tuple[str | None] | None = None  # see the module docstring
         self._verified: dict[str, Path] = {}
+        self._snapshot_etags: dict[str, str | None] = {}  # of the verified snapshots' objects
         self._moved_checked = False
 
     def describe(self) -> str:
@@ -115,12 +119,13 @@ class S3StateStore:
         folder = private_dir(self._work)
         tmp, final = folder / f".{sha256}.{os.getpid()}.tmp", folder / f"{sha256}.parquet"
         try:
-            digest = self._objects.download(name, tmp)
-            if digest is None:
+            got = self._objects.download(name, tmp)
+            if got is None:
                 raise StateError(
                     f"{self._url(name)}: the snapshot named in state.json is missing. "
                     f"{SNAPSHOT_HINT}"
                 )
+            digest, self._snapshot_etags[sha256] = got
             if digest != sha256:
                 raise StateError(
                     f"{self._url(name)}: the snapshot's bytes do not match its digest (damaged "
@@ -131,6 +136,25 @@ class S3StateStore:
             tmp.unlink(missing_ok=True)
         self._verified[sha256] = final
         return final
+
+    def shared_folder(self) -> SharedFolder:
+        """Return the state's prefix as the Spark engine's folder on S3 (segops.model)."""
+        location = self.location
+        connection = SourceConnection(
+            "state", SourceConnectionKind.S3, location.region, location.endpoint_url
+        )
+        return SharedFolder(self._url(WORK), connection, self._snapshot_object)
+
+    def _snapshot_object(self, path: Path) -> str | None:
+        """Return the URL of the snapshot object whose verified copy is `path`, when the
+        object is still the version this command downloaded or wrote (its etag); else None."""
+        for sha256, verified in self._verified.items():
+            if verified == path:
+                name = _snapshot_name(sha256)
+                etag = self._snapshot_etags.get(sha256)
+                if etag is not None and self._objects.head(name) == etag:
+                    return self._url(name)
+        return None
 
     def traces(self) -> tuple[str, ...]:
         """Return the top-level names under the prefix that show an earlier state existed."""
@@ -205,6 +229,9 @@ class S3StateStore:
             if hashlib.file_digest(handle, "sha256").hexdigest() != sha256:
                 raise StateError(f"{path}: does not match the digest it is stored under")
         self._objects.upload(name, path)
+        # the version just written, unless someone wrote the same name since (then its bytes
+        # are not vouched for: executors read this command's own copy instead)
+        self._snapshot_etags[sha256] = self._objects.head(name)
         final = private_dir(self._work) / f"{sha256}.parquet"
         if not final.exists():  # this command may read it again: keep the checked copy
             try:
@@ -295,8 +322,8 @@ class S3StateStore:
     # -- moving the state to another store (segops state migrate) -------------------------
 
     def entries(self) -> list[str]:
-        """Return the name of every object under the prefix but the lock."""
-        return [n for n in self._objects.names() if n != LOCK]
+        """Return the name of every object under the prefix but the lock and scratch objects."""
+        return [n for n in self._objects.names() if n != LOCK and n.split("/")[0] != WORK]
 
     def export_to(self, name: str, dest: Path) -> None:
         if self._objects.download(name, dest) is None:

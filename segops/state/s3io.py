@@ -148,10 +148,11 @@ class S3Objects:
 
         return self._call("list", under, names)
 
-    def download(self, name: str, dest: Path) -> str | None:
-        """Write the object to `dest`; return the sha256 of its bytes, None when missing."""
+    def download(self, name: str, dest: Path) -> tuple[str, str] | None:
+        """Write the object to `dest`; return the sha256 of its bytes and the object's etag,
+        None when missing."""
 
-        def download() -> str | None:
+        def download() -> tuple[str, str] | None:
             try:
                 got = self.client.get_object(Bucket=self.location.bucket, Key=self.key(name))
             except Exception as exc:
@@ -163,7 +164,7 @@ class S3Objects:
                 for chunk in got["Body"].iter_chunks(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
-            return digest.hexdigest()
+            return digest.hexdigest(), str(got["ETag"])
 
         return self._call("read", name, download)
 

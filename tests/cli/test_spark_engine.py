@@ -14,6 +14,8 @@ import os
 import random
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO, SEGOPS_YAML, mics_manifest, run, with_engine, write_tree
+from tests.s3server import S3Server, s3_server
+from tests.s3state import s3_state, set_aws_env, with_state
 
 
 def _hash(i: int) -> str:
@@ -363,3 +367,85 @@ def test_a_spark_source_needs_the_spark_engine(workspace: Path) -> None:
     code, out, err = run(workspace, "validate")
     assert code == 1, out + err
     assert "segops.yaml" in err and "sources.lake.type" in err and "kind: spark" in err, err
+
+
+@pytest.fixture(scope="module")
+def state_server() -> Iterator[S3Server]:
+    """An S3 server in this process: its request log tells who read and wrote what."""
+    with s3_server() as server:
+        server.create_bucket(STATE_BUCKET)
+        yield server
+
+
+STATE_BUCKET = "segops-spark-state"
+
+
+def _s3_state(server: S3Server, prefix: str) -> list[tuple[str, str, int]]:
+    got = server.client().get_object(Bucket=STATE_BUCKET, Key=f"{prefix}/state.json")
+    state = json.loads(got["Body"].read())
+    return sorted(
+        (address, d["snapshot"]["sha256"], d["member_count"])
+        for address, d in state["destinations"].items()
+    )
+
+
+def _keys(server: S3Server, prefix: str) -> list[str]:
+    listed = server.client().list_objects_v2(Bucket=STATE_BUCKET, Prefix=prefix)
+    return sorted(str(o["Key"]).removeprefix(prefix) for o in listed.get("Contents", ()))
+
+
+def test_with_the_state_on_s3_executors_read_snapshots_and_write_parts_there(
+    tmp_path: Path, spark_remote: str, state_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster's executors do not see this machine's disk: with the state on S3, they read
+    the state's snapshots from it, and the diff's and the merge's rows come back as Parquet
+    parts they write under the state's prefix (deleted at the end); the same state, the
+    same snapshots and the same files as the DuckDB engine with the same S3 state."""
+    set_aws_env(monkeypatch, tmp_path)
+    rng = random.Random(11)
+    first = {i: rng.randint(1, 3) for i in range(200)}
+    second = {i: n for i, n in first.items() if rng.random() > 0.1}
+    second.update({i: rng.randint(1, 3) for i in rng.sample(range(200, 400), 25)})
+    for i in rng.sample(sorted(second), 20):
+        second[i] += 1
+    engines = {"duckdb": {}, "spark": {"kind": "spark", "remote": spark_remote}}
+    prefixes = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in engines}
+    states: dict[str, list[list[tuple[str, str, int]]]] = {name: [] for name in engines}
+    for name, engine in engines.items():
+        root = tmp_path / name
+        _workspace(root, engine)
+        state = s3_state(STATE_BUCKET, prefixes[name], state_server.endpoint_url)
+        (root / "segops.yaml").write_text(with_state((root / "segops.yaml").read_text(), state))
+        for members in (first, second):
+            _generation(root, members)
+            code, _, err = run(root, "apply", "--auto-approve")
+            assert code == 0, err
+            states[name].append(_s3_state(state_server, prefixes[name]))
+        code, out, err = run(root, "plan", "--detailed-exitcode")
+        assert code == 0, out + err
+        assert not (root / ".segops").exists(), "the state is on S3 only"
+    assert states["spark"] == states["duckdb"]
+    assert _sent(tmp_path / "spark") == _sent(tmp_path / "duckdb")
+    snapshots = {
+        n: [k for k in _keys(state_server, p) if "snapshots/" in k] for n, p in prefixes.items()
+    }
+    assert snapshots["spark"] == snapshots["duckdb"] != []
+
+    def by_tasks(method: str, prefix: str, part: str) -> list[str]:
+        """Paths under `prefix` that pyarrow (the AWS SDK for C++) asked for with `method`."""
+        return [
+            path
+            for verb, path, agent in state_server.requests
+            if verb == method
+            and path.startswith(f"/{STATE_BUCKET}/{prefix}/{part}")
+            and "aws-sdk-cpp" in agent.lower()
+        ]
+
+    spark = prefixes["spark"]
+    read = {p.rsplit("/", 1)[1] for p in by_tasks("GET", spark, "snapshots/")}
+    first_snapshots = {f"{sha}.parquet" for _, sha, _ in states["spark"][0]}
+    assert read == first_snapshots, "the second generation's diffs and merges read them"
+    parts = by_tasks("PUT", spark, "work/") + by_tasks("POST", spark, "work/")
+    assert any("/part-" in p for p in parts), "the executors wrote the rows there"
+    assert not [k for k in _keys(state_server, spark) if k.startswith("/work/")]
+    assert not by_tasks("GET", prefixes["duckdb"], "")  # DuckDB reads its own copies

@@ -230,7 +230,7 @@ class ObjectStore:
     def filesystem(self, source: Source) -> pafs.S3FileSystem:
         if self._fs is None:
             try:
-                self._fs = self._make_filesystem()
+                self._fs = self.make_filesystem()
             except SourceError:
                 raise
             except Exception as exc:
@@ -241,6 +241,10 @@ class ObjectStore:
         import boto3
 
         return boto3.session.Session()
+
+    def client(self) -> Any:
+        """Return the boto3 S3 client of this storage (made on first use)."""
+        return self._boto()
 
     def _boto(self) -> Any:
         if self._client is None:
@@ -263,7 +267,8 @@ class ObjectStore:
     def _region(self) -> str | None:
         return self.connection.region if self.connection and self.connection.region else None
 
-    def _make_filesystem(self) -> pafs.S3FileSystem:
+    def make_filesystem(self) -> pafs.S3FileSystem:
+        """Return a pyarrow filesystem of this storage, credentials from the AWS chain."""
         import pyarrow.fs as pafs
         from botocore.exceptions import NoCredentialsError
 
