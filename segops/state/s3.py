@@ -8,6 +8,7 @@ Layout (names as in the local store)::
     journal.jsonl, moengage-ledger-<connection>.json  records of apply and the platforms
     abandoned/<time>/..., state.json.damaged-<time>   set aside by --allow-new-state, recover
     moved.json                                        written by `segops state migrate`
+    work/<command>/...                                the Spark engine's scratch objects
 
 Every write of state.json is a compare-and-swap: `If-Match` on the ETag of the version
 this store read (`If-None-Match: *` when there was none), and so is the backup's. While
