@@ -180,6 +180,51 @@ def test_ctrl_c_while_planning_changes_nothing(tmp_path: Path, delay: float) -> 
     assert not (root / ".segops").exists()
 
 
+def many_small_workspace(root: Path, segments: int) -> None:
+    """Small segments on two engine threads: their diffs run side by side in lanes."""
+    (root / "segments").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "segops.yaml").write_text(
+        'version: 1\nmanifests: ["segments/*.yaml"]\nengine: {threads: 2}\n'
+        "connections:\n  f: {platform: files, target: mediarithmics, path: out}\n"
+    )
+    for i in range(segments):
+        (root / "segments" / f"s{i}.yaml").write_text(
+            f"apiVersion: segops/v1\nkind: Segment\nmetadata: {{name: s{i}}}\n"
+            f"spec:\n  source: {{csv: {{path: ../data/s{i}.csv}}}}\n  destinations:\n"
+            f'    - connection: f\n      datamart_id: "1"\n      segment_technical_name: s{i}\n'
+            "      identifier: {kind: user_account_id, column: id}\n"
+            '      compartment_id: "1"\n'
+        )
+        rows = "".join(f"user-{i}-{n}\n" for n in range(50))
+        (root / "data" / f"s{i}.csv").write_text("id\n" + rows)
+
+
+@pytest.mark.parametrize("delay", [0.6, 1.2])
+def test_ctrl_c_while_lanes_diff_changes_nothing(tmp_path: Path, delay: float) -> None:
+    """Ctrl-C while small diffs run side by side: the lanes stop, one line, nothing written."""
+    root = tmp_path / "ws"
+    many_small_workspace(root, 400)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = start(root, "plan", "-out", str(tmp_path / "p.segplan"), tmp=scratch)
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("segops-*")) and process.poll() is None:  # handlers installed
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    code, out, err = finish(process)
+    assert "Traceback" not in out + err and "unexpected error" not in err
+    if code == 0:  # it finished first
+        return
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == "Interrupted: nothing was changed."
+    assert not (tmp_path / "p.segplan").exists()
+    assert list(scratch.iterdir()) == [], "the scratch folder is removed"
+    assert not (root / ".segops").exists()
+
+
 def test_a_ctrl_c_during_a_held_block_interrupts_when_it_ends() -> None:
     """The engine opens (DuckDB's module, its first connection) whole, then the Ctrl-C."""
     from segops.ui.interrupt import Interrupts
