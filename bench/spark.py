@@ -6,9 +6,9 @@ For each size N: the seeded files of bench/bench.py (N 64-hex email hashes, the 
 start-up included). The two plans must be the same, delta file included (its sha256 name):
 the bench stops otherwise. A plan of 1,000 members on Spark gives the engine's fixed cost
 (starting the JVM, the session, the jobs' scheduling). Part of what grows with N stays on
-the machine running segops whatever the cluster: the sha256 of the source file (its pin)
-and of the applied snapshot, timed here on their own as the serial part. The rest gives
-the throughput per core, from which the sizing estimate is computed:
+the machine running segops whatever the cluster: the digest of the source file (its pin,
+BLAKE3) and the sha256 of the applied snapshot, timed here on their own as the serial
+part. The rest gives the throughput per core, from which the sizing estimate is computed:
 
     time at M members on E executors of C cores
         ~ fixed cost + serial part x M / N + M / (throughput per core x E x C)
@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import GIB, Figure, generate, manifest, measure, segops  # noqa: E402  (bench/bench.py)
+from segops.planning.inputs import digest_file  # noqa: E402
 
 SEGOPS_YAML = """version: 1
 manifests: ["segments/*.yaml"]
@@ -133,10 +134,11 @@ def plan(folder: Path, kind: str, memory: str) -> tuple[Figure, dict[str, object
 
 
 def serial_part(folder: Path) -> float:
-    """Seconds to sha256 the source and the applied snapshot, as segops does, on one core."""
-    files = [folder / "data" / "members.csv", *(folder / ".segops" / "snapshots").iterdir()]
+    """Seconds to pin the source (BLAKE3) and check the applied snapshot (sha256), as segops
+    does, on one core."""
     start = time.perf_counter()
-    for path in files:
+    digest_file(folder / "data" / "members.csv")
+    for path in (folder / ".segops" / "snapshots").iterdir():
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             while block := handle.read(1 << 20):
@@ -194,7 +196,7 @@ def main() -> None:
     n, serial, rate = per_core[-1]
     print(
         "RSS: peak of the segops process and its children (the JVM, Spark's Python workers), "
-        "sampled every 0.25 s; serial: sha256 of the source and the snapshot on one core; "
+        "sampled every 0.25 s; serial: the source's pin and the snapshot's sha256 on one core; "
         "same plan: the delta file's sha256 and the counts"
     )
     at = 1e9

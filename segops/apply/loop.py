@@ -29,8 +29,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from segops import observe
 from segops._text import plural
@@ -51,6 +52,7 @@ from segops.state.model import DestinationState, LastWrite, State
 
 OpenDestination = Callable[[DestinationChange, "ScopedJournal"], Destination]
 log = logging.getLogger("segops.apply")
+T = TypeVar("T")
 
 # An apply of GROUP_COMMIT_FROM changes or more writes the state once per GROUP_COMMIT_SIZE
 # confirmed destinations (a group commit), and once at the end: each write rewrites the whole
@@ -228,14 +230,12 @@ def apply_plan(
                 settle()
                 if result.ok or result.confirmed:
                     killpoints.reached("apply:confirmed")
-                    before = state
-                    inputs = _merge_inputs(change, before, store, deltas)
-                    lane = engine.side_lane(inputs)
+                    record = partial(_recorded, change, result, state, store, engine, deltas)
+                    lane = engine.side_lane(_merge_inputs(change, state, store, deltas))
                     if lane is not None:
-                        args = (lane, change, result, before, store, engine, deltas)
-                        recording = (change, result, recorder.submit(_recorded_in, *args))
+                        recording = (change, result, recorder.submit(_within, lane, record))
                         continue
-                    land(change, result, _recorded(change, result, state, store, engine, deltas))
+                    land(change, result, record())
                 results.append(result)
                 on_result(result)
                 step.advance()
@@ -247,27 +247,22 @@ def apply_plan(
     return ApplyReport(tuple(results), store.read())
 
 
-def _recorded_in(
-    lane: AbstractContextManager[None],
-    change: DestinationChange,
-    result: ApplyResult,
-    state: State,
-    store: StateStore,
-    engine: MemberEngine,
-    deltas: Path,
-) -> DestinationState | None:
-    """`_recorded`, on a lane of the engine (a thread of the recorder)."""
-    with lane:
-        return _recorded(change, result, state, store, engine, deltas)
+def _within(context: AbstractContextManager[None], call: Callable[[], T]) -> T:
+    """Return `call()` run inside `context` (a lane of the engine, on the recorder's thread)."""
+    with context:
+        return call()
 
 
 def _merge_inputs(
     change: DestinationChange, state: State, store: StateStore, deltas: Path
-) -> list[Path | None]:
-    """Return the files the merge of `change`'s snapshot reads (None: absent)."""
+) -> tuple[Path | None, Path | None]:
+    """Return the snapshot and the delta the merge of `change`'s snapshot reads (or None).
+
+    A full change was compared with nothing: what landed is the whole new membership.
+    """
     before = state.get(change.moved_from or change.address)
     old = store.snapshot_path(before.snapshot.sha256) if before and not change.full else None
-    return [old, deltas / change.delta.name if change.delta else None]
+    return old, deltas / change.delta.name if change.delta else None
 
 
 def _rekeyed(state: State, change: DestinationChange, entry: DestinationState | None) -> State:
@@ -342,9 +337,7 @@ def _recorded(
         return before
     settings = change.settings_after or change.settings_before
     assert settings is not None
-    # A full change was compared with nothing: what landed is the whole new membership.
-    old = store.snapshot_path(before.snapshot.sha256) if before and not change.full else None
-    delta = deltas / change.delta.name if change.delta else None
+    old, delta = _merge_inputs(change, state, store, deltas)
     path, digest, count = engine.merge_snapshot(
         old,
         delta,
