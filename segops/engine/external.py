@@ -146,14 +146,30 @@ class ExternalSources:
 
     def object_parts(
         self, source: Source
-    ) -> tuple[str, SourceConnection | None, list[StoredObject], list[str], Any]:
+    ) -> tuple[str, SourceConnection | None, list[StoredObject], list[str], Any, Any]:
         """Return what reads an object source apart, one object at a time (a Spark task):
-        the name its relation SQL reads, the connection, the objects, the CSV header and
-        the whole dataset's schema (each part is read with it)."""
+        the name its relation SQL reads, the connection, the objects, the CSV header, the
+        whole dataset's schema and its hive partitions' schema (each part is read with
+        them; None without hive partitioning)."""
         name = self._relation(source)
         dataset, header = self._datasets[source]
         connection = self.connections.get(source.connection or "")
-        return name, connection, self._list(source), header, dataset.schema
+        partitions = dataset.partitioning.schema if source.hive_partitioning else None
+        return name, connection, self._list(source), header, dataset.schema, partitions
+
+    def keys_sql(self, source: Source) -> str:
+        """Return the query of every key some line's object has (an NDJSON source), over the
+        name its relation reads: one `key` column, each key once."""
+        name = quote_ident(self._relation(source))
+        return (
+            f"SELECT DISTINCT unnest(json_keys(_j)) AS key FROM (SELECT {_LINE_JSON} AS _j "
+            f"FROM {name} WHERE {_NOT_BLANK}) WHERE {_OBJECT_OR_FAIL} "
+            "AND json_type(_j) = 'OBJECT'"
+        )
+
+    def learn_keys(self, source: Source, keys: Iterable[str]) -> None:
+        """Take the keys of an NDJSON source's objects, found elsewhere (Spark tasks)."""
+        self._keys[source] = sorted(set(keys))
 
     def _s3(self, source: Source, call: Callable[[], T]) -> T:
         """Run a call to S3 through pyarrow; turn its failure into the source's error.
@@ -187,12 +203,7 @@ class ExternalSources:
     def _json_keys(self, source: Source) -> list[str]:
         """Return every key some line's object has (one scan of the objects)."""
         if source not in self._keys:
-            name = quote_ident(self._relation(source))
-            rows = self.con.execute(
-                f"SELECT DISTINCT unnest(json_keys(_j)) FROM (SELECT {_LINE_JSON} AS _j "
-                f"FROM {name} WHERE {_NOT_BLANK}) WHERE {_OBJECT_OR_FAIL} "
-                "AND json_type(_j) = 'OBJECT'"
-            ).fetchall()
+            rows = self.con.execute(self.keys_sql(source)).fetchall()
             self._keys[source] = sorted(str(r[0]) for r in rows)
         return self._keys[source]
 

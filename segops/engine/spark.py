@@ -54,10 +54,10 @@ from segops.engine.spark_tasks import (
     Piece,
     byte_pieces,
     desired_batches,
-    desired_of_objects,
     desired_of_rows,
     object_row_groups,
     row_pieces,
+    rows_of_objects,
     write_part,
 )
 from segops.errors import EngineError, Problem, SegopsError, SourceError
@@ -203,14 +203,52 @@ class SparkEngine(DuckDBEngine):
 
     @staticmethod
     def _spark_objects(source: Source) -> bool:
-        """Whether `source` is CSV or Parquet objects on S3 that Spark tasks read, one object
-        each. Hive partitions stay on this machine: their columns' types come from every
-        object's path; NDJSON too: its keys are found by a scan of every object."""
-        return (
-            source.url is not None
-            and source.kind in (SourceKind.CSV, SourceKind.PARQUET)
-            and not source.hive_partitioning
+        """Whether `source` is objects on S3 (CSV, NDJSON, Parquet) that Spark tasks read, one
+        object each. The listing stays on this machine: the objects and their ETags, the
+        whole dataset's schema and its hive partitions' types (from every path)."""
+        return source.url is not None and source.kind in _FILE_KINDS
+
+    def _objects_frame(
+        self, destination: Destination, sql: str, schema: pa.Schema, ddl: str
+    ) -> tuple[DataFrame, int]:
+        """Return a Spark frame of the rows `sql` gives over each object of the destination's
+        source, one task per object, and the number of objects."""
+        source = destination.source
+        parts = self._run(destination, lambda: self.external.object_parts(source))
+        name, connection, objects, header, columns, partitions = parts
+        limits = (self.config.memory_limit, self.config.threads)
+        read = partial(
+            rows_of_objects,
+            sql,
+            name,
+            connection,
+            source,
+            objects,
+            header,
+            columns,
+            partitions,
+            schema,
+            *limits,
         )
+        count = len(objects)
+        return self.spark.range(0, count, 1, count).mapInArrow(read, ddl), count
+
+    def _spark_keys(self, destination: Destination) -> None:
+        """Find the keys of an NDJSON source's objects in Spark tasks, one object each; when
+        Spark cannot (a line that is not a JSON object), this machine scans them and names
+        the line."""
+        source = destination.source
+        sql = self._run(destination, lambda: self.external.keys_sql(source))
+        schema = pa.schema([("key", pa.string())])
+        try:
+            frame, _ = self._objects_frame(destination, sql, schema, "key string")
+            found = frame.distinct().collect()
+        except (SegopsError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            self._refused(exc, f"find the keys of {source.url}")
+            return
+        self.external.learn_keys(source, (str(row[0]) for row in found))
 
     def _spark_query(self, source: Source) -> bool:
         """Whether `source` is a query on a `type: spark` source connection."""
@@ -239,6 +277,8 @@ class SparkEngine(DuckDBEngine):
 
     def _read_types(self, destination: Destination) -> dict[str, str]:
         source = destination.source
+        if self._spark_objects(source) and source.kind is SourceKind.NDJSON:
+            self._spark_keys(destination)
         if not self._spark_query(source):
             return super()._read_types(destination)
         try:
@@ -373,24 +413,7 @@ class SparkEngine(DuckDBEngine):
             elif self._spark_objects(destination.source):
                 types = self.columns(destination)
                 sql = desired.desired_sql(destination, self.source_sql(destination), types)
-                source = destination.source
-                name, connection, objects, header, columns = self._run(
-                    destination, lambda: self.external.object_parts(source)
-                )
-                read = partial(
-                    desired_of_objects,
-                    sql,
-                    name,
-                    connection,
-                    source,
-                    objects,
-                    header,
-                    columns,
-                    schema,
-                    *limits,
-                )
-                count = len(objects)
-                frame = self.spark.range(0, count, 1, count).mapInArrow(read, ddl)
+                frame, count = self._objects_frame(destination, sql, schema, ddl)
                 log.info("%s: %d objects read by Spark tasks", destination.address, count)
             else:
                 pieces = self._pieces(destination, split)

@@ -157,7 +157,7 @@ def desired_of_rows(
         con.close()
 
 
-def desired_of_objects(
+def rows_of_objects(
     sql: str,
     name: str,
     connection: SourceConnection | None,
@@ -165,19 +165,22 @@ def desired_of_objects(
     objects: Sequence[StoredObject],
     header: Sequence[str],
     dataset_schema: pa.Schema,
+    partitions: pa.Schema | None,
     schema: pa.Schema,
     memory_limit: str,
     threads: int | None,
     ids: Iterator[pa.RecordBatch],
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the desired rows of the objects whose numbers come in `ids`: each object is read
-    from S3 here, as a dataset of its own with the whole dataset's schema, registered under
-    the `name` the driver's `sql` reads (the rules are row by row: objects may be read
-    apart). Credentials come from this machine's AWS chain (an executor's role)."""
+    """Yield the rows of `sql` over each object whose number comes in `ids`: each object is
+    read from S3 here, as a dataset of its own with the whole dataset's schema and hive
+    partitions, registered under the `name` the driver's `sql` reads (the rules are row by
+    row: objects may be read apart). Credentials come from this machine's AWS chain (an
+    executor's role). `sql` gives a source's desired rows, or an NDJSON source's keys."""
     store = ObjectStore(connection)
     for batch in ids:
         for number in batch.column(0).to_pylist():
-            part = store.dataset(source, [objects[int(number)]], header, dataset_schema)
+            stored = [objects[int(number)]]
+            part = store.dataset(source, stored, header, dataset_schema, partitions)
             con = connect(memory_limit, threads)
             try:
                 con.register(name, part)

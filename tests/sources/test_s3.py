@@ -291,16 +291,26 @@ def test_a_csv_row_of_too_many_fields_names_the_object_and_its_line(
     assert HASHES[3] not in err  # never a member's value
 
 
-@pytest.mark.parametrize("kind", ["csv", "parquet"])
+@pytest.mark.parametrize(
+    ("kind", "hive"),
+    [("csv", False), ("parquet", False), ("ndjson", False), ("csv", True), ("ndjson", True)],
+    ids=["csv", "parquet", "ndjson", "csv, hive partitions", "ndjson, hive partitions"],
+)
 def test_objects_read_by_spark_tasks_give_the_plan_duckdb_gives(
     tmp_path: Path,
     lake: S3Server,
     prefix: str,
     kind: str,
+    hive: bool,
     spark_remote: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On the Spark engine each object is read by a task of its own, from S3: same plan."""
+    """On the Spark engine each object is read by a task of its own, from S3: same plan.
+
+    An NDJSON listing's keys are found by tasks too (one per object), and hive partitions
+    are read with the types the whole listing's paths give them (here: a partition column
+    is the members' attribute).
+    """
     from segops.engine import spark
 
     fallbacks: list[str] = []
@@ -309,12 +319,18 @@ def test_objects_read_by_spark_tasks_give_the_plan_duckdb_gives(
     monkeypatch.setattr(spark.log, "info", lambda text, *args: notes.append(text % args))
     encode = FORMATS[kind]
     for part in range(3):
-        put(lake, f"{prefix}/part-{part}.{kind}", encode(HASHES[part * 20 : part * 20 + 25]))
-    url = f"s3://{BUCKET}/{prefix}/*.{kind}"
+        folder = f"{prefix}/day={part + 1}" if hive else prefix
+        end = part * 20 + (20 if hive else 25)  # overlapping parts, but not across days
+        put(lake, f"{folder}/part-{part}.{kind}", encode(HASHES[part * 20 : end]))
+    url = f"s3://{BUCKET}/{prefix}/{'**/' if hive else ''}*.{kind}"
+    source = url_source(kind, url, ", hive_partitioning: true" if hive else "")
     roots = {
-        name: workspace(tmp_path / name, lake.endpoint_url, {"cart": url_source(kind, url)})
+        name: workspace(tmp_path / name, lake.endpoint_url, {"cart": source})
         for name in ("duckdb", "spark")
     }
+    for root in roots.values() if hive else ():  # the partition (an integer) as an attribute
+        manifest = root / "segments" / "cart.yaml"
+        manifest.write_text(manifest.read_text() + "      expiration_ts: {column: day}\n")
     yaml_path = roots["spark"] / "segops.yaml"
     yaml_path.write_text(
         with_engine(yaml_path.read_text(), {"kind": "spark", "remote": spark_remote})
@@ -324,3 +340,21 @@ def test_objects_read_by_spark_tasks_give_the_plan_duckdb_gives(
     assert on_spark["changes"] == on_duckdb["changes"]  # the same delta bytes and counts
     assert on_spark["inputs"]["data"] == on_duckdb["inputs"]["data"]  # pinned by ETag
     assert on_spark["changes"][0]["members"]["add"] == 60
+
+
+def test_a_bad_ndjson_line_is_named_when_spark_reads_the_objects(
+    tmp_path: Path, lake: S3Server, prefix: str, spark_remote: str
+) -> None:
+    """Spark's key scan fails on a line that is not a JSON object: this machine reads the
+    objects again and names the object and the line, never the value."""
+    put(lake, f"{prefix}/a.ndjson", ndjson_bytes(HASHES[:5]))
+    put(lake, f"{prefix}/b.ndjson", ndjson_bytes(HASHES[5:8]) + b"[1, 2]\n")
+    url = f"s3://{BUCKET}/{prefix}/*.ndjson"
+    root = workspace(tmp_path / "ws", lake.endpoint_url, {"cart": url_source("ndjson", url)})
+    yaml_path = root / "segops.yaml"
+    yaml_path.write_text(
+        with_engine(yaml_path.read_text(), {"kind": "spark", "remote": spark_remote})
+    )
+    code, _, err = run(root, "plan")
+    assert code == 1
+    assert f"s3://{BUCKET}/{prefix}/b.ndjson:4" in err, err

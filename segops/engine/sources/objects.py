@@ -141,11 +141,13 @@ class ObjectStore:
         objects: Sequence[StoredObject],
         header: Sequence[str] = (),
         schema: Any = None,
+        partitions: Any = None,
     ) -> pads.Dataset:
         """Return a pyarrow dataset over `objects` in the source's format (not read yet).
 
         `schema`: the dataset's columns (by default, the first object's): a part of a larger
-        dataset read apart (by a Spark task) is read with the whole dataset's schema.
+        dataset read apart (by a Spark task) is read with the whole dataset's schema, and
+        with its hive `partitions` (their types found from every path of the listing).
         """
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -178,7 +180,11 @@ class ObjectStore:
             glob = _GLOB.search(pattern)
             prefix = pattern[: glob.start()] if glob else pattern
             folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-            partitioning = ds.HivePartitioning.discover(infer_dictionary=False)
+            partitioning = (
+                ds.HivePartitioning(partitions)
+                if partitions is not None
+                else ds.HivePartitioning.discover(infer_dictionary=False)
+            )
             base = f"{bucket}/{folder}" if folder else bucket
         return ds.dataset(
             paths,
