@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -149,3 +151,46 @@ def test_files_take_the_batches_when_apply_offers_them(tmp_path: Path) -> None:
     assert result.sent == by_rows.sent and result.files == by_rows.files
     for name in result.files:
         assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "r" / name).read_bytes()
+
+
+def test_the_writer_keeps_the_order_and_starts_a_thread_only_for_a_second_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from segops.destinations.mediarithmics import files
+
+    started: list[str] = []
+    real = files.ThreadPoolExecutor
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        started.append("pool")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "ThreadPoolExecutor", counted)
+    one = io.BytesIO()
+    with files._Writer() as writer:
+        writer.write(one, memoryview(b"only\n"))
+        assert one.getvalue() == b"", "held until the end"
+    assert one.getvalue() == b"only\n" and started == []
+
+    a, b = io.BytesIO(), io.BytesIO()
+    with files._Writer() as writer:
+        for i in range(5):
+            writer.write(a if i % 2 else b, memoryview(f"{i}\n".encode()))
+    assert (b.getvalue(), a.getvalue()) == (b"0\n2\n4\n", b"1\n3\n") and started == ["pool"]
+
+
+def test_the_writer_raises_a_failed_write_and_writes_nothing_held_after_an_error() -> None:
+    from segops.destinations.mediarithmics import files
+
+    class Full(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"), files._Writer() as writer:
+        writer.write(Full(), memoryview(b"a\n"))
+        writer.write(Full(), memoryview(b"b\n"))
+    kept = io.BytesIO()
+    with pytest.raises(ValueError, match="stopped"), files._Writer() as writer:
+        writer.write(kept, memoryview(b"a\n"))
+        raise ValueError("stopped")
+    assert kept.getvalue() == b"", "a change that failed leaves its held chunk unwritten"

@@ -67,15 +67,27 @@ class _Writer:
 
     Arrow's kernels and the file's write both release the GIL, so formatting a batch and
     writing the one before it overlap. One write is in flight at a time, in order; an
-    error of a write is raised by the next `write` or at the end.
+    error of a write is raised by the next `write` or at the end. The thread starts with
+    the second chunk: a small delta is one chunk, written at the end on the caller's
+    thread (starting a thread costs more than such a write).
     """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="segops-files")
+        self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[int] | None = None
+        self._held: tuple[IO[bytes], memoryview] | None = None
 
     def write(self, handle: IO[bytes], data: memoryview) -> None:
+        if self._pool is None and self._held is None:
+            self._held = (handle, data)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="segops-files")
         self._wait()
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._pending = self._pool.submit(held[0].write, held[1])
+            self._wait()
         self._pending = self._pool.submit(handle.write, data)
 
     def _wait(self) -> None:
@@ -89,11 +101,15 @@ class _Writer:
     def __exit__(self, failed: type[BaseException] | None, *_: object) -> None:
         try:
             self._wait()
+            if self._held is not None and failed is None:
+                held, self._held = self._held, None
+                held[0].write(held[1])
         except Exception:
             if failed is None:  # else the error that stopped the loop is the one to raise
                 raise
         finally:
-            self._pool.shutdown()
+            if self._pool is not None:
+                self._pool.shutdown()
 
 
 class _CommandFiles:
