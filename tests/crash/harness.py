@@ -197,7 +197,7 @@ def run_trials(
     faults: Faults | None = None,
     timed: int = 0,
     points: Sequence[str] = POINTS,
-    engine: Mapping[str, str] | None = None,
+    engine: Mapping[str, object] | None = None,
 ) -> Stats:
     """Run `trials` kills at named points (each of `points` in turn), then `timed` timed kills.
 

@@ -64,6 +64,18 @@ def test_kills_with_the_spark_engine_converge(
     assert fallbacks == []
 
 
+def test_kills_while_snapshots_are_written_beside_the_next_send_converge(tmp_path: Path) -> None:
+    """On two engine threads, a small change's snapshot is merged and stored on a lane while
+    the next destination sends (segops.apply.loop): kills there converge too."""
+    points = ("apply:confirmed", "apply:state-written", "mics:confirmed", "moe:accepted")
+    stats = run_trials(
+        tmp_path, trials=2 * len(points), seed=31, points=points, engine={"threads": 2}
+    )
+    print(stats.report())
+    assert stats.trials == 2 * len(points)
+    assert set(points) <= set(stats.killed), stats.report()
+
+
 @pytest.mark.parametrize(
     "platform,first,second",
     [

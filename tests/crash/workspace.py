@@ -25,7 +25,7 @@ DURATIONS = (0, 60, 1440, 10080)
 SEGOPS_YAML = """\
 version: 1
 manifests: ["segments/*.yaml"]
-engine: {{memory_limit: 256MB, threads: 1{engine}}}
+engine: {{memory_limit: 256MB{engine}}}
 safety: {{max_removal_fraction: 1.0, allow_empty_source: true}}  # trials remove freely
 connections:
   mics:
@@ -109,7 +109,7 @@ class Desired:
     attribute: str = "email"
     moe: set[str] = field(default_factory=set)
     generation: int = 0  # names recreated segments
-    engine: dict[str, str] = field(default_factory=dict)  # segops.yaml engine keys beyond limits
+    engine: dict[str, object] = field(default_factory=dict)  # segops.yaml engine keys beyond limits
 
     def change(self, mics_action: str, moe_action: str, rng: random.Random) -> None:
         """Apply one action to each platform's segment (MICS_ACTIONS, MOE_ACTIONS; "keep": none)."""
@@ -140,7 +140,8 @@ class Desired:
         """Write segops.yaml, the manifests and their data files under `root`."""
         for folder in ("segments", "data"):
             (root / folder).mkdir(parents=True, exist_ok=True)
-        engine = "".join(f", {key}: {json.dumps(value)}" for key, value in self.engine.items())
+        settings = {"threads": 1, **self.engine}
+        engine = "".join(f", {key}: {json.dumps(value)}" for key, value in settings.items())
         (root / "segops.yaml").write_text(
             SEGOPS_YAML.format(mics=mics_url, moe=moe_url, engine=engine)
         )
