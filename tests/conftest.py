@@ -126,6 +126,22 @@ def spark_remote() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def _settled_duckdb_default_connection() -> Iterator[None]:
+    """End whatever result a test left unread on DuckDB's default connection.
+
+    `duckdb.execute` and `duckdb.sql` share one connection per process; DuckDB 2.0 refuses
+    new work on it while a result is pending (a COPY's, or a `fetchone()` that did not read
+    to the end), so a test doing that failed the next test of its worker that used it.
+    """
+    yield
+    import duckdb
+
+    complete = getattr(duckdb.default_connection(), "complete", None)  # DuckDB 2
+    if complete is not None:
+        complete()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test`), the tests that use the Spark Connect server run on
     one worker: one server starts (a JVM, about 15 s), not one per worker."""

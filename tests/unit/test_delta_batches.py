@@ -28,7 +28,7 @@ def delta(tmp_path: Path, *, attributes: bool) -> Path:
         f"COPY (SELECT CASE WHEN i < 1000 THEN 'remove' ELSE 'add' END AS op, "
         f"unhex(sha256(i::VARCHAR)) AS k{attrs} FROM range({ROWS}) t(i) "
         f"ORDER BY i < 1000 DESC, hash(i)) TO '{path}' (ROW_GROUP_SIZE 10000)"
-    )
+    ).fetchall()  # a COPY's result left pending blocks DuckDB's default connection
     return path
 
 
@@ -68,7 +68,7 @@ def test_a_small_delta_of_text_keys_is_read_as_the_engine_reads_it(tmp_path: Pat
     duckdb.execute(
         f"COPY (SELECT CASE WHEN i < 3 THEN 'remove' ELSE 'add' END AS op, 'crm-' || i AS k "
         f"FROM range(10) t(i)) TO '{path}'"
-    )
+    ).fetchall()
     engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig())
     try:
         rows = [

@@ -327,9 +327,9 @@ def test_merge_keeps_only_confirmed_delta_rows(tmp_path) -> None:  # type: ignor
     engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig(memory_limit="256MB"))
     snap = tmp_path / "snap.parquet"
     delta = tmp_path / "delta.parquet"
-    duckdb.execute(f"COPY (SELECT * FROM (VALUES ('a'), ('b'), ('c')) t(k)) TO '{snap}'")
+    duckdb.execute(f"COPY (SELECT * FROM (VALUES ('a'), ('b'), ('c')) t(k)) TO '{snap}'").fetchall()
     rows = "('remove', 'a'), ('remove', 'b'), ('add', 'x'), ('add', 'y')"
-    duckdb.execute(f"COPY (SELECT * FROM (VALUES {rows}) t(op, k)) TO '{delta}'")
+    duckdb.execute(f"COPY (SELECT * FROM (VALUES {rows}) t(op, k)) TO '{delta}'").fetchall()
     # rows 0..3 = remove a, remove b, add x, add y; only remove a and add y were confirmed
     path, _, count = engine.merge_snapshot(
         snap, delta, (), KeyEncoding.TEXT, tmp_path / "out", [(0, 1), (3, 4)]

@@ -21,6 +21,10 @@ from segops.engine.spark_tasks import UnsplittableError, byte_pieces, desired_ba
 SCHEMA = pa.schema([("v", pa.string())])
 
 
+# this module's own connection: DuckDB's default one is shared by every test of a worker
+DB = duckdb.connect()
+
+
 def _rows_of_pieces(pieces: list[spark_tasks.Piece]) -> list[str | None]:
     ids = pa.RecordBatch.from_arrays([pa.array(range(len(pieces)), pa.int64())], ["id"])
     rows: list[str | None] = []
@@ -59,7 +63,7 @@ def test_csv_pieces_hold_every_row_once(
     )
     pieces = byte_pieces(sql, path, csv=True)
     assert (len(pieces) > 1) == (len(body.encode()) - len("v\n") >= piece_bytes)
-    whole = [r[0] for r in duckdb.sql(sql).fetchall()]
+    whole = [r[0] for r in DB.sql(sql).fetchall()]
     assert len(whole) == 80
     assert _rows_of_pieces(pieces) == whole  # in file order: pieces are read in order
 
@@ -75,7 +79,7 @@ def test_csv_pieces_equal_the_whole_file(tmp_path: Path, monkeypatch: pytest.Mon
     )
     pieces = byte_pieces(sql, path, csv=True)
     assert len(pieces) > 20
-    whole = [r[0] for r in duckdb.sql(sql).fetchall()]
+    whole = [r[0] for r in DB.sql(sql).fetchall()]
     assert _rows_of_pieces(pieces) == whole
     assert len(whole) == 500
 
@@ -113,7 +117,7 @@ def test_ndjson_pieces_equal_the_whole_file(
     )
     pieces = byte_pieces(sql, path, csv=False)
     assert len(pieces) > 50
-    whole = [r[0] for r in duckdb.sql(sql).fetchall()]
+    whole = [r[0] for r in DB.sql(sql).fetchall()]
     assert _rows_of_pieces(pieces) == whole
 
 
@@ -125,7 +129,7 @@ def test_parquet_pieces_are_runs_of_row_groups(
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"v": [f"m{i}" for i in range(1000)]}), path, row_group_size=64)
-    groups = duckdb.sql(
+    groups = DB.sql(
         "SELECT row_group_id, any_value(row_group_num_rows), any_value(row_group_bytes) "
         f"FROM parquet_metadata('{path}') GROUP BY ALL ORDER BY 1"
     ).fetchall()
