@@ -45,8 +45,8 @@ schemas: ## Copy schemas/ into the package (the test suite checks they match)
 docs: install ## Regenerate docs/configuration.md from the JSON Schemas
 	$(BIN)/python scripts/gen_config_docs.py
 
-kill-trials: install ## Kill apply at named points and timed moments, TRIALS times (default 2000)
-	$(BIN)/python scripts/kill_trials.py --trials $${TRIALS:-2000}
+kill-trials: install ## Kill apply at named points and timed moments, TRIALS times (default 2000); THREADS=2 for two engine threads
+	$(BIN)/python scripts/kill_trials.py --trials $${TRIALS:-2000} --threads $${THREADS:-1}
 
 bench: install ## Time start-up (--version, --help, validate), then `segops plan` at 1e6 and 1e7 members (local file, S3 server, PostgreSQL) against an ad-hoc DuckDB anti-join; ARGS="--sizes 100000 --repeat 1" for a quick run
 	$(BIN)/python bench/startup.py

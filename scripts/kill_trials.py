@@ -1,7 +1,10 @@
 """Kill `segops apply` at named points and timed moments, many times; see tests/crash/harness.py.
 
 python scripts/kill_trials.py --trials 2000 --timed 500 --seed 1 [--error-rate 0.1]
-                              [--throttle-every 5]
+                              [--throttle-every 5] [--threads 2]
+
+`--threads 2` gives the member engine two threads: small diffs then run side by side and
+apply writes a change's snapshot while the next destination sends (segops.apply.loop).
 
 Prints the distribution of kill points: every kill lands after the state lock is taken.
 """
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--throttle-every", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="engine.threads of the workspace")
     args = parser.parse_args()
     faults = Faults(
         error_rate=args.error_rate,
@@ -37,12 +41,14 @@ def main() -> None:
     timed = args.trials // 4 if args.timed is None else args.timed
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segops-kill-") as tmp:
-        stats = run_trials(Path(tmp), args.trials, args.seed, faults, timed)
+        engine = {"threads": args.threads}
+        stats = run_trials(Path(tmp), args.trials, args.seed, faults, timed, engine=engine)
     took = time.monotonic() - start
     print(stats.report())
     print(
         f"all {stats.trials} trials converged in {took:.0f} s; "
-        f"faults: error_rate={args.error_rate} throttle_every={args.throttle_every}"
+        f"faults: error_rate={args.error_rate} throttle_every={args.throttle_every}; "
+        f"engine threads: {args.threads}"
     )
 
 
