@@ -23,9 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-import blake3
-
-from segops._fs import NotRegularFileError, open_regular
+from segops._fs import NotRegularFileError, blake3_hex, open_regular
 from segops.errors import Problem, SourceError
 from segops.model import DataPin, InputFile, Workspace
 from segops.planning.selection import CONFIG_FILE
@@ -38,18 +36,10 @@ class Pins(NamedTuple):
     data: tuple[DataPin, ...]  # sorted by segment, then source
 
 
-_CHUNK = 1 << 20  # read() into one buffer: no mmap, which a file truncated meanwhile kills
-
-
 def digest_file(path: Path) -> str:
     """Return the data pin of a file's bytes: "blake3:<hex>"."""
-    digest = blake3.blake3()
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
     with open_regular(path) as handle:  # a named pipe would block the digest thread forever
-        while size := handle.readinto(buffer):
-            digest.update(view[:size])
-    return f"blake3:{digest.hexdigest()}"
+        return f"blake3:{blake3_hex(handle)}"
 
 
 def definitions(workspace: Workspace, segments: Collection[str]) -> tuple[InputFile, ...]:

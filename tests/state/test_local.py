@@ -277,6 +277,7 @@ def test_everything_is_private_whatever_the_umask(path: Path, files: Path, umask
         ".segops/lock.json": 0o600,
         ".segops/snapshots": 0o700,
         f".segops/snapshots/{sha}.parquet": 0o600,
+        f".segops/snapshots/{sha}.blake3": 0o600,
         ".segops/state.json": 0o600,
         ".segops/state.json.backup": 0o600,
     }
@@ -311,6 +312,63 @@ def test_a_snapshot_that_is_a_symlink_is_refused(path: Path, files: Path) -> Non
     target.symlink_to(moved)  # same bytes, but not the store's own file
     with pytest.raises(StateError, match="not a regular file"):
         LocalStateStore(path).snapshot_path(sha)
+
+
+def _blake3_of(data: bytes) -> str:
+    import blake3
+
+    return str(blake3.blake3(data).hexdigest())
+
+
+def test_a_stored_snapshot_gets_its_blake3_digest_and_loses_it_when_collected(
+    path: Path, files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = c.begun(lambda: LocalStateStore(path))
+    sha = c.stored(store, files, b"members")
+    digest_file = path / "snapshots" / f"{sha}.blake3"
+    assert digest_file.read_text() == _blake3_of(b"members")
+    with monkeypatch.context() as patched:  # the digest file vouches: no sha256 pass
+        patched.setattr("segops.state.snapshots._Digests", None)
+        assert LocalStateStore(path).snapshot_path(sha).read_bytes() == b"members"
+    store.write(State("lin", 0, "0.1", (c.entry("a.x", sha),)))
+    other = c.stored(store, files, b"others")
+    store.write(State("lin", 0, "0.1", (c.entry("a.x", other),)))
+    store.write(State("lin", 0, "0.1", (c.entry("a.x", other),)))  # the backup drops `sha`
+    assert not digest_file.exists() and not (path / "snapshots" / f"{sha}.parquet").exists()
+    assert (path / "snapshots" / f"{other}.blake3").exists()
+
+
+def test_a_damaged_snapshot_is_refused_though_its_blake3_digest_is_intact(
+    path: Path, files: Path
+) -> None:
+    store = c.begun(lambda: LocalStateStore(path))
+    sha = c.stored(store, files, b"members")
+    (path / "snapshots" / f"{sha}.parquet").write_bytes(b"memberz")
+    with pytest.raises(StateError, match="do not match its digest"):
+        LocalStateStore(path).snapshot_path(sha)
+
+
+@pytest.mark.parametrize("digest", [None, "not a digest", "0" * 64])
+def test_a_missing_or_wrong_blake3_digest_falls_back_to_sha256(
+    path: Path, files: Path, digest: str | None
+) -> None:
+    """Snapshots stored by earlier versions have no digest file: they are checked by sha256;
+    a command that only reads the state writes none, the next store of the snapshot does."""
+    store = c.begun(lambda: LocalStateStore(path))
+    sha = c.stored(store, files, b"members")
+    digest_file = path / "snapshots" / f"{sha}.blake3"
+    if digest is None:
+        digest_file.unlink()
+    else:
+        digest_file.write_text(digest)
+    reader = LocalStateStore(path)
+    assert reader.snapshot_path(sha).read_bytes() == b"members"
+    assert digest_file.exists() is (digest is not None)
+    (path / "snapshots" / f"{sha}.parquet").write_bytes(b"memberz")  # damaged as well
+    with pytest.raises(StateError, match="do not match its digest"):
+        LocalStateStore(path).snapshot_path(sha)
+    assert c.stored(store, files, b"members") == sha  # stored again: repaired, digest recorded
+    assert digest_file.read_text() == _blake3_of(b"members")
 
 
 def test_temporary_files_of_killed_runs_are_removed_at_lock(path: Path) -> None:
