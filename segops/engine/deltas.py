@@ -7,7 +7,7 @@ it holds (`_parquet_with`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import duckdb
@@ -63,9 +63,14 @@ def _own(destination: Destination | None) -> tuple[str, ...]:
     return destination.attributes if destination else ()
 
 
-def snapshot_sql(snapshot: Path, attrs: Sequence[str]) -> str:
-    """Return SQL over a snapshot with exactly `attrs` (missing ones as NULL)."""
-    return _parquet_with(snapshot, ["k", *attrs])
+def snapshot_sql(
+    snapshot: Path, attrs: Sequence[str], present: Collection[str] | None = None
+) -> str:
+    """Return SQL over a snapshot with exactly `attrs` (missing ones as NULL).
+
+    `present`: the snapshot's columns when the caller has read them (else from its footer).
+    """
+    return _parquet_with(snapshot, ["k", *attrs], present=present)
 
 
 def delta_sql(
@@ -81,8 +86,14 @@ def delta_sql(
     return f"SELECT * EXCLUDE (file_row_number) FROM ({sql}) WHERE {ranges or 'FALSE'}"
 
 
-def _parquet_with(path: Path, wanted: Sequence[str], row_numbers: bool = False) -> str:
-    present = set(parquet_columns(path))
+def _parquet_with(
+    path: Path,
+    wanted: Sequence[str],
+    row_numbers: bool = False,
+    present: Collection[str] | None = None,
+) -> str:
+    if present is None:
+        present = set(parquet_columns(path))
     cols = ", ".join(c if c in present else f"NULL AS {c}" for c in wanted)
     if row_numbers:
         return (

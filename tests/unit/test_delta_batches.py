@@ -108,3 +108,22 @@ def test_rows_out_of_file_order_are_an_error(
             batch_rows(engine, path)
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("attributes", [True, False])
+def test_a_large_files_columns_read_by_duckdb_are_the_footers(
+    tmp_path: Path, attributes: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large snapshot's columns come from DuckDB while pyarrow is not imported: the same
+    names, in the same order, as pyarrow reads from the footer."""
+    path = delta(tmp_path, attributes=attributes)
+    footer = duck.deltas.parquet_columns(path)
+    assert footer == ["op", "k", *(["data_bag", "expiration_ts"] if attributes else [])]
+    engine = DuckDBEngine(tmp_path, tmp_path / "work", EngineConfig())
+    try:
+        monkeypatch.setattr(duck, "SMALL_INPUT_BYTES", 0)
+        monkeypatch.delitem(duck.sys.modules, "pyarrow")
+        monkeypatch.setattr(duck.deltas, "parquet_columns", None)  # not asked
+        assert engine._parquet_columns(path) == footer
+    finally:
+        engine.close()
