@@ -1,4 +1,4 @@
-"""Coerce plain option values (str, Path, int, bool, lists of them) without pydantic.
+"""Coerce plain option values (str, Path, int, bool, enums, lists of them) without pydantic.
 
 typer (0.29) coerces every non-flag value through a pydantic TypeAdapter, and importing
 pydantic costs about 60 ms: a third of what `segops version` may take. Values of these
@@ -10,6 +10,7 @@ hook is private API: when it moves, nothing is patched and start-up is only slow
 
 from __future__ import annotations
 
+import enum
 import types
 import typing
 from dataclasses import dataclass
@@ -54,6 +55,12 @@ def install() -> bool:
                     return int(value)
                 except (TypeError, ValueError):
                     raise BadParameter(f"{value!r} is not a whole number", ctx, param) from None
+            if issubclass(self.kind, enum.Enum) and not isinstance(value, self.kind):
+                try:
+                    return self.kind(value)
+                except ValueError:
+                    choices = ", ".join(repr(m.value) for m in self.kind)
+                    raise BadParameter(f"{value!r} is not one of {choices}.", ctx, param) from None
             return self.kind(value)
 
     def build(descriptor: TypeDescriptor) -> Any:
@@ -79,6 +86,15 @@ def _plain(annotation: Any) -> tuple[type, bool] | None:
         return _plain(rest[0]) if len(rest) == 1 else None
     if typing.get_origin(annotation) is list and len(args) == 1 and args[0] in _PLAIN:
         return args[0], True
-    if annotation in _PLAIN:
+    if annotation in _PLAIN or _string_enum(annotation):
         return annotation, False
     return None
+
+
+def _string_enum(annotation: Any) -> bool:
+    """Whether `annotation` is an enum of string values (typer offers them as choices)."""
+    return (
+        isinstance(annotation, type)
+        and issubclass(annotation, enum.Enum)
+        and all(isinstance(member.value, str) for member in annotation)
+    )

@@ -71,6 +71,26 @@ def test_validate_loads_neither_http_nor_aws_nor_rich() -> None:
     assert loaded & unused == set()
 
 
+def test_a_choice_option_is_read_without_pydantic(tmp_path: Path) -> None:
+    """`--format` (an enum) is coerced by segops.ui.typerfast: a plan imports no pydantic,
+    and a value that is not a choice is refused with the choices, before anything runs."""
+    import shutil
+
+    workspace = shutil.copytree(REPO / "manifests", tmp_path / "workspace")
+    assert "pydantic" not in imported("-C", str(workspace), "plan", "--format", "json")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "segops", "-C", str(empty), "plan", "--format", "JSON"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1  # segops' exit code for bad input, usage errors included
+    assert "'JSON' is not one of 'text', 'json', 'markdown'." in done.stderr
+    assert list(empty.iterdir()) == []
+
+
 def test_version_option_and_command_agree(workspace: Path) -> None:
     from segops.version import version
 
