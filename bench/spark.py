@@ -7,8 +7,9 @@ start-up included). The two plans must be the same, delta file included (its sha
 the bench stops otherwise. A plan of 1,000 members on Spark gives the engine's fixed cost
 (starting the JVM, the session, the jobs' scheduling). Part of what grows with N stays on
 the machine running segops whatever the cluster: the digest of the source file (its pin,
-BLAKE3) and the sha256 of the applied snapshot, timed here on their own as the serial
-part. The rest gives the throughput per core, from which the sizing estimate is computed:
+BLAKE3) and the check of the applied snapshot (by the BLAKE3 digest stored beside it),
+timed here on their own as the serial part. The rest gives the throughput per core, from
+which the sizing estimate is computed:
 
     time at M members on E executors of C cores
         ~ fixed cost + serial part x M / N + M / (throughput per core x E x C)
@@ -24,7 +25,6 @@ pieces of 64 MiB, one task each; the shuffle of the join scaling with the cores)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import GIB, Figure, generate, manifest, measure, segops  # noqa: E402  (bench/bench.py)
 from segops.planning.inputs import digest_file  # noqa: E402
+from segops.state.snapshots import SnapshotFiles  # noqa: E402
 
 SEGOPS_YAML = """version: 1
 manifests: ["segments/*.yaml"]
@@ -134,15 +135,13 @@ def plan(folder: Path, kind: str, memory: str) -> tuple[Figure, dict[str, object
 
 
 def serial_part(folder: Path) -> float:
-    """Seconds to pin the source (BLAKE3) and check the applied snapshot (sha256), as segops
-    does, on one core."""
+    """Seconds to pin the source (BLAKE3, one core) and check the applied snapshot (as the
+    local store does: by its BLAKE3 digest file, on every core)."""
     start = time.perf_counter()
     digest_file(folder / "data" / "members.csv")
-    for path in (folder / ".segops" / "snapshots").iterdir():
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
+    snapshots = SnapshotFiles(folder / ".segops" / "snapshots")
+    for path in snapshots.folder.glob("*.parquet"):
+        snapshots.verified(path.stem)
     return time.perf_counter() - start
 
 
@@ -196,7 +195,7 @@ def main() -> None:
     n, serial, rate = per_core[-1]
     print(
         "RSS: peak of the segops process and its children (the JVM, Spark's Python workers), "
-        "sampled every 0.25 s; serial: the source's pin and the snapshot's sha256 on one core; "
+        "sampled every 0.25 s; serial: the source's pin and the snapshot's check; "
         "same plan: the delta file's sha256 and the counts"
     )
     at = 1e9

@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
@@ -335,6 +337,18 @@ class EngineKind(StrEnum):
 
     DUCKDB = "duckdb"
     SPARK = "spark"
+
+
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_SIZE_UNITS |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def size_bytes(text: str) -> int | None:
+    """Return the bytes of a size such as "1.25GB" or "512 MiB"; None when it is none."""
+    found = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?) ?([KMGT]?i?B)", text)
+    if found is None or found[2] not in _SIZE_UNITS:
+        return None
+    return int(Decimal(found[1]) * _SIZE_UNITS[found[2]])
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,37 @@ def test_plan_case_on_spark(
     assert on_spark.plan == on_duckdb.plan
 
 
+@pytest.mark.parametrize("case", _cases(), ids=lambda p: p.name)
+def test_plan_case_by_key_ranges(
+    case: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large diff of hash keys joins one range of keys at a time (DuckDBEngine
+    `_diff_by_key_ranges`): forced on every case, it gives the golden plan and the very plan
+    of the one join, delta files and snapshots included (their sha256 names)."""
+    from segops.engine.duck import DuckDBEngine
+
+    whole = _ON_DUCKDB.get(case.name) or _plan_case(case, tmp_path / "whole", {})
+    ranged: list[str] = []
+    by_ranges = DuckDBEngine._diff_by_key_ranges
+
+    def spy(engine: DuckDBEngine, request: Any, *args: Any) -> object:
+        ranged.append(request.address)
+        return by_ranges(engine, request, *args)
+
+    monkeypatch.setattr(DuckDBEngine, "KEY_RANGES_FROM", 0)
+    monkeypatch.setattr(DuckDBEngine, "KEY_RANGES_BYTES", 0)
+    monkeypatch.setattr(DuckDBEngine, "_diff_by_key_ranges", spy)
+    planned = _plan_case(case, tmp_path / "ranges", {})
+    assert planned.text == whole.text
+    assert planned.plan == whole.plan
+    joined = {
+        c["address"]
+        for c in planned.plan["changes"]
+        if c["key_encoding"] == "hex" and c["action"] == "update"  # a member diff, both sides
+    }
+    assert joined <= set(ranged)
+
+
 @dataclass
 class _Planned:
     plan: dict[str, Any]  # the JSON plan, lineage and workspace paths aside

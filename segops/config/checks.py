@@ -3,10 +3,8 @@ several manifests at once. Each returns Problems naming file, line and key path.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from segops.config.documents import Document, KeyPath
@@ -17,7 +15,7 @@ from segops.destinations.registry import (
     plugin_platforms,
 )
 from segops.errors import Problem
-from segops.model import Connection, Destination, Platform, Segment
+from segops.model import Connection, Destination, Platform, Segment, size_bytes
 
 # DuckDB's memory_limit, in bytes. Under 64 MB its readers cannot allocate their buffers
 # (an NDJSON source needs 32 MiB at once); 32 TiB is the memory of the largest single
@@ -25,8 +23,6 @@ from segops.model import Connection, Destination, Platform, Segment
 # wherever it is checked (a CI runner and a laptop agree), and past the cap DuckDB's own
 # parser fails ("Memory value out of range") with a traceback.
 MEMORY_LIMIT_RANGE = (64_000_000, 32 * 2**40)
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_UNITS |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +130,9 @@ def engine_problems(config: Document) -> list[Problem]:
 
 
 def _memory_limit_problems(config: Document, text: object) -> list[Problem]:
-    found = re.fullmatch(r"([0-9.]+) ?([KMGT]?i?B)", text) if isinstance(text, str) else None
-    if found is None:  # absent, or refused by the schema already
+    size = size_bytes(text) if isinstance(text, str) else None
+    if size is None:  # absent, or refused by the schema already
         return []
-    size = Decimal(found[1]) * _UNITS[found[2]]
     low, high = MEMORY_LIMIT_RANGE
     if low <= size <= high:
         return []

@@ -59,6 +59,42 @@ def delta_query(
     )
 
 
+# A large diff of hash keys joins one range of the key space at a time: ranges of the first
+# key byte, a power of two of them (see DuckDBEngine._diff_by_key_ranges).
+MAX_KEY_RANGES = 16
+
+
+def key_range_sql(key: str, ranges: int) -> str:
+    """Return SQL giving the range (0 to `ranges` - 1) of raw-bytes key `key`, NULL for a
+    NULL key: a binary search over the range bounds, log2(`ranges`) byte comparisons."""
+
+    def search(low: int, high: int) -> str:
+        if high - low == 1:
+            return str(low)
+        middle = (low + high) // 2
+        bound = _range_bound(middle, ranges)
+        return (
+            f"CASE WHEN {key} < {bound} THEN {search(low, middle)} ELSE {search(middle, high)} END"
+        )
+
+    return f"CASE WHEN {key} IS NOT NULL THEN ({search(0, ranges)})::UTINYINT END"
+
+
+def in_key_range_sql(key: str, index: int, ranges: int) -> str:
+    """Return SQL that is true when raw-bytes key `key` is in range `index` of `ranges`: a
+    condition on the key itself, so a reader of a snapshot sorted by key skips the row
+    groups of the other ranges."""
+    low = f"{key} >= {_range_bound(index, ranges)}" if index else "TRUE"
+    high = f"{key} < {_range_bound(index + 1, ranges)}" if index + 1 < ranges else "TRUE"
+    return f"{low} AND {high}"
+
+
+def _range_bound(index: int, ranges: int) -> str:
+    """The smallest key of range `index` of `ranges`: one byte."""
+    assert ranges & (ranges - 1) == 0 and 1 <= ranges <= MAX_KEY_RANGES
+    return f"'\\x{index * 256 // ranges:02x}'::BLOB"
+
+
 def _own(destination: Destination | None) -> tuple[str, ...]:
     return destination.attributes if destination else ()
 

@@ -32,6 +32,7 @@ from segops.errors import EngineError, Problem, SourceError
 from segops.model import (
     DeltaFile,
     Destination,
+    DiffMode,
     DiffRequest,
     DiffResult,
     EngineConfig,
@@ -41,6 +42,7 @@ from segops.model import (
     OnBadRows,
     SourceConnection,
     SourceKind,
+    size_bytes,
 )
 
 _FETCH = 50_000
@@ -50,6 +52,13 @@ _LANE_KINDS = frozenset({SourceKind.CSV, SourceKind.NDJSON, SourceKind.PARQUET})
 
 class DuckDBEngine(EngineBase):
     """The member engine on one DuckDB connection; used for one command, then closed."""
+
+    # A diff of hash keys joins by key ranges from this many applied members (3e7: 2 GB of
+    # source text), when memory_limit allows this many bytes a member (see _by_key_ranges),
+    # in ranges of about this many members (1e8 members: 4 ranges, measured best).
+    KEY_RANGES_FROM = 30_000_000
+    KEY_RANGES_BYTES = 64
+    KEY_RANGE_MEMBERS = 25_000_000
 
     def __init__(
         self,
@@ -203,6 +212,8 @@ class DuckDBEngine(EngineBase):
             s_sql = None
             if snapshot and request.applied:
                 s_sql = deltas.snapshot_sql(snapshot, attrs, self._parquet_columns(snapshot))
+            if d_sql and s_sql and self._by_key_ranges(request):
+                return self._diff_by_key_ranges(request, d_sql, s_sql, attrs)
             query = deltas.delta_query(request.mode, d_sql, s_sql, want, request.applied, attrs)
             # Duplicate source rows collapse here; bad rows (all keyed NULL) collapse too, so
             # each row keeps how many source rows it stands for.
@@ -217,6 +228,62 @@ class DuckDBEngine(EngineBase):
         if not (want is not None and want.identifier.format and self._first_try(run)):
             self._run(want or f"the snapshot of {request.address}", run, snapshot)
         return self._diff_result(request, attrs, out_dir)
+
+    def _by_key_ranges(self, request: DiffRequest) -> bool:
+        """Whether to diff one range of keys at a time (`_diff_by_key_ranges`): hash keys,
+        an applied side of at least KEY_RANGES_FROM members, and a memory limit that holds
+        the desired keys (KEY_RANGES_BYTES a member); a REPLACE diff joins nothing."""
+        want, applied = request.desired, request.applied
+        if want is None or applied is None or want.identifier.encoding is not KeyEncoding.HEX:
+            return False
+        if request.mode is DiffMode.REPLACE or applied.count < self.KEY_RANGES_FROM:
+            return False
+        limit = size_bytes(self.config.memory_limit) or 0
+        return limit >= self.KEY_RANGES_BYTES * applied.count
+
+    def _diff_by_key_ranges(
+        self, request: DiffRequest, d_sql: str, s_sql: str, attrs: Sequence[str]
+    ) -> object:
+        """Fill the temporary table `delta` as one diff would, one range of keys at a time.
+
+        One FULL OUTER JOIN of 1e8 keys a side spends most of its time waiting on memory (a
+        hash table far larger than the caches: 33 s of a 42 s diff here, against 1.1 s for
+        1e7). So the desired keys are read and checked once into a temporary table, with
+        the range of each, and each range is joined with the same range of the snapshot,
+        which its reader takes from the row groups of that range only (a snapshot is sorted
+        by key): a few joins of about KEY_RANGE_MEMBERS a side (more ranges scan the table
+        more often: at 1e8, 2/4/8/16/64 ranges took 33/28/29/33/44 s). Equal keys are in the
+        same range, so the rows are those of the one join; rows without a key (bad rows)
+        are a range of their own. `delta` is written sorted afterwards, so the delta file is
+        the same bytes.
+        """
+        want, applied, mode = request.desired, request.applied, request.mode
+        assert applied is not None
+        ranges = 2
+        while ranges < deltas.MAX_KEY_RANGES and ranges * self.KEY_RANGE_MEMBERS < applied.count:
+            ranges *= 2
+        ranged = "_segops_key_range"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE desired_keys AS SELECT *, "
+            f"{deltas.key_range_sql('k', ranges)} AS {ranged} FROM ({d_sql})"
+        )
+        parts: list[tuple[str, str | None]] = [
+            (
+                f"{ranged} = {i}",
+                f"SELECT * FROM ({s_sql}) WHERE {deltas.in_key_range_sql('k', i, ranges)}",
+            )
+            for i in range(ranges)
+        ]
+        parts.append((f"{ranged} IS NULL", None))
+        try:
+            for i, (where, s_part) in enumerate(parts):
+                d_part = f"SELECT * EXCLUDE ({ranged}) FROM desired_keys WHERE {where}"
+                query = deltas.delta_query(mode, d_part, s_part, want, applied, attrs)
+                into = "CREATE OR REPLACE TEMP TABLE delta AS" if i == 0 else "INSERT INTO delta"
+                self.con.execute(f"{into} SELECT *, count(*) AS n FROM ({query}) GROUP BY ALL")
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS desired_keys")
+        return None
 
     def diffs(
         self, jobs: Sequence[tuple[DiffRequest, Path | None]], out_dir: Path
