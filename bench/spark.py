@@ -57,6 +57,8 @@ def env(name: str, default: str) -> str:
 def engine_yaml(kind: str, memory: str) -> str:
     if kind == "duckdb":
         return "engine: {kind: duckdb}"
+    if kind == "duckdb-8GB":  # what a team planning 1e8 members on this 24 GiB machine sets
+        return "engine: {kind: duckdb, memory_limit: 8GB}"
     return (
         f"engine:\n  kind: spark\n  master: local[*]\n  conf:\n    spark.driver.memory: {memory}\n"
     )
@@ -165,7 +167,8 @@ def main() -> None:
     fixed = fixed_cost(root, args.memory)
     print(f"Spark local[*] on {cores} cores; fixed cost (a plan of 1,000 members): {fixed:.1f}s")
     print(
-        f"{'members':>12} {'DuckDB plan':>11} {'DuckDB RSS':>10} {'Spark plan':>10} "
+        f"{'members':>12} {'DuckDB plan':>11} {'DuckDB RSS':>10} {'8GB plan':>9} {'8GB RSS':>8} "
+        f"{'Spark plan':>10} "
         f"{'Spark RSS':>9} {'ratio':>6} {'serial':>7} {'members/s/core':>14} {'same plan':>9}",
         flush=True,
     )
@@ -175,16 +178,20 @@ def main() -> None:
         base, churned = generate(n, folder)
         prepared(folder, base, churned, args.memory)
         duck, duck_plan = plan(folder, "duckdb", args.memory)
+        roomy, roomy_plan = plan(folder, "duckdb-8GB", args.memory)
         spark, spark_plan = plan(folder, "spark", args.memory)
-        if spark_plan != duck_plan:
-            raise SystemExit(f"the engines' plans differ at {n:,}: {duck_plan} != {spark_plan}")
+        if not spark_plan == roomy_plan == duck_plan:
+            raise SystemExit(
+                f"the plans differ at {n:,}: {duck_plan}, {roomy_plan} (8GB), {spark_plan}"
+            )
         serial = serial_part(folder)
         growing = spark.wall - fixed - serial
         rate = n / growing / cores if growing > 1 else 0.0  # under 1 s: noise, not a rate
         if rate:
             per_core.append((n, serial, rate))
         print(
-            f"{n:>12,} {duck.wall:>10.2f}s {duck.rss / GIB:>7.2f}GiB {spark.wall:>9.2f}s "
+            f"{n:>12,} {duck.wall:>10.2f}s {duck.rss / GIB:>7.2f}GiB "
+            f"{roomy.wall:>8.2f}s {roomy.rss / GIB:>5.2f}GiB {spark.wall:>9.2f}s "
             f"{spark.rss / GIB:>6.2f}GiB {spark.wall / duck.wall:>5.2f}x {serial:>6.1f}s "
             f"{f'{rate:,.0f}' if rate else '-':>14} {'yes':>9}",
             flush=True,
@@ -195,9 +202,11 @@ def main() -> None:
     n, serial, rate = per_core[-1]
     print(
         "RSS: peak of the segops process and its children (the JVM, Spark's Python workers), "
-        "sampled every 0.25 s; serial: the source's pin and the snapshot's check; "
+        "sampled every 0.25 s; 8GB: DuckDB with memory_limit 8GB (from 3e7 members it joins "
+        "by key ranges); serial: the source's pin and the snapshot's check; "
         "same plan: the delta file's sha256 and the counts"
     )
+    print("target (issue 12): a 1e8 plan on one machine (2 cores, 24 GiB) <= 30 s, <= 10 GiB")
     at = 1e9
     kept = serial * at / n
     print(
