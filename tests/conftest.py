@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -92,6 +93,20 @@ def check_golden(path: Path, actual: str) -> None:
         if not UPDATE_GOLDEN:
             pytest.fail(f"{path} did not exist and was written: review it and commit it")
     assert actual == path.read_text(), f"{path} differs (run `make golden` and review the diff)"
+
+
+def addresses_through(monkeypatch: pytest.MonkeyPatch, owner: type, method: str) -> list[str]:
+    """Wrap `owner.method(self, request, ...)`; return the list of the request addresses it
+    is called with, in order (the call itself runs unchanged)."""
+    seen: list[str] = []
+    real = getattr(owner, method)
+
+    def recorded(self: object, request: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(request.address)
+        return real(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(owner, method, recorded)
+    return seen
 
 
 def plan_json(root: Path, *args: str) -> dict:  # type: ignore[type-arg]

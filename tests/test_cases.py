@@ -17,7 +17,15 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import SEGOPS_YAML, check_golden, file_pin, run, with_engine, write_tree
+from tests.conftest import (
+    SEGOPS_YAML,
+    addresses_through,
+    check_golden,
+    file_pin,
+    run,
+    with_engine,
+    write_tree,
+)
 
 CASES = Path(__file__).parent / "cases" / "plan"
 
@@ -63,16 +71,9 @@ def test_plan_case_by_key_ranges(
     from segops.engine.duck import DuckDBEngine
 
     whole = _ON_DUCKDB.get(case.name) or _plan_case(case, tmp_path / "whole", {})
-    ranged: list[str] = []
-    by_ranges = DuckDBEngine._diff_by_key_ranges
-
-    def spy(engine: DuckDBEngine, request: Any, *args: Any) -> object:
-        ranged.append(request.address)
-        return by_ranges(engine, request, *args)
-
     monkeypatch.setattr(DuckDBEngine, "KEY_RANGES_FROM", 0)
     monkeypatch.setattr(DuckDBEngine, "KEY_RANGES_BYTES", 0)
-    monkeypatch.setattr(DuckDBEngine, "_diff_by_key_ranges", spy)
+    ranged = addresses_through(monkeypatch, DuckDBEngine, "_diff_by_key_ranges")
     planned = _plan_case(case, tmp_path / "ranges", {})
     assert planned.text == whole.text
     assert planned.plan == whole.plan

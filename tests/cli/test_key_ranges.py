@@ -13,13 +13,12 @@ import hashlib
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from segops.engine import deltas
 from segops.engine.duck import DuckDBEngine
-from tests.conftest import SEGOPS_YAML, mics_manifest, run, write_tree
+from tests.conftest import SEGOPS_YAML, addresses_through, mics_manifest, run, write_tree
 
 MEMBERS = 3000
 
@@ -109,17 +108,9 @@ def test_the_members_cover_every_range() -> None:
 @pytest.fixture
 def used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The addresses diffed by key ranges; from 1,000 applied members, in 16 ranges."""
-    found: list[str] = []
-    by_ranges = DuckDBEngine._diff_by_key_ranges
-
-    def spy(engine: DuckDBEngine, request: Any, *args: Any) -> object:
-        found.append(request.address)
-        return by_ranges(engine, request, *args)
-
     monkeypatch.setattr(DuckDBEngine, "KEY_RANGES_FROM", 1000)
     monkeypatch.setattr(DuckDBEngine, "KEY_RANGE_MEMBERS", 100)  # 3,000 members: 16 ranges
-    monkeypatch.setattr(DuckDBEngine, "_diff_by_key_ranges", spy)
-    return found
+    return addresses_through(monkeypatch, DuckDBEngine, "_diff_by_key_ranges")
 
 
 def test_a_diff_by_key_ranges_gives_the_plan_of_one_join(

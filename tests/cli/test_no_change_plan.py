@@ -18,7 +18,14 @@ import pytest
 from segops.engine import sources
 from segops.engine.duck import DuckDBEngine
 from segops.state import model
-from tests.conftest import file_pin, mics_manifest, plan_json, run, write_tree
+from tests.conftest import (
+    addresses_through,
+    file_pin,
+    mics_manifest,
+    plan_json,
+    run,
+    write_tree,
+)
 
 
 def h(text: str) -> str:
@@ -50,15 +57,7 @@ def ws(workspace: Path) -> Path:
 @pytest.fixture
 def diffs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Count the diffs the engine runs."""
-    seen: list[str] = []
-    real = DuckDBEngine.diff
-
-    def counted(self: DuckDBEngine, request: Any, *args: Any) -> Any:
-        seen.append(request.address)
-        return real(self, request, *args)
-
-    monkeypatch.setattr(DuckDBEngine, "diff", counted)
-    return seen
+    return addresses_through(monkeypatch, DuckDBEngine, "diff")
 
 
 def test_apply_records_the_bytes_the_snapshot_holds(ws: Path) -> None:
