@@ -121,7 +121,7 @@ def test_document_imports_are_validated_created_listed_and_read(api: httpx.Clien
 def test_execution_runs_asynchronously_and_changes_membership(
     emulator: MediarithmicsEmulator, api: httpx.Client
 ) -> None:
-    emulator.process_delay = 0.05
+    emulator.process_delay = 0.5  # RUNNING for half a second: a busy machine still sees it
     imp = create_import(api)
     text = (
         line(email_hash=H1, segment_technical_name="cart", data_bag='{"n":1}')
