@@ -206,14 +206,16 @@ def test_recreate_across_datamarts_sends_removes_and_adds_to_each(
 def test_resume_polls_accepted_executions_without_uploading_again(
     emulator: MediarithmicsEmulator, tmp_path: Path
 ) -> None:
-    emulator.process_delay = 0.3  # the first apply gives up waiting before the platform is done
+    # The first apply gives up waiting before the platform is done; its wait (0.3 s) is long
+    # enough for one poll's answer on a busy machine, so it is the platform that is late.
+    emulator.process_delay = 1.0
     dest, journal, _ = destination(
-        emulator, tmp_path, batch_lines=5, poll_timeout=0.05, poll_interval=0.01
+        emulator, tmp_path, batch_lines=5, poll_timeout=0.3, poll_interval=0.01
     )
     members = keys("k", 10)
     first = dest.apply(change(None, settings()), indexed(adds(members)))
     assert not first.ok and first.confirmed == ()
-    assert "2 unconfirmed" in first.message and "still PENDING after 0.05 s" in first.message
+    assert "2 unconfirmed" in first.message and "still PENDING after 0.3 s" in first.message
     assert [e["status"] for e in journal.operations(ADDRESS)] == ["accepted", "accepted"]
     assert len(uploads(emulator)) == 2
 
