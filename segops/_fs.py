@@ -118,9 +118,16 @@ SCRATCH_PREFIX = "segops-"
 _SCRATCH = re.compile(r"segops-(\d+)-[a-z0-9_]+")
 
 
-def scratch_prefix() -> str:
-    """Return the name prefix of this process's scratch folders: `segops-<pid>-`."""
-    return f"{SCRATCH_PREFIX}{os.getpid()}-"
+def scratch_name(folder: Path) -> Path:
+    """Return a path in `folder` for a new scratch folder of this process, not made yet.
+
+    `segops-<pid>-<64 random bits>`: no other live process uses the prefix, and none of this
+    process's folders holds the name when it is returned.
+    """
+    while True:
+        path = folder / f"{SCRATCH_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+        if not os.path.lexists(path):
+            return path
 
 
 def remove_stale_scratch(folder: Path) -> None:

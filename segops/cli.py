@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -25,10 +24,11 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from segops._fs import remove_stale_scratch, scratch_prefix
+from segops._fs import PRIVATE_DIR, remove_stale_scratch, scratch_name
 from segops._text import plural
 from segops.crash import report_crash
 from segops.errors import GuardError, SegopsError, UsageError
+from segops.ui.interrupt import cleanup
 from segops.version import version as segops_version
 
 # Start-up stays light: `segops --version` and `--help` must answer in well under 0.15 s, so
@@ -916,21 +916,17 @@ def _scratch() -> Iterator[Path]:
     Scratch folders hold delta files, that is member identifiers. A run killed outright
     leaves its folder behind: each run first removes those of dead processes.
     """
-    remove_stale_scratch(Path(tempfile.gettempdir()))
-    # SIGTERM and SIGHUP are held while the folder is made: one that came between its
-    # creation and the `try` below would leave it behind. Held, it is raised inside the try.
-    held = {signal.SIGTERM, signal.SIGHUP}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    folder = Path(tempfile.gettempdir())
+    remove_stale_scratch(folder)
+    # The folder is made inside the `try`, its removal is never cut (see `cleanup`): a
+    # SIGTERM or SIGHUP reaches any thread, so Python's handler may raise at any bytecode,
+    # right after a mkdtemp or while a folder is being removed.
+    tmp = scratch_name(folder)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=scratch_prefix()))
-    except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        raise
-    try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        tmp.mkdir(mode=PRIVATE_DIR)
         yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        cleanup(lambda: shutil.rmtree(tmp, ignore_errors=True))
 
 
 @contextmanager
@@ -1202,10 +1198,6 @@ def main() -> None:
 
     typerfast.install()
     interrupts = interrupt.install()
-    # SIGTERM (CI cancelling a job) and SIGHUP unwind like Ctrl-C: scratch folders and
-    # partial plan files are removed, and apply releases its lock.
-    signal.signal(signal.SIGTERM, _terminated)
-    signal.signal(signal.SIGHUP, _terminated)
     threading.excepthook = _thread_crash
     try:
         app(prog_name="segops")
@@ -1215,10 +1207,6 @@ def main() -> None:
             sys.stderr.flush()
             os._exit(done.code if isinstance(done.code, int) else 130)
         raise
-
-
-def _terminated(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
 
 
 def _thread_crash(args: threading.ExceptHookArgs) -> None:

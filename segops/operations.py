@@ -70,6 +70,7 @@ from segops.state import Records, StateBackend
 from segops.state.local import LocalStateStore
 from segops.state.migrate import Target, copy_state, moved_record
 from segops.state.model import DestinationState, LockInfo, State
+from segops.ui.interrupt import cleanup, engine_stopped_by_ctrl_c, signals_held
 
 log = logging.getLogger("segops.plan")
 
@@ -200,24 +201,26 @@ def release_lock(store: StateBackend, lock: LockInfo, created: list[Path]) -> No
     is unreachable) leaves that first error to be reported: it says what went wrong.
     """
     failing = sys.exc_info()[1]
-    try:
-        store.unlock(lock.id)
-    except StateError:
-        if failing is None:
-            raise
-        return
-    for folder in created:  # one that holds anything (state was written) stops the walk
+
+    def release() -> None:
         try:
-            folder.rmdir()
-        except OSError:
-            break
+            store.unlock(lock.id)
+        except StateError:
+            if failing is None:
+                raise
+            return
+        for folder in created:  # one that holds anything (state was written) stops the walk
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+    cleanup(release)  # a SIGTERM that comes now ends the run once the lock is released
 
 
 @contextmanager
 def engine_for(ctx: Context) -> Iterator[MemberEngine]:
     """Give the member engine of one command; Ctrl-C interrupts its queries."""
-    from segops.ui.interrupt import ctrl_c_held, engine_stopped_by_ctrl_c
-
     ws = ctx.workspace
 
     def opened() -> MemberEngine:
@@ -225,7 +228,7 @@ def engine_for(ctx: Context) -> Iterator[MemberEngine]:
         if ws.engine.kind is EngineKind.SPARK:  # a state on S3 is the executors' folder too
             folder = getattr(ctx.store, "shared_folder", None)
             shared = folder() if folder is not None else None
-        with ctrl_c_held():  # DuckDB's module and first connection load whole
+        with signals_held():  # DuckDB's module and first connection load whole
             return open_engine(
                 ctx.root, ctx.work, ws.engine, ws.source_connections, os.environ, shared
             )

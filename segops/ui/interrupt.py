@@ -8,6 +8,11 @@ at once (its journal makes the next apply exact), releases the lock and exits 13
 third ends the process outright. Outside of sending, the first SIGINT raises
 KeyboardInterrupt: nothing was changed yet.
 
+SIGTERM (CI cancelling a job) and SIGHUP unwind like a Ctrl-C outside of sending, exiting
+128 + the signal's number: scratch folders and partial plan files are removed and apply
+releases its lock. Cleanup itself (`held`) is never cut: a signal that comes while a
+scratch folder is being removed or a lock released takes effect when that ends.
+
 A long DuckDB query does not return to Python until it ends, so Python's handler would run
 only then: a watcher thread, woken through `signal.set_wakeup_fd`, interrupts the member
 engine's query at once (`watch`), unless apply is sending (the engine then only merges the
@@ -44,12 +49,15 @@ class Interrupts:
         self._targets: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._seen = 0  # SIGINTs the watcher thread has seen
-        self._held = False  # within `held()`: a first Ctrl-C waits for the block's end
+        self._held = 0  # depth of `held()` blocks: a first Ctrl-C waits for their end
         self._pending = False
+        self._exit: int | None = None  # the exit code of a SIGTERM or SIGHUP held back
 
     def install(self) -> None:
-        """Take over SIGINT for this process."""
+        """Take over SIGINT, SIGTERM and SIGHUP for this process."""
         signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._terminate)
+        signal.signal(signal.SIGHUP, self._terminate)
         read, write = os.pipe()
         os.set_blocking(write, False)
         signal.set_wakeup_fd(write, warn_on_full_buffer=False)
@@ -85,19 +93,27 @@ class Interrupts:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """Within the block, the first Ctrl-C waits until the block ends, then interrupts.
+        """Within the block, the first Ctrl-C, a SIGTERM or a SIGHUP waits for its end.
 
         For work that must not be cut in the middle: DuckDB's extension module loading and
         its first connection (a KeyboardInterrupt raised inside them made DuckDB 2.0's
         bindings print a "Critical nanobind error" and a traceback; found by
-        tests/crash/test_interrupt.py under load). A second Ctrl-C still stops at once.
+        tests/crash/test_interrupt.py under load), and cleanup in a `finally` (a SIGTERM
+        that came while a run removed its scratch folder left the folder behind; found by
+        tests/cli/test_scratch.py under load). A second Ctrl-C still stops at once.
+        Blocks nest: what was held back is raised when the outermost one ends.
         """
-        self._held = True
+        self._held += 1
+        pending = False
         try:
             yield
         finally:
-            self._held = False
-            pending, self._pending = self._pending, False
+            self._held -= 1
+            if not self._held:
+                pending, self._pending = self._pending, False
+                code, self._exit = self._exit, None
+                if code is not None:  # the process was told to end: even over an error
+                    raise SystemExit(code)
         if pending:
             raise KeyboardInterrupt
 
@@ -121,6 +137,12 @@ class Interrupts:
             self._pending = True
             return
         raise KeyboardInterrupt
+
+    def _terminate(self, signum: int, frame: FrameType | None) -> None:
+        if self._held:
+            self._exit = 128 + signum
+            return
+        raise SystemExit(128 + signum)
 
     def _watch(self, read: int) -> None:
         while True:
@@ -172,14 +194,42 @@ def engine_stopped_by_ctrl_c(interrupt: Callable[[], None]) -> Iterator[None]:
 
 
 @contextmanager
-def ctrl_c_held() -> Iterator[None]:
-    """Within the block, a first Ctrl-C waits for its end (see `Interrupts.held`)."""
+def signals_held() -> Iterator[None]:
+    """Within the block, a first Ctrl-C, a SIGTERM or a SIGHUP waits for its end.
+
+    See `Interrupts.held`; without installed Interrupts (segops used as a library), the
+    block runs as it is.
+    """
     interrupts = current()
     if interrupts is None:
         yield
         return
     with interrupts.held():
         yield
+
+
+def cleanup(finish: Callable[[], None]) -> None:
+    """Run `finish` (cleanup in a `finally`) to its end, whatever SIGTERM or SIGHUP comes.
+
+    One that comes while it runs ends the process once it is done (`signals_held`). One
+    handled in the few steps before the hold begins, when `finish` has not started, is
+    kept: `finish` then runs held, and the run ends after it.
+    """
+    ended: SystemExit | None = None
+    while True:
+        started = False
+        try:
+            with signals_held():
+                started = True
+                finish()
+        except SystemExit as exc:
+            if started:  # held back during `finish`, or raised by it: it ran
+                raise
+            ended = exc
+            continue
+        break
+    if ended is not None:
+        raise ended
 
 
 def _stderr(line: str) -> None:

@@ -109,3 +109,36 @@ def test_a_terminated_apply_releases_its_lock_and_scratch(workspace: Path, tmp_p
     code, _, err = run(root, "apply", "--auto-approve")  # and the next run converges
     assert code == 0, err
     assert run(root, "plan", "--detailed-exitcode")[0] == 0
+
+
+def test_a_termination_while_the_scratch_folder_is_removed_does_not_cut_its_removal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run had ended (an error, or its work done) and was removing its scratch folder
+    when CI's SIGTERM came: the folder is removed whole, then the run exits 143."""
+    import shutil
+
+    from segops import cli
+    from segops.ui import interrupt
+
+    interrupts = interrupt.Interrupts(write=lambda _line: None)
+    monkeypatch.setattr(interrupt, "_current", [interrupts])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real_rmtree = shutil.rmtree
+    cut = []
+
+    def rmtree_terminated(path: Path, *args: object, **kwargs: object) -> None:
+        interrupts._terminate(signal.SIGTERM, None)  # arrives while the removal runs
+        cut.append(path)
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_terminated)
+    with pytest.raises(SystemExit) as ended:
+        with cli._scratch() as work:
+            (work / "deltas").mkdir()
+            (work / "deltas" / "d.parquet").write_bytes(b"identifiers")
+            folder = work
+            raise ValueError("the plan failed")
+    assert ended.value.code == 143
+    assert cut == [folder] and not folder.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -229,3 +229,80 @@ def test_a_ctrl_c_during_a_held_block_interrupts_when_it_ends() -> None:
     fresh = Interrupts(write=lambda _line: None)  # (a second Ctrl-C would end the process)
     with pytest.raises(KeyboardInterrupt):  # outside the block, at once
         fresh._handle(signal.SIGINT, None)
+
+
+@pytest.mark.parametrize("sign", [signal.SIGTERM, signal.SIGHUP])
+def test_a_termination_during_a_held_block_ends_the_run_when_it_ends(sign: int) -> None:
+    from segops.ui.interrupt import Interrupts
+
+    interrupts = Interrupts(write=lambda _line: None)
+    done = []
+    with pytest.raises(SystemExit) as ended:
+        with interrupts.held():
+            with interrupts.held():  # nested: held until the outermost block ends
+                interrupts._terminate(sign, None)  # what Python's handler would call
+                done.append("inner")
+            done.append("outer")
+    assert ended.value.code == 128 + sign
+    assert done == ["inner", "outer"]
+    with interrupts.held():  # nothing pending is left over
+        pass
+    with pytest.raises(SystemExit) as at_once:  # outside a held block, at once
+        interrupts._terminate(sign, None)
+    assert at_once.value.code == 128 + sign
+
+
+def test_a_termination_held_back_wins_over_the_error_being_cleaned_up() -> None:
+    from segops.ui.interrupt import Interrupts
+
+    interrupts = Interrupts(write=lambda _line: None)
+    with pytest.raises(SystemExit) as ended:
+        try:
+            raise ValueError("the command failed")
+        finally:
+            with interrupts.held():
+                interrupts._terminate(signal.SIGTERM, None)
+    assert ended.value.code == 143
+    assert isinstance(ended.value.__context__, ValueError)
+
+
+def test_cleanup_runs_whole_when_the_signal_comes_before_the_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SIGTERM handled before the hold took effect: `finish` has not started; it runs
+    once, held, and the run still ends with the signal's code."""
+    from contextlib import contextmanager
+
+    from segops.ui import interrupt
+
+    real = interrupt.signals_held
+    entered = []
+
+    @contextmanager
+    def first_entry_terminated():  # type: ignore[no-untyped-def]
+        entered.append(1)
+        if len(entered) == 1:
+            raise SystemExit(143)
+        with real():
+            yield
+
+    monkeypatch.setattr(interrupt, "signals_held", first_entry_terminated)
+    ran = []
+    with pytest.raises(SystemExit) as ended:
+        interrupt.cleanup(lambda: ran.append("removed"))
+    assert ended.value.code == 143
+    assert ran == ["removed"] and len(entered) == 2
+
+
+def test_cleanup_does_not_repeat_what_ended_the_run_itself() -> None:
+    from segops.ui.interrupt import cleanup
+
+    ran = []
+
+    def finish() -> None:
+        ran.append("once")
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as ended:
+        cleanup(finish)
+    assert ended.value.code == 3 and ran == ["once"]
