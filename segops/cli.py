@@ -28,7 +28,7 @@ from segops._fs import PRIVATE_DIR, remove_stale_scratch, scratch_name
 from segops._text import plural
 from segops.crash import report_crash
 from segops.errors import GuardError, SegopsError, UsageError
-from segops.ui.interrupt import cleanup
+from segops.ui.interrupt import cleanup, termination
 from segops.version import version as segops_version
 
 # Start-up stays light: `segops --version` and `--help` must answer in well under 0.15 s, so
@@ -152,6 +152,9 @@ class _Group(TyperGroup):
             typer.echo(_painted(message, "error", err=True), err=True)
             sys.exit(EXIT_GUARD if guard else EXIT_ERROR)
         except Exception as exc:  # the last resort: a bug, or a library failing unforeseen
+            terminated = termination()
+            if terminated is not None:  # a library that turned a SIGTERM into its own error
+                sys.exit(terminated)
             if _interrupted_already():  # a library that turned Ctrl-C into its own error
                 typer.echo("Interrupted: nothing was changed.", err=True)
                 sys.exit(130)

@@ -52,6 +52,7 @@ class Interrupts:
         self._held = 0  # depth of `held()` blocks: a first Ctrl-C waits for their end
         self._pending = False
         self._exit: int | None = None  # the exit code of a SIGTERM or SIGHUP held back
+        self.terminated: int | None = None  # 128 + the first SIGTERM or SIGHUP, once one came
 
     def install(self) -> None:
         """Take over SIGINT, SIGTERM and SIGHUP for this process."""
@@ -139,6 +140,8 @@ class Interrupts:
         raise KeyboardInterrupt
 
     def _terminate(self, signum: int, frame: FrameType | None) -> None:
+        if self.terminated is None:
+            self.terminated = 128 + signum
         if self._held:
             self._exit = 128 + signum
             return
@@ -180,6 +183,17 @@ def install() -> Interrupts:
     interrupts.install()
     _current.append(interrupts)
     return interrupts
+
+
+def termination() -> int | None:
+    """Return the exit code a SIGTERM or SIGHUP asked for (128 + its number), if one came.
+
+    A library that saw the signal while it ran (DuckDB checks Python's signals inside a
+    query, and ends it with "RuntimeError: Query interrupted") raises its own error: the
+    run then ends with this code, not as a crash.
+    """
+    interrupts = current()
+    return interrupts.terminated if interrupts is not None else None
 
 
 @contextmanager

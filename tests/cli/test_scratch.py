@@ -78,6 +78,13 @@ def _terminate_once_busy(child: subprocess.Popen[bytes], temp: Path, sign: int) 
     return child.returncode
 
 
+def _loaded(pid: int, library: str) -> bool:
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text(errors="replace")
+    except OSError:  # the process has ended
+        return False
+
+
 @pytest.mark.parametrize("sign", [signal.SIGTERM, signal.SIGHUP])
 def test_a_terminated_plan_leaves_no_scratch_and_no_partial_plan(
     workspace: Path, tmp_path: Path, sign: int
@@ -95,6 +102,24 @@ def test_a_terminated_plan_leaves_no_scratch_and_no_partial_plan(
     assert left in ([], ["p.segplan"])
     if left:  # it finished before the signal: then the plan is whole
         assert read_plan(out / "p.segplan").plan.changes
+
+
+def test_a_termination_while_a_query_runs_ends_the_plan_with_its_code(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """DuckDB sees the SIGTERM inside its query and ends it with its own RuntimeError: the
+    run still exits 143, with no crash report, nothing left behind."""
+    root = big_workspace(workspace, 600_000)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    child = _start(root, temp, "plan", "-out", str(tmp_path / "p.segplan"))
+    # once DuckDB's library is loaded, the diff's query starts (a second or so of work)
+    while child.poll() is None and not _loaded(child.pid, "duckdb"):
+        time.sleep(0.005)
+    time.sleep(0.2)
+    code = _terminate_once_busy(child, temp, signal.SIGTERM)
+    assert code in (0, 143)
+    assert list(temp.iterdir()) == []  # no scratch folder, no crash report
 
 
 def test_a_terminated_apply_releases_its_lock_and_scratch(workspace: Path, tmp_path: Path) -> None:
