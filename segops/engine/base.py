@@ -25,7 +25,6 @@ from segops.engine.sources import csv
 from segops.engine.sources.sql import quote_literal
 from segops.errors import ManifestError, Problem, SourceError, StateError
 from segops.model import Destination, EngineConfig, Source, SourceConnection, SourceKind
-from segops.ui.interrupt import termination
 
 T = TypeVar("T")
 # A diff or merge whose inputs (source file, snapshot, delta) hold fewer bytes than this
@@ -178,11 +177,6 @@ class EngineBase:
             raise KeyboardInterrupt from None
         except duckdb.Error as exc:
             error = exc
-        except RuntimeError:  # DuckDB's "Query interrupted" by a SIGTERM's Python handler
-            code = termination()
-            if code is not None:
-                raise SystemExit(code) from None
-            raise
         if isinstance(subject, Destination) and self._uniform_line_endings(subject, error):
             try:
                 with quiet():

@@ -141,11 +141,11 @@ class Interrupts:
 
     def _terminate(self, signum: int, frame: FrameType | None) -> None:
         if self.terminated is None:
-            self.terminated = 128 + signum
+            self.terminated = 128 + signum  # the first one decides the exit code
         if self._held:
-            self._exit = 128 + signum
+            self._exit = self.terminated
             return
-        raise SystemExit(128 + signum)
+        raise SystemExit(self.terminated)
 
     def _watch(self, read: int) -> None:
         while True:
@@ -190,7 +190,7 @@ def termination() -> int | None:
 
     A library that saw the signal while it ran (DuckDB checks Python's signals inside a
     query, and ends it with "RuntimeError: Query interrupted") raises its own error: the
-    run then ends with this code, not as a crash.
+    CLI then ends the run with this code, not as a crash.
     """
     interrupts = current()
     return interrupts.terminated if interrupts is not None else None

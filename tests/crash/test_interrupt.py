@@ -306,3 +306,20 @@ def test_cleanup_does_not_repeat_what_ended_the_run_itself() -> None:
     with pytest.raises(SystemExit) as ended:
         cleanup(finish)
     assert ended.value.code == 3 and ran == ["once"]
+
+
+def test_the_first_termination_is_recorded_for_what_a_library_turned_into_its_own_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from segops.ui import interrupt
+
+    interrupts = interrupt.Interrupts(write=lambda _line: None)
+    monkeypatch.setattr(interrupt, "_current", [interrupts])
+    assert interrupt.termination() is None
+    with pytest.raises(SystemExit) as ended:
+        with interrupts.held():
+            interrupts._terminate(signal.SIGHUP, None)
+            assert interrupt.termination() == 129  # recorded at once, though held back
+            interrupts._terminate(signal.SIGTERM, None)
+    assert interrupt.termination() == 129  # the first decides the exit code
+    assert ended.value.code == 129
