@@ -30,21 +30,28 @@ def fsync_path(path: Path | str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+def atomic_write(
+    path: Path, data: bytes, mode: int | None = None, *, sync_data: bool = True
+) -> None:
     """Write `data` to `path` so readers see the old content or the new, never a mix.
 
     With `mode`, the file gets exactly that mode; without it, the mode the umask gives.
+    `sync_data=False` is for a cache its reader checks (after a crash the file may be
+    empty): the data is not fsynced, the folder still is.
     """
-    with atomic_open(path, mode) as handle:
+    with atomic_open(path, mode, sync_data=sync_data) as handle:
         handle.write(data)
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: int | None = PRIVATE_FILE) -> Iterator[IO[bytes]]:
+def atomic_open(
+    path: Path, mode: int | None = PRIVATE_FILE, *, sync_data: bool = True
+) -> Iterator[IO[bytes]]:
     """Yield a binary file that replaces `path` once the block ends without an exception.
 
     The temporary file sits next to `path` (so the rename is atomic) and is removed when
-    the block fails; the data and the folder entry are fsynced before this returns.
+    the block fails; the data (unless `sync_data` is false) and the folder entry are
+    fsynced before this returns.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -56,7 +63,8 @@ def atomic_open(path: Path, mode: int | None = PRIVATE_FILE) -> Iterator[IO[byte
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync_data:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

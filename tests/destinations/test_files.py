@@ -510,6 +510,31 @@ def test_files_are_fsynced_before_they_are_renamed_into_place(
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_only_the_folders_whose_entries_changed_are_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first write syncs the folder its files land in and the parents of the folders it
+    created; a second one into the same tree syncs only the folder its files land in."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if os.path.isdir(path):
+            synced.append(Path(path).relative_to(tmp_path).as_posix())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    conn = connection(Platform.MEDIARITHMICS)
+    apply(tmp_path, conn, change(None, mics_settings(), Action.CREATE), ADDS)
+    run = "out/files/" + RUN
+    # out/files was made by mkdir(parents=True), as the output folder: it is synced itself
+    assert sorted(synced) == sorted(["out/files", run, MICS, MICS + "/datamart-1509"])
+    synced.clear()
+    apply(tmp_path, conn, change(mics_settings(), mics_settings(), Action.ADD), ADDS)
+    assert synced == [MICS + "/datamart-1509"]
+
+
 def test_unknown_row_operation_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DestinationError, match="upsert"):
         apply(
