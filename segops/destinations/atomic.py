@@ -37,6 +37,7 @@ class AtomicFiles:
         self._staged: list[tuple[IO[bytes], str, Path, int]] = []  # file, temp, final, dir fd
         self._dirs: dict[Path, int] = {}  # folder -> open fd, closed at the end
         self._changed: set[int] = set()  # fds of the folders whose entries changed
+        self._kept: list[Path] = []  # files already holding what was to be written
 
     def open(self, final: Path) -> IO[bytes]:
         """Return a new binary file that `commit` will move to `final`."""
@@ -51,9 +52,28 @@ class AtomicFiles:
         return handle
 
     def write_json(self, final: Path, document: object) -> None:
-        """Stage `document` as indented JSON text at `final`."""
-        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-        self.open(final).write(text.encode())
+        """Stage `document` as indented JSON text at `final`.
+
+        A file that holds these bytes already (an earlier destination of the run wrote the
+        same import body) is kept as it is: `commit` lists it without writing it again.
+        """
+        data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+        if self._holds(final, data):
+            self._kept.append(final)
+            return
+        self.open(final).write(data)
+
+    def _holds(self, final: Path, data: bytes) -> bool:
+        folder = self._folder(final.parent)
+        try:
+            fd = os.open(final.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+        except OSError:
+            return False
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                return handle.read(len(data) + 1) == data
+        except OSError:
+            return False
 
     def commit(self) -> tuple[Path, ...]:
         """Flush and fsync every staged file, rename each into place, fsync the folders.
@@ -73,8 +93,9 @@ class AtomicFiles:
                 os.fsync(fd)
         except OSError as exc:
             raise DestinationError(f"cannot write {exc.filename}: {exc.strerror}") from exc
-        written = tuple(final for _, _, final, _ in self._staged)
+        written = tuple(final for _, _, final, _ in self._staged) + tuple(self._kept)
         self._staged.clear()
+        self._kept.clear()
         self._close_dirs()
         return written
 
@@ -86,6 +107,7 @@ class AtomicFiles:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=folder)
         self._staged.clear()
+        self._kept.clear()
         self._close_dirs()
 
     def __enter__(self) -> AtomicFiles:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -533,6 +534,29 @@ def test_only_the_folders_whose_entries_changed_are_fsynced(
     synced.clear()
     apply(tmp_path, conn, change(mics_settings(), mics_settings(), Action.ADD), ADDS)
     assert synced == [MICS + "/datamart-1509"]
+
+
+def test_the_import_body_another_destination_wrote_is_kept_and_listed(tmp_path: Path) -> None:
+    """Destinations of one datamart share document_import.json: the second one finds the
+    same bytes there and lists the file without writing it again (no new inode)."""
+    conn = connection(Platform.MEDIARITHMICS)
+    first = apply(tmp_path, conn, change(None, mics_settings(), Action.CREATE), ADDS)
+    body = tmp_path / MICS / "datamart-1509" / "document_import.json"
+    written = body.stat()
+    other = replace(change(None, mics_settings(), Action.CREATE), address="other.dest")
+    second = apply(tmp_path, conn, other, ADDS)
+    assert body.stat().st_ino == written.st_ino
+    assert sorted(second.files) == sorted(
+        [f"{MICS}/datamart-1509/other.dest.ndjson", f"{MICS}/datamart-1509/document_import.json"]
+    )
+    assert sorted(first.files) == sorted(
+        [f"{MICS}/datamart-1509/{ADDRESS}.ndjson", f"{MICS}/datamart-1509/document_import.json"]
+    )
+    # A file there with other bytes is replaced, as before.
+    body.write_text("{}\n")
+    third = apply(tmp_path, conn, other, ADDS)
+    assert json.loads(body.read_text())["document_type"] == "USER_SEGMENT"
+    assert f"{MICS}/datamart-1509/document_import.json" in third.files
 
 
 def test_unknown_row_operation_is_refused(tmp_path: Path) -> None:
