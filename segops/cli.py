@@ -28,7 +28,7 @@ from segops._fs import PRIVATE_DIR, remove_stale_scratch, scratch_name
 from segops._text import plural
 from segops.crash import report_crash
 from segops.errors import GuardError, SegopsError, UsageError
-from segops.ui.interrupt import cleanup, termination
+from segops.ui.interrupt import cleanup, interrupted, termination
 from segops.version import version as segops_version
 
 # Start-up stays light: `segops --version` and `--help` must answer in well under 0.15 s, so
@@ -155,7 +155,7 @@ class _Group(TyperGroup):
             terminated = termination()
             if terminated is not None:  # a library that turned a SIGTERM into its own error
                 sys.exit(terminated)
-            if _interrupted_already():  # a library that turned Ctrl-C into its own error
+            if interrupted():  # a library that turned Ctrl-C into its own error
                 typer.echo("Interrupted: nothing was changed.", err=True)
                 sys.exit(130)
             line = report_crash(exc, argv)
@@ -1187,13 +1187,6 @@ def _print_summary(results: tuple[ApplyResult, ...]) -> None:
     else:
         message = f"\nApply complete! {plural(done, 'destination')} applied."
         typer.echo(_painted(message, "summary"))
-
-
-def _interrupted_already() -> bool:
-    from segops.ui.interrupt import current
-
-    interrupts = current()
-    return interrupts is not None and interrupts.count > 0
 
 
 def main() -> None:

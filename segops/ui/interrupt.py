@@ -185,6 +185,12 @@ def install() -> Interrupts:
     return interrupts
 
 
+def interrupted() -> bool:
+    """Return whether a Ctrl-C came (a library may have turned it into its own error)."""
+    interrupts = current()
+    return interrupts is not None and interrupts.count > 0
+
+
 def termination() -> int | None:
     """Return the exit code a SIGTERM or SIGHUP asked for (128 + its number), if one came.
 
@@ -230,8 +236,8 @@ def cleanup(finish: Callable[[], None]) -> None:
     kept: `finish` then runs held, and the run ends after it.
     """
     ended: SystemExit | None = None
-    while True:
-        started = False
+    started = False
+    while not started:
         try:
             with signals_held():
                 started = True
@@ -239,9 +245,7 @@ def cleanup(finish: Callable[[], None]) -> None:
         except SystemExit as exc:
             if started:  # held back during `finish`, or raised by it: it ran
                 raise
-            ended = exc
-            continue
-        break
+            ended = exc  # handled before the hold: `finish` has not started
     if ended is not None:
         raise ended
 
